@@ -1,0 +1,116 @@
+"""The namespace's unit of state: one :class:`Entry` per name, groups and objects alike.
+
+An entry is a frozen value. Changing a name means making a new entry with a higher
+stamp; deleting it leaves a tombstone (``deleted=True``) so that the deletion can win a
+merge against an older version held by the twin.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import attrs
+
+from pairns.namespace.stamps import Stamp
+
+
+class Kind(enum.IntEnum):
+    """What a name denotes. The values are Pyro 3's ``list()`` codes."""
+
+    GROUP = 0
+    OBJECT = 1
+
+
+@attrs.frozen(slots=True)
+class Entry:
+    """One name in the namespace, or the tombstone of one.
+
+    ``meta`` is the user metadata (any JSON value); ``created``/``modified`` are wall
+    clock seconds and ``owner`` the id of the node that made the entry - together the
+    system metadata. ``uri`` is set for objects only.
+    """
+
+    name: str
+    kind: Kind
+    uri: str | None
+    meta: Any
+    created: float
+    modified: float
+    owner: str
+    stamp: Stamp
+    deleted: bool = False
+
+    @property
+    def is_group(self) -> bool:
+        """True for groups (live or deleted)."""
+        return self.kind is Kind.GROUP
+
+    def to_row(self) -> tuple[str, int, str | None, str, float, float, str, int, str, int]:
+        """The storage row: meta as JSON text, the stamp split in two columns."""
+        return (
+            self.name,
+            int(self.kind),
+            self.uri,
+            json.dumps(self.meta, separators=(",", ":")),
+            self.created,
+            self.modified,
+            self.owner,
+            self.stamp.hlc,
+            self.stamp.node,
+            1 if self.deleted else 0,
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...] | list[Any]) -> Entry:
+        """Build an entry from a row made by :meth:`to_row` (raises ``ValueError``)."""
+        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = row
+        return cls(
+            name=name,
+            kind=Kind(kind),
+            uri=uri,
+            meta=json.loads(meta),
+            created=float(created),
+            modified=float(modified),
+            owner=owner,
+            stamp=Stamp(int(hlc), node),
+            deleted=bool(deleted),
+        )
+
+    def to_wire(self) -> list[Any]:
+        """The JSON form used on the peer link and in dumps."""
+        return [
+            self.name,
+            int(self.kind),
+            self.uri,
+            self.meta,
+            self.created,
+            self.modified,
+            self.owner,
+            self.stamp.hlc,
+            self.stamp.node,
+            self.deleted,
+        ]
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Entry:
+        """Parse the JSON form made by :meth:`to_wire` (raises ``ValueError``)."""
+        if not isinstance(value, list) or len(value) != 10:
+            raise ValueError(f"invalid entry: {value!r}")
+        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = value
+        if not isinstance(name, str) or not isinstance(owner, str):
+            raise ValueError(f"invalid entry: {value!r}")
+        if uri is not None and not isinstance(uri, str):
+            raise ValueError(f"invalid entry uri: {value!r}")
+        return cls(
+            name=name,
+            kind=Kind(kind),
+            uri=uri,
+            meta=meta,
+            created=float(created),
+            modified=float(modified),
+            owner=owner,
+            stamp=Stamp.from_wire([hlc, node]),
+            deleted=bool(deleted),
+        )
