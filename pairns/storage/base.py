@@ -1,0 +1,350 @@
+"""The storage interface and the group commit both backends share.
+
+A :class:`Storage` keeps the namespace state of one node, compacted to one row per
+name (tombstones included), each row tagged with the local sequence number of the
+change that wrote it, plus a few small key/value strings of node metadata.
+
+:meth:`Storage.commit` returns only once the changes are durable. Concurrent callers
+share transactions (*group commit*): one committer task writes a batch; commits that
+arrive meanwhile queue up and all go together in the next transaction, so N
+concurrent writers cost far fewer than N syncs. Batches are written in arrival order,
+so a later change to a name overwrites an earlier one.
+
+Lifecycle (structured: the committer task lives in a nursery the caller's ``async
+with`` owns)::
+
+    async with open_storage(directory) as storage:   # directory=None: memory
+        loaded = await storage.open()
+        ...
+        await storage.commit([(seq, entry), ...])
+    # leaving the block waits for pending commits, then closes the backend
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import attrs
+import trio
+
+from pairns.errors import StorageError
+from pairns.namespace.entry import Entry
+
+__all__ = ["Loaded", "Storage", "StorageStatistics"]
+
+
+@attrs.frozen
+class Loaded:
+    """What :meth:`Storage.open` found.
+
+    ``rows`` holds ``(seq, entry)`` for every stored entry, tombstones included,
+    ordered by ``seq``. ``last_seq`` is the highest sequence number ever committed
+    (0 for a new store). ``kv`` is the node metadata written with
+    :meth:`Storage.set_kv`.
+    """
+
+    node_id: str
+    rows: list[tuple[int, Entry]]
+    last_seq: int
+    kv: dict[str, str]
+
+
+@attrs.frozen
+class StorageStatistics:
+    """Counters of the group commit, for tests, benchmarks and ``pairns-ctl status``.
+
+    ``commits`` counts the requests served (``commit`` and ``set_kv`` calls that
+    reached the committer), ``transactions`` the batches written, ``failed_transactions``
+    those that raised, ``changes`` the entry changes written, ``queued`` the requests
+    waiting now.
+    """
+
+    commits: int
+    transactions: int
+    failed_transactions: int
+    changes: int
+    queued: int
+
+
+def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Re-raise the only non-``Cancelled`` exception of *group* (else the group)."""
+    errors = [exc for exc in group.exceptions if not isinstance(exc, trio.Cancelled)]
+    if len(errors) > 1:
+        raise group
+    exc = errors[0] if errors else group.exceptions[0]
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context  # keep the original chain, not "during handling of group"
+        del exc, context
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@attrs.define(eq=False)
+class _Request:
+    """One caller's share of a batch; ``done`` is set once it is written or failed."""
+
+    changes: list[Any]
+    kv: dict[str, str] | None
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: str | None = None
+    cause: BaseException | None = None
+
+
+class Storage(abc.ABC):
+    """A node's durable (or, for :class:`MemoryStorage`, in-process) state.
+
+    The name service uses only :meth:`open`, :meth:`commit`, :meth:`set_kv`,
+    :meth:`get_kv`, :meth:`entries_since`, :attr:`last_seq` and :meth:`close`; a
+    backend provides the ``_backend_*`` hooks. Use :meth:`running` (or
+    :func:`pairns.storage.open_storage`) to run the committer task.
+    """
+
+    def __init__(self) -> None:
+        self._state = _State.NEW
+        self._queue: list[_Request] = []
+        self._in_flight: list[_Request] = []
+        self._wakeup = trio.Event()
+        self._committer_running = False
+        self._committer_done = trio.Event()
+        self._closing = False
+        self._kv: dict[str, str] = {}
+        self._last_seq = 0
+        self._commits = 0
+        self._transactions = 0
+        self._failed_transactions = 0
+        self._changes = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Storage]:
+        """Run the committer task for the duration of the block, then :meth:`close`.
+
+        The caller still calls :meth:`open` inside the block (and gets the
+        :class:`Loaded` state from it). On exit, even by cancellation, pending
+        commits are finished (or failed, if the committer itself was cancelled) and
+        the backend is closed.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._run_committer)
+                try:
+                    yield self
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self.close()
+        except BaseExceptionGroup as group:
+            # The nursery is an implementation detail: an error raised in the caller's
+            # block comes out as itself, not wrapped in a group.
+            _raise_single(group)
+
+    async def open(self) -> Loaded:
+        """Open the backend and return everything it holds.
+
+        Raises :class:`StorageError` if the store cannot be used (in use by another
+        process, read-only, corrupt, newer schema, ...).
+        """
+        if self._state is not _State.NEW:
+            raise StorageError(f"storage is already {self._state.value}: {self.describe()}")
+        loaded = await self._backend_open()
+        self._kv = dict(loaded.kv)
+        self._last_seq = loaded.last_seq
+        self._state = _State.OPEN
+        return loaded
+
+    async def close(self) -> None:
+        """Wait for every pending commit, stop the committer and close the backend.
+
+        Idempotent. Commits made after ``close`` raise :class:`StorageError`.
+        """
+        self._closing = True
+        self._wakeup.set()
+        if self._committer_running:
+            await self._committer_done.wait()
+        previous, self._state = self._state, _State.CLOSED
+        if previous is not _State.CLOSED:
+            # Also after a failed or missing open(): releases whatever was acquired.
+            await self._backend_close()
+
+    # -------------------------------------------------------------------- writes
+
+    async def commit(self, changes: Sequence[tuple[int, Entry]]) -> None:
+        """Make ``(seq, entry)`` changes durable; return once they are.
+
+        Changes are applied in order (one row per name: a later change to a name
+        replaces the earlier one). An empty sequence returns at once. If the
+        transaction fails, every caller whose changes were in it gets
+        :class:`StorageError` and none of those changes are stored; the storage
+        stays usable. Like ``trio.to_thread.run_sync``, a commit is never abandoned:
+        a caller cancelled while waiting still waits until its batch is written (or
+        failed), so what the caller believes and what is on disk never diverge
+        silently.
+        """
+        if not changes:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._submit(_Request(self._prepare(changes), None))
+
+    async def set_kv(self, key: str, value: str) -> None:
+        """Durably store a small metadata string (it rides in the next transaction)."""
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("storage metadata keys and values must be str")
+        await self._submit(_Request([], {key: value}))
+
+    async def get_kv(self, key: str, default: str | None = None) -> str | None:
+        """The value last durably stored under *key*, or *default*."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        return self._kv.get(key, default)
+
+    async def _submit(self, request: _Request) -> None:
+        self._check_open()
+        self._queue.append(request)
+        self._wakeup.set()
+        with trio.CancelScope(shield=True):
+            await request.done.wait()
+        if request.error is not None:
+            raise StorageError(request.error) from request.cause
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN or self._closing:
+            state = "closed" if self._closing or self._state is _State.CLOSED else "not open"
+            raise StorageError(f"storage is {state}: {self.describe()}")
+        if not self._committer_running:
+            raise StorageError(
+                f"storage has no committer running (use open_storage()): {self.describe()}"
+            )
+
+    async def _run_committer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._committer_running = True
+        task_status.started()
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                self._in_flight = batch
+                await self._write_batch(batch)
+                self._in_flight = []
+        finally:
+            self._committer_running = False
+            # Reached on close, on cancellation and on a crash: nobody may wait forever.
+            for request in [*self._in_flight, *self._queue]:
+                if not request.done.is_set():
+                    request.error = (
+                        f"storage closed before the change was written: {self.describe()}"
+                    )
+                    request.done.set()
+            self._in_flight = []
+            self._queue = []
+            self._committer_done.set()
+
+    async def _write_batch(self, batch: list[_Request]) -> None:
+        changes: list[Any] = []
+        kv: dict[str, str] = {}
+        for request in batch:
+            changes.extend(request.changes)
+            if request.kv:
+                kv.update(request.kv)
+        try:
+            last_seq = await self._backend_write(changes, kv)
+        except StorageError as exc:
+            self._commits += len(batch)
+            self._transactions += 1
+            self._failed_transactions += 1
+            for request in batch:
+                request.error = str(exc)
+                request.cause = exc.__cause__
+                request.done.set()
+            return
+        self._commits += len(batch)
+        self._transactions += 1
+        self._changes += len(changes)
+        self._kv.update(kv)
+        self._last_seq = max(self._last_seq, last_seq)
+        for request in batch:
+            request.done.set()
+
+    # --------------------------------------------------------------------- reads
+
+    async def entries_since(self, seq: int, *, limit: int | None = None) -> list[tuple[int, Entry]]:
+        """Durably stored ``(seq, entry)`` rows with a sequence number above *seq*.
+
+        Ordered by ``seq``; at most *limit* rows if given (page with the last seq
+        returned). ``entries_since(0)`` is a full snapshot, tombstones included.
+        """
+        self._check_open()
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        return await self._backend_entries_since(seq, limit)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest sequence number durably committed so far."""
+        return self._last_seq
+
+    def statistics(self) -> StorageStatistics:
+        """Counters of the group commit so far."""
+        return StorageStatistics(
+            commits=self._commits,
+            transactions=self._transactions,
+            failed_transactions=self._failed_transactions,
+            changes=self._changes,
+            queued=len(self._queue),
+        )
+
+    # ------------------------------------------------------------ backend hooks
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """A short human-readable name of the store (a path, or ``memory``)."""
+
+    def _prepare(self, changes: Sequence[tuple[int, Entry]]) -> list[Any]:
+        """Check and convert one caller's changes, in the caller's task.
+
+        Runs before the changes join a batch, so bad input fails its own caller
+        with ``TypeError``/``ValueError`` instead of the whole batch.
+        """
+        out = []
+        for seq, entry in changes:
+            if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
+                raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
+            out.append((seq, entry))
+        return out
+
+    @abc.abstractmethod
+    async def _backend_open(self) -> Loaded:
+        """Open the store and load it."""
+
+    @abc.abstractmethod
+    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
+        """Write one batch (prepared changes in order, then kv) atomically.
+
+        Returns the highest seq in the batch (0 if none); raises :class:`StorageError`
+        (with the backend's exception as ``__cause__``) if nothing was written.
+        """
+
+    @abc.abstractmethod
+    async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
+        """Rows above *seq*, ordered by seq."""
+
+    @abc.abstractmethod
+    async def _backend_close(self) -> None:
+        """Release everything ``_backend_open`` acquired (also after a failed open)."""

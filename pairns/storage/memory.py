@@ -1,0 +1,83 @@
+"""The in-memory backend: nothing outlives the process.
+
+Used when the node runs without a data directory, and by tests. A
+:class:`MemoryVolume` plays the part of the disk: by default each storage gets a fresh
+one (so a fresh node id), but a test may hand the same volume to a second storage to
+simulate a node restart within one process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import attrs
+import trio
+
+from pairns.namespace.entry import Entry
+from pairns.storage.base import Loaded, Storage
+
+__all__ = ["MemoryStorage", "MemoryVolume"]
+
+
+def new_node_id() -> str:
+    """A fresh node id: 16 hex digits of a random UUID."""
+    return uuid.uuid4().hex[:16]
+
+
+@attrs.define(eq=False)
+class MemoryVolume:
+    """What a :class:`MemoryStorage` keeps: one ``(seq, entry)`` per name, and kv."""
+
+    node_id: str = attrs.field(factory=new_node_id)
+    entries: dict[str, tuple[int, Entry]] = attrs.field(factory=dict)
+    kv: dict[str, str] = attrs.field(factory=dict)
+    last_seq: int = 0
+
+
+class MemoryStorage(Storage):
+    """Storage that keeps everything in a :class:`MemoryVolume` (no disk)."""
+
+    def __init__(self, volume: MemoryVolume | None = None) -> None:
+        super().__init__()
+        self.volume = volume if volume is not None else MemoryVolume()
+
+    def describe(self) -> str:
+        """Always ``"memory"``."""
+        return "memory"
+
+    async def _backend_open(self) -> Loaded:
+        await trio.lowlevel.checkpoint()
+        volume = self.volume
+        rows = sorted(volume.entries.values(), key=_seq_of)
+        return Loaded(
+            node_id=volume.node_id, rows=rows, last_seq=volume.last_seq, kv=dict(volume.kv)
+        )
+
+    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
+        # A checkpoint stands in for the disk write, so that commits arriving "during"
+        # it queue up exactly as they do with a real backend.
+        await trio.lowlevel.checkpoint()
+        volume = self.volume
+        entries = volume.entries
+        last = 0
+        for seq, entry in changes:
+            entries[entry.name] = (seq, entry)
+            if seq > last:
+                last = seq
+        volume.kv.update(kv)
+        if last > volume.last_seq:
+            volume.last_seq = last
+        return last
+
+    async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
+        await trio.lowlevel.checkpoint()
+        rows = sorted((row for row in self.volume.entries.values() if row[0] > seq), key=_seq_of)
+        return rows if limit is None else rows[:limit]
+
+    async def _backend_close(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _seq_of(row: tuple[int, Entry]) -> int:
+    return row[0]

@@ -1,0 +1,456 @@
+"""The persistent backend: one SQLite database per data directory.
+
+``<dir>/pairns.sqlite3`` in WAL mode with ``synchronous=FULL``: a transaction is on
+disk (WAL fsynced) when ``COMMIT`` returns, so an acknowledged change survives a
+crash of the process or the machine. The state is the log compacted to one row per
+name; the ``seq`` column (indexed) answers :meth:`Storage.entries_since` from disk.
+
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, ``PRAGMA application_id`` =
+:data:`APPLICATION_ID` so that another program's database is never mistaken for
+ours or rewritten)::
+
+    entries(name PK, seq, kind, uri, meta, created, modified, owner, hlc, node, deleted)
+    node(key PK, value)     -- node_id, last_seq, opened
+    kv(key PK, value)       -- Storage.set_kv
+
+``hlc`` is stored as decimal TEXT: a hybrid-clock value (microseconds << 16) is
+larger than SQLite's signed 64-bit INTEGER, and an INTEGER column would silently turn
+it into a lossy REAL.
+
+Threads: every blocking call runs via ``trio.to_thread.run_sync`` with the default
+``abandon_on_cancel=False``, so a commit is never abandoned half-way. There is one
+write connection, opened with ``check_same_thread=False``: only the committer task
+uses it, and it awaits each call before making the next, so at most one worker
+thread touches it at a time; a dedicated thread would give the same guarantee at the
+cost of a hand-made queue and wake-up protocol. Reads (``entries_since``, integrity
+checks) use a second, query-only connection, serialised by a ``trio.Lock``; in WAL
+mode it reads the last committed state without ever blocking the writer.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import trio
+
+from pairns.errors import StorageError
+from pairns.namespace.entry import Entry
+from pairns.storage.base import Loaded, Storage
+from pairns.storage.lock import DirectoryLock, os_reason
+from pairns.storage.memory import new_node_id
+
+__all__ = [
+    "APPLICATION_ID",
+    "DB_NAME",
+    "RESTORE_HINT",
+    "SCHEMA_VERSION",
+    "SqliteStorage",
+    "integrity_check",
+]
+
+DB_NAME = "pairns.sqlite3"
+#: Bumped on every incompatible change of the tables below. A file with a higher
+#: version was written by a newer pairns and is refused, never rewritten.
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id``: ASCII "pNS1".
+APPLICATION_ID = 0x704E5331
+RESTORE_HINT = "move the file away and load a dump with `pairns-ctl load FILE`"
+
+#: 16 MiB of page cache (negative = KiB): the entries b-tree of 100,000 names
+#: (~18 MB) mostly stays cached, so replacing a row rarely reads from disk.
+_CACHE_KIB = 16 * 1024
+
+_BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = (
+    """CREATE TABLE entries (
+        name TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        uri TEXT,
+        meta TEXT NOT NULL,
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        owner TEXT NOT NULL,
+        hlc TEXT NOT NULL,
+        node TEXT NOT NULL,
+        deleted INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX entries_by_seq ON entries (seq)",
+    "CREATE TABLE node (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
+)
+_COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
+_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_SELECT = f"SELECT {_COLUMNS} FROM entries"
+
+#: A prepared change: the row in ``_COLUMNS`` order.
+_Row = tuple[int, str, int, "str | None", str, float, float, str, str, str, int]
+
+
+def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit).
+
+    A module-level function so that tests can substitute one that opens the file
+    read-only (``mode=ro``) to exercise the read-only path as root.
+    """
+    if read_only:
+        return sqlite3.connect(
+            f"file:{quote(path)}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def _classify(exc: sqlite3.Error) -> tuple[str, bool]:
+    """A short label for an SQLite error, and whether it means a corrupt file."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    text = str(exc).lower()
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or (
+        "malformed" in text or "not a database" in text
+    ):
+        return "corrupt", True
+    if name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return "read-only", False
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return "disk full", False
+    if name.startswith("SQLITE_IOERR") or "i/o error" in text:
+        return "I/O error", False
+    if name.startswith(("SQLITE_PERM", "SQLITE_AUTH")):
+        return "permission denied", False
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return "cannot open", False
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return "locked", False
+    return "database error", False
+
+
+def _error(action: str, exc: sqlite3.Error, path: str) -> StorageError:
+    label, corrupt = _classify(exc)
+    message = f"{action} ({label}: {exc}): {path}"
+    if corrupt:
+        message += f"; {RESTORE_HINT}"
+    return StorageError(message)
+
+
+class _Database:
+    """The blocking half: every method runs in a worker thread, one at a time."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, DB_NAME)
+        self._lock = DirectoryLock(directory)
+        self._conn: Any = None  # sqlite3.Connection; Any so tests may wrap it
+        self._reader: sqlite3.Connection | None = None
+        self._last_seq = 0
+
+    # ---------------------------------------------------------------- opening
+
+    def open(self) -> Loaded:
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise StorageError(f"storage path is not a directory: {self.directory}")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create storage directory ({os_reason(exc)}): {self.directory}"
+            ) from exc
+        self._lock.acquire()
+        try:
+            return self._open_locked()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self) -> Loaded:
+        created = False
+        try:
+            self._conn = conn = _connect(self.path)
+            # Only an offline reader (a pairns-ctl check, its WAL recovery) can hold a
+            # lock, briefly; wait for it rather than fail.
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            created = self._check_schema(conn)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"cannot switch the database to WAL mode ({mode}): {self.path}")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            if created:
+                self._create_schema(conn)
+                _fsync_directory(self.directory, self.path)
+            else:
+                problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if problem != "ok":
+                    raise StorageError(
+                        f"database file is corrupt ({problem}): {self.path}; {RESTORE_HINT}"
+                    )
+            # A write at every open: a read-only file or directory fails here, at
+            # start, rather than on the first client's change.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT OR REPLACE INTO node (key, value) VALUES ('opened', ?)",
+                (json.dumps({"pid": os.getpid(), "time": time.time()}),),
+            )
+            conn.execute("COMMIT")
+            loaded = self._load(conn)
+            self._reader = _connect(self.path)
+            self._reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise _error("cannot open database", exc, self.path) from exc
+        except ValueError as exc:  # Entry.from_row on a row that is not an entry
+            raise StorageError(
+                f"database file holds an invalid entry ({exc}): {self.path}; {RESTORE_HINT}"
+            ) from exc
+        return loaded
+
+    def _check_schema(self, conn: sqlite3.Connection) -> bool:
+        """Refuse files that are not (or not yet) ours; True if the file is new.
+
+        Only reads: nothing is written to a file before it is known to be ours.
+        """
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and version == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            if tables == 0:
+                return True
+        if app_id != APPLICATION_ID:
+            raise StorageError(
+                f"not a pairns database (application_id {app_id:#x}): {self.path}; {RESTORE_HINT}"
+            )
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"database schema version {version} is newer than this pairns supports "
+                f"({SCHEMA_VERSION}); upgrade pairns, or {RESTORE_HINT}: {self.path}"
+            )
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"unknown database schema version {version} (expected {SCHEMA_VERSION}): "
+                f"{self.path}; {RESTORE_HINT}"
+            )
+        return False
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO node (key, value) VALUES (?, ?)",
+                [("node_id", new_node_id()), ("last_seq", 0)],
+            )
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _load(self, conn: sqlite3.Connection) -> Loaded:
+        node = dict(conn.execute("SELECT key, value FROM node").fetchall())
+        node_id = node.get("node_id")
+        if not isinstance(node_id, str) or not node_id:
+            raise StorageError(f"database has no node id: {self.path}; {RESTORE_HINT}")
+        kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
+        from_row = Entry.from_row
+        # Building ~a million objects at once triggers repeated full collections that
+        # find nothing to free; pausing the collector cuts open() of 100,000 entries
+        # by about a third. (Process-wide, but only for this bulk load.)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rows = [(row[0], from_row(row[1:])) for row in conn.execute(_SELECT).fetchall()]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        rows.sort(key=_seq_of)
+        last_seq = max(int(node.get("last_seq", 0)), rows[-1][0] if rows else 0)
+        self._last_seq = last_seq
+        return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv)
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, rows: list[_Row], kv: dict[str, str]) -> int:
+        """Write one batch in one transaction; return its highest seq."""
+        conn = self._conn
+        last = max((row[0] for row in rows), default=0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                conn.executemany(_INSERT, rows)
+            if kv:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items())
+                )
+            if last > self._last_seq:
+                conn.execute("UPDATE node SET value = ? WHERE key = 'last_seq'", (last,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _error("commit failed, changes not written", exc, self.path) from exc
+        if last > self._last_seq:
+            self._last_seq = last
+        return last
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (e.g. after SQLITE_FULL); a failing
+        # rollback must not hide the error that caused it.
+        try:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    # ---------------------------------------------------------------- reading
+
+    def read_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
+        reader = self._reader
+        assert reader is not None
+        query = f"{_SELECT} WHERE seq > ? ORDER BY seq"
+        params: tuple[int, ...] = (seq,)
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (seq, limit)
+        try:
+            result = reader.execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _error("cannot read database", exc, self.path) from exc
+        from_row = Entry.from_row
+        return [(row[0], from_row(row[1:])) for row in result]
+
+    def integrity_check(self) -> list[str]:
+        reader = self._reader
+        assert reader is not None
+        try:
+            return _problems(reader.execute("PRAGMA integrity_check").fetchall())
+        except sqlite3.Error as exc:
+            _label, corrupt = _classify(exc)
+            if corrupt:
+                return [str(exc)]
+            raise _error("cannot check database", exc, self.path) from exc
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Close both connections (the last one checkpoints the WAL), then unlock."""
+        try:
+            for conn in (self._reader, self._conn):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
+        finally:
+            self._reader = None
+            self._conn = None
+            self._lock.release()
+
+
+class SqliteStorage(Storage):
+    """Durable storage in ``<directory>/pairns.sqlite3`` (see the module docstring).
+
+    Only one process at a time may open a directory: a second one gets
+    ``StorageError("database in use by pid N: <dir>")``.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = os.path.abspath(os.fspath(directory))
+        self._db = _Database(self.directory)
+        self._read_lock = trio.Lock()
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._db.path
+
+    def describe(self) -> str:
+        """The database file's path."""
+        return self._db.path
+
+    def _prepare(self, changes: Sequence[tuple[int, Entry]]) -> list[Any]:
+        rows: list[_Row] = []
+        for seq, entry in changes:
+            if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
+                raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
+            name, kind, uri, meta, created, modified, owner, hlc, node, deleted = entry.to_row()
+            rows.append(
+                (seq, name, kind, uri, meta, created, modified, owner, str(hlc), node, deleted)
+            )
+        return rows
+
+    async def _backend_open(self) -> Loaded:
+        return await trio.to_thread.run_sync(self._db.open)
+
+    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
+        return await trio.to_thread.run_sync(self._db.write, changes, kv)
+
+    async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
+        async with self._read_lock:
+            return await trio.to_thread.run_sync(self._db.read_since, seq, limit)
+
+    async def _backend_close(self) -> None:
+        async with self._read_lock:
+            await trio.to_thread.run_sync(self._db.close)
+
+    async def integrity_check(self) -> list[str]:
+        """Run ``PRAGMA integrity_check`` on the open database; ``[]`` means healthy."""
+        self._check_open()
+        async with self._read_lock:
+            return await trio.to_thread.run_sync(self._db.integrity_check)
+
+
+def integrity_check(directory: str | os.PathLike[str]) -> list[str]:
+    """Check the database in *directory* without opening it for writing (blocking).
+
+    For ``pairns-ctl`` and tests: returns the problems ``PRAGMA integrity_check``
+    reports (``[]`` means healthy; a file that is not a database is one problem).
+    Safe while a node has the directory open (WAL readers never block the writer).
+    Raises :class:`StorageError` if the file cannot be opened at all.
+    """
+    path = os.path.join(os.path.abspath(os.fspath(directory)), DB_NAME)
+    if not os.path.isfile(path):
+        raise StorageError(f"no database file: {path}")
+    try:
+        conn = _connect(path, read_only=True)
+    except sqlite3.Error as exc:
+        raise _error("cannot open database", exc, path) from exc
+    try:
+        return _problems(conn.execute("PRAGMA integrity_check").fetchall())
+    except sqlite3.Error as exc:
+        _label, corrupt = _classify(exc)
+        if corrupt:
+            return [str(exc)]
+        raise _error("cannot check database", exc, path) from exc
+    finally:
+        conn.close()
+
+
+def _problems(result: list[tuple[Any, ...]]) -> list[str]:
+    messages = [str(row[0]) for row in result]
+    return [] if messages == ["ok"] else messages
+
+
+def _fsync_directory(directory: str, path: str) -> None:
+    """Make a new file's directory entry durable (SQLite syncs the file, not the dir)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot sync storage directory ({os_reason(exc)}): {path}") from exc
+
+
+def _seq_of(row: tuple[int, Entry]) -> int:
+    return row[0]

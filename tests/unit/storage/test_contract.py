@@ -1,0 +1,300 @@
+"""The storage contract: every backend passes every test here (see conftest.backend)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pairns.errors import StorageError
+from pairns.namespace.entry import Kind
+from pairns.storage import MemoryStorage, SqliteStorage, open_storage
+
+from ._helpers import Backend, entry
+
+
+async def test_open_empty(backend: Backend) -> None:
+    async with backend.opened() as (storage, loaded):
+        assert re.fullmatch(r"[0-9a-f]{16}", loaded.node_id)
+        assert loaded.rows == []
+        assert loaded.last_seq == 0
+        assert loaded.kv == {}
+        assert storage.last_seq == 0
+        assert await storage.entries_since(0) == []
+
+
+async def test_reopen_sees_everything_including_tombstones_and_kv(backend: Backend) -> None:
+    group = entry(":Default", 1, kind=Kind.GROUP)
+    obj = entry(":Default.obj", 2, meta={"nested": [1, "two", None]})
+    tomb = entry(":Default.gone", 3, deleted=True)
+    async with backend.opened() as (storage, first):
+        await storage.commit([(1, group), (2, obj)])
+        await storage.commit([(3, tomb)])
+        await storage.set_kv("peer:abc", "17")
+        assert storage.last_seq == 3
+    async with backend.opened() as (storage, loaded):
+        assert loaded.node_id == first.node_id
+        assert loaded.rows == [(1, group), (2, obj), (3, tomb)]
+        assert loaded.rows[2][1].deleted
+        assert loaded.last_seq == 3
+        assert loaded.kv == {"peer:abc": "17"}
+        assert await storage.get_kv("peer:abc") == "17"
+
+
+async def test_later_seq_overwrites_the_name(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 1))])
+        await storage.commit([(3, entry(":a", 2))])
+        # Within one call, too: order is preserved and the last change wins.
+        await storage.commit([(4, entry(":c", 1)), (5, entry(":c", 2, deleted=True))])
+    async with backend.opened() as (storage, loaded):
+        assert loaded.rows == [
+            (2, entry(":b", 1)),
+            (3, entry(":a", 2)),
+            (5, entry(":c", 2, deleted=True)),
+        ]
+        assert loaded.last_seq == 5
+
+
+async def test_entries_since_is_ordered_by_seq_and_pages(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        # Names in an order unrelated to their seqs.
+        await storage.commit([(seq, entry(f":n{100 - seq}", seq)) for seq in range(1, 21)])
+        await storage.commit([(21, entry(":n95", 21, deleted=True))])  # seq 5's name again
+        everything = await storage.entries_since(0)
+        assert [seq for seq, _ in everything] == [*range(1, 5), *range(6, 22)]
+        assert everything[-1][1].deleted
+        assert [seq for seq, _ in await storage.entries_since(17)] == [18, 19, 20, 21]
+        assert await storage.entries_since(21) == []
+        pages, since = [], 0
+        while page := await storage.entries_since(since, limit=6):
+            pages.append(page)
+            since = page[-1][0]
+        assert [len(p) for p in pages] == [6, 6, 6, 2]
+        assert [row for page in pages for row in page] == everything
+        with pytest.raises(ValueError):
+            await storage.entries_since(0, limit=-1)
+
+
+async def test_concurrent_commits_from_50_tasks_are_all_durable(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+
+        async def writer(task: int) -> None:
+            for i in range(3):
+                seq = task * 3 + i + 1
+                await storage.commit([(seq, entry(f":t{task}.{i}", seq))])
+
+        async with trio.open_nursery() as nursery:
+            for task in range(50):
+                nursery.start_soon(writer, task)
+        stats = storage.statistics()
+        assert stats.commits == 150
+        assert stats.changes == 150
+    async with backend.opened() as (_, loaded):
+        assert [seq for seq, _ in loaded.rows] == list(range(1, 151))
+        assert loaded.last_seq == 150
+
+
+async def test_entries_since_while_commits_run(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        done = trio.Event()
+
+        async def writers() -> None:
+            async with trio.open_nursery() as nursery:
+                for seq in range(1, 101):
+                    nursery.start_soon(storage.commit, [(seq, entry(f":w{seq}", seq))])
+            done.set()
+
+        async def reader() -> None:
+            while not done.is_set():
+                seqs = [seq for seq, _ in await storage.entries_since(0)]
+                assert seqs == sorted(set(seqs))
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writers)
+            for _ in range(4):
+                nursery.start_soon(reader)
+        assert [seq for seq, _ in await storage.entries_since(0)] == list(range(1, 101))
+
+
+async def test_group_commit_shares_transactions(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        before = storage.statistics()
+        async with trio.open_nursery() as nursery:
+            for i in range(16):
+                nursery.start_soon(storage.commit, [(i + 1, entry(f":g{i}", i))])
+        stats = storage.statistics()
+        assert stats.commits - before.commits == 16
+        assert stats.transactions - before.transactions < 16
+        assert stats.failed_transactions == 0
+
+
+async def test_empty_commit_returns_without_a_transaction(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([])
+        assert storage.statistics().transactions == 0
+
+
+async def test_kv_set_get_and_overwrite(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        assert await storage.get_kv("k") is None
+        assert await storage.get_kv("k", "default") == "default"
+        await storage.set_kv("k", "1")
+        await storage.set_kv("k", "2")
+        await storage.set_kv("other", "")
+        assert await storage.get_kv("k") == "2"
+        with pytest.raises(TypeError):
+            await storage.set_kv("k", 3)  # type: ignore[arg-type]
+    async with backend.opened() as (storage, loaded):
+        assert loaded.kv == {"k": "2", "other": ""}
+
+
+async def test_a_bad_change_fails_only_its_own_caller(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        with pytest.raises(TypeError):
+            await storage.commit([(1, "not an entry")])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            await storage.commit([(0, entry(":zero"))])
+        await storage.commit([(1, entry(":good", 1))])
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1]
+
+
+async def test_commit_after_close_raises(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":a"))])
+        await storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            await storage.commit([(2, entry(":b"))])
+        with pytest.raises(StorageError, match="closed"):
+            await storage.set_kv("k", "v")
+        with pytest.raises(StorageError, match="closed"):
+            await storage.entries_since(0)
+        await storage.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        await storage.commit([(2, entry(":b"))])
+
+
+async def test_commit_before_open_and_double_open_raise(backend: Backend) -> None:
+    async with backend.create().running() as storage:
+        with pytest.raises(StorageError, match="not open"):
+            await storage.commit([(1, entry(":a"))])
+        await storage.open()
+        with pytest.raises(StorageError, match="already open"):
+            await storage.open()
+
+
+async def test_commit_without_running_committer_raises(backend: Backend) -> None:
+    storage = backend.create()
+    await storage.open()
+    try:
+        with pytest.raises(StorageError, match="no committer running"):
+            await storage.commit([(1, entry(":a"))])
+    finally:
+        await storage.close()
+
+
+async def test_close_waits_for_queued_commits(backend: Backend) -> None:
+    async with backend.opened() as (storage, _), trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(storage.commit, [(i + 1, entry(f":q{i}", i))])
+        await trio.testing.wait_all_tasks_blocked()
+        await storage.close()
+    async with backend.opened() as (_, loaded):
+        assert len(loaded.rows) == 10
+
+
+async def test_cancelled_caller_still_waits_for_its_commit(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await storage.commit([(1, entry(":cancelled", 1))])
+            await trio.lowlevel.checkpoint()  # the cancellation lands here, not before
+        assert scope.cancelled_caught
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1]
+
+
+async def test_cancelling_the_storage_block_never_hangs_or_lies(backend: Backend) -> None:
+    acknowledged: list[int] = []
+    refused: list[int] = []
+    with trio.CancelScope() as outer:
+        async with backend.opened() as (storage, _), trio.open_nursery() as nursery:
+
+            async def writer(seq: int) -> None:
+                try:
+                    await storage.commit([(seq, entry(f":c{seq}", seq))])
+                except StorageError:
+                    refused.append(seq)
+                else:
+                    acknowledged.append(seq)
+
+            for seq in range(1, 16):
+                nursery.start_soon(writer, seq)
+            await trio.testing.wait_all_tasks_blocked()
+            # These queue up behind (or after) the first batch; the committer is
+            # cancelled before it can write them, so they must be refused.
+            for seq in range(16, 31):
+                nursery.start_soon(writer, seq)
+            outer.cancel()
+    assert len(acknowledged) + len(refused) == 30
+    assert set(range(16, 31)) <= set(refused)
+    async with backend.opened() as (_, loaded):
+        stored = {seq for seq, _ in loaded.rows}
+        assert set(acknowledged) <= stored
+
+
+async def test_open_storage_picks_the_backend_by_directory(tmp_path: Path) -> None:
+    async with open_storage(None) as storage:
+        assert isinstance(storage, MemoryStorage)
+        assert (await storage.open()).rows == []
+        assert storage.describe() == "memory"
+    async with open_storage(tmp_path) as storage:
+        assert isinstance(storage, SqliteStorage)
+        await storage.open()
+        assert storage.describe() == str(tmp_path / "pairns.sqlite3")
+
+
+# A random history of batches over a few names; the store must equal the model.
+_batches = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.booleans()),
+        min_size=1,
+        max_size=5,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=_batches, since=st.integers(min_value=0, max_value=45))
+async def test_store_matches_a_last_writer_wins_model(
+    kind: str, batches: list[list[tuple[str, bool]]], since: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = Backend(kind, Path(tmp) / "data")
+        model = {}
+        seq = 0
+        async with backend.opened() as (storage, _), trio.open_nursery() as nursery:
+            for batch in batches:
+                changes = []
+                for name, deleted in batch:
+                    seq += 1
+                    change = (seq, entry(f":{name}", seq, deleted=deleted))
+                    changes.append(change)
+                    model[f":{name}"] = change
+                # Concurrent callers, queued in order: order must still hold.
+                nursery.start_soon(storage.commit, changes)
+                await trio.testing.wait_all_tasks_blocked()
+        async with backend.opened() as (storage, loaded):
+            expected = sorted(model.values(), key=lambda row: row[0])
+            assert loaded.rows == expected
+            assert loaded.last_seq == seq
+            assert await storage.entries_since(since) == [r for r in expected if r[0] > since]

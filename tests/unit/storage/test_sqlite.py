@@ -1,0 +1,474 @@
+"""What only the SQLite backend does: files, locks, refusals, faults and crashes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from pairns.errors import StorageError
+from pairns.namespace.entry import Entry
+from pairns.storage import SqliteStorage, integrity_check, open_storage
+from pairns.storage import sqlite as sqlite_backend
+from pairns.storage.sqlite import APPLICATION_ID, DB_NAME, RESTORE_HINT, SCHEMA_VERSION
+
+from ._helpers import BASE_HLC, entry
+
+PYTHON = sys.executable
+REPO = Path(__file__).resolve().parents[3]
+
+
+async def _open_error(directory: Path) -> str:
+    """Open *directory*, expecting StorageError; return its message."""
+    with pytest.raises(StorageError) as info:
+        async with open_storage(directory) as storage:
+            await storage.open()
+    return str(info.value)
+
+
+async def _make_store(directory: Path, count: int = 10) -> None:
+    async with open_storage(directory) as storage:
+        await storage.open()
+        await storage.commit([(i + 1, entry(f":e{i}", i)) for i in range(count)])
+
+
+# ------------------------------------------------------------------- file layout
+
+
+async def test_creates_missing_directories_wal_and_full_sync(tmp_path: Path) -> None:
+    directory = tmp_path / "a" / "b"
+    async with open_storage(directory) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        assert storage.path == str(directory / DB_NAME)
+        conn = storage._db._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert (directory / "pairns.lock").read_text().strip() == str(os.getpid())
+        assert await storage.integrity_check() == []
+    assert integrity_check(directory) == []
+
+
+async def test_real_clock_stamps_beyond_int64_round_trip(tmp_path: Path) -> None:
+    assert BASE_HLC > 2**63  # what a hybrid clock makes today; SQLite INTEGER can't hold it
+    big = entry(":big", 2**40)
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        await storage.commit([(1, big)])
+        assert await storage.entries_since(0) == [(1, big)]
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert loaded.rows == [(1, big)]
+        assert loaded.rows[0][1].stamp.hlc == big.stamp.hlc
+
+
+async def test_error_in_the_block_is_not_wrapped_in_a_group(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        async with open_storage(tmp_path) as storage:
+            await storage.open()
+            raise KeyError("mine")
+
+
+# ---------------------------------------------------------------------- refusals
+
+
+async def test_newer_schema_version_is_refused_and_file_left_alone(tmp_path: Path) -> None:
+    await _make_store(tmp_path)
+    db = tmp_path / DB_NAME
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    before = db.read_bytes()
+    message = await _open_error(tmp_path)
+    assert f"schema version {SCHEMA_VERSION + 1} is newer" in message
+    assert str(db) in message
+    assert db.read_bytes() == before
+
+
+async def test_another_programs_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE recipes (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    message = await _open_error(tmp_path)
+    assert "not a pairns database" in message
+    assert db.read_bytes() == before
+
+
+async def test_random_bytes_file_is_reported_corrupt(tmp_path: Path) -> None:
+    db = tmp_path / DB_NAME
+    db.write_bytes(random.Random(1).randbytes(8192))
+    message = await _open_error(tmp_path)
+    assert message.startswith("cannot open database (corrupt: file is not a database)")
+    assert str(db) in message
+    assert RESTORE_HINT in message
+    assert integrity_check(tmp_path) == ["file is not a database"]
+
+
+async def test_truncated_database_is_reported_corrupt(tmp_path: Path) -> None:
+    await _make_store(tmp_path, count=3000)
+    db = tmp_path / DB_NAME
+    assert not (tmp_path / f"{DB_NAME}-wal").exists()  # clean close checkpointed
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+    message = await _open_error(tmp_path)
+    assert "corrupt" in message
+    assert str(db) in message
+    assert RESTORE_HINT in message
+    assert integrity_check(tmp_path) != []
+
+
+async def test_database_path_that_is_a_directory_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).mkdir()
+    message = await _open_error(tmp_path)
+    assert message.startswith("cannot open database (cannot open: unable to open database file)")
+    assert str(tmp_path / DB_NAME) in message
+
+
+async def test_storage_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("")
+    message = await _open_error(target)
+    assert "not a directory" in message
+    assert str(target) in message
+
+
+async def test_read_only_database_is_refused_at_open_simulated_with_mode_ro(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root ignores permission bits, so SQLite is told to open the file read-only
+    # (URI mode=ro): the open-time write probe then really hits SQLITE_READONLY.
+    await _make_store(tmp_path)
+    real_connect = sqlite_backend._connect
+    monkeypatch.setattr(
+        sqlite_backend, "_connect", lambda path, read_only=False: real_connect(path, read_only=True)
+    )
+    message = await _open_error(tmp_path)
+    assert message.startswith("cannot open database (read-only: attempt to write a readonly")
+    assert str(tmp_path / DB_NAME) in message
+
+
+# The child drops CAP_DAC_OVERRIDE when it runs as root, so that permission bits
+# apply to it exactly as they do to an ordinary user; then it opens the storage.
+_UNPRIVILEGED_OPEN = textwrap.dedent(
+    """
+    import ctypes, os, sys
+    if os.geteuid() == 0:
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+        class Data(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+        libc = ctypes.CDLL(None, use_errno=True)
+        header, data = Header(0x20080522, 0), (Data * 2)()
+        if libc.capget(ctypes.byref(header), data) != 0:
+            sys.exit(77)
+        data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.capset(ctypes.byref(header), data) != 0:
+            sys.exit(77)
+    import trio
+    from pairns.errors import StorageError
+    from pairns.storage import open_storage
+
+    async def main():
+        async with open_storage(sys.argv[1]) as storage:
+            await storage.open()
+
+    try:
+        trio.run(main)
+    except StorageError as exc:
+        print(exc)
+    else:
+        print("OPENED")
+    """
+)
+
+
+def _open_unprivileged(directory: Path) -> str:
+    result = subprocess.run(
+        [PYTHON, "-c", _UNPRIVILEGED_OPEN, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    if result.returncode == 77:
+        pytest.skip("cannot drop CAP_DAC_OVERRIDE here")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout.strip()
+
+
+async def test_unwritable_directory_and_file_are_refused_with_real_permissions(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o555)
+    existing = tmp_path / "existing"
+    await _make_store(existing)
+    (existing / DB_NAME).chmod(0o444)
+    try:
+        assert (
+            _open_unprivileged(fresh)
+            == f"cannot use storage directory (permission denied): {fresh}"
+        )
+        assert (
+            _open_unprivileged(fresh / "sub")
+            == f"cannot create storage directory (permission denied): {fresh / 'sub'}"
+        )
+        message = _open_unprivileged(existing)
+        assert message.startswith("cannot open database (read-only:")
+        assert str(existing / DB_NAME) in message
+    finally:
+        fresh.chmod(0o755)
+
+
+# -------------------------------------------------------------------------- lock
+
+_HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, trio
+    from pairns.storage import open_storage
+
+    async def main():
+        async with open_storage(sys.argv[1]) as storage:
+            await storage.open()
+            print("ready", flush=True)
+            await trio.to_thread.run_sync(sys.stdin.read)
+
+    trio.run(main)
+    """
+)
+
+
+async def test_second_process_gets_database_in_use_and_no_stale_lock_after_kill(
+    tmp_path: Path,
+) -> None:
+    child = subprocess.Popen(
+        [PYTHON, "-c", _HOLD_LOCK, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert child.stdout is not None
+        assert await trio.to_thread.run_sync(child.stdout.readline) == "ready\n"
+        message = await _open_error(tmp_path)
+        assert message == f"database in use by pid {child.pid}: {tmp_path}"
+    finally:
+        child.kill()
+        await trio.to_thread.run_sync(child.wait)
+    assert child.returncode == -signal.SIGKILL
+    async with open_storage(tmp_path) as storage:
+        await storage.open()  # the kernel dropped the flock with the process
+
+
+async def test_same_process_second_open_is_refused_and_close_releases(tmp_path: Path) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert await _open_error(tmp_path) == f"database in use by pid {os.getpid()}: {tmp_path}"
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+
+
+# ------------------------------------------------------------------------ faults
+
+
+class _FaultyConnection:
+    """Wraps the write connection; raises a chosen error on the next COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.fail_next_commit: Exception | None = None
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail_next_commit is not None:
+            error, self.fail_next_commit = self.fail_next_commit, None
+            raise error
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+async def _commit_all(storage: Any, batches: list[list[tuple[int, Entry]]]) -> list[str | None]:
+    """Commit *batches* concurrently; the error message (or None) of each."""
+    results: list[str | None] = [None] * len(batches)
+
+    async def one(i: int) -> None:
+        try:
+            await storage.commit(batches[i])
+        except StorageError as exc:
+            results[i] = str(exc)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(batches)):
+            nursery.start_soon(one, i)
+    return results
+
+
+async def test_disk_full_fails_every_caller_of_the_batch_then_recovers(tmp_path: Path) -> None:
+    # max_page_count makes SQLite itself report SQLITE_FULL, as on a full disk.
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        await storage.commit([(1, entry(":before", 1))])
+        conn = storage._db._conn
+        conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0]}")
+        doomed = [[(seq, entry(f":doomed{seq}", seq, meta="x" * 2000))] for seq in range(2, 10)]
+        results = await _commit_all(storage, doomed)
+        for message in results:
+            assert message is not None
+            assert message.startswith(
+                "commit failed, changes not written (disk full: database or disk is full)"
+            )
+            assert str(tmp_path / DB_NAME) in message
+        assert storage.statistics().failed_transactions >= 1
+        assert storage.last_seq == 1
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1]
+
+        conn.execute("PRAGMA max_page_count=1073741823")  # space is back
+        assert await _commit_all(storage, [[(10, entry(":after", 10))]]) == [None]
+        await storage.set_kv("still", "works")
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert [seq for seq, _ in loaded.rows] == [1, 10]
+        assert loaded.kv == {"still": "works"}
+        assert isinstance(storage, SqliteStorage)
+        assert await storage.integrity_check() == []
+
+
+async def test_io_error_at_commit_fails_the_batch_and_later_commits_succeed(
+    tmp_path: Path,
+) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        faulty = _FaultyConnection(storage._db._conn)
+        storage._db._conn = faulty
+        faulty.fail_next_commit = sqlite3.OperationalError("disk I/O error")
+        results = await _commit_all(storage, [[(seq, entry(f":x{seq}", seq))] for seq in (1, 2)])
+        assert all(m and "(I/O error: disk I/O error)" in m for m in results), results
+        assert not faulty.in_transaction  # rolled back
+        await storage.commit([(3, entry(":y", 3))])
+        faulty.fail_next_commit = sqlite3.OperationalError("database or disk is full")
+        with pytest.raises(StorageError, match="disk full") as info:
+            await storage.commit([(4, entry(":z", 4))])
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        await storage.commit([(5, entry(":w", 5))])
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert [seq for seq, _ in loaded.rows] == [3, 5]
+
+
+# --------------------------------------------------------------- speed (guard)
+
+
+async def test_open_of_100k_entries_stays_fast(tmp_path: Path) -> None:
+    """A regression guard with a loose bound; benchmarks/sqlite_commit.py has the figure."""
+    rows = []
+    for i in range(100_000):
+        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = entry(
+            f":Default.n{i}", i
+        ).to_row()
+        rows.append(
+            (i + 1, name, kind, uri, meta, created, modified, owner, str(hlc), node, deleted)
+        )
+    await _make_store(tmp_path, count=0)
+    conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany(sqlite_backend._INSERT, rows)
+    conn.execute("COMMIT")
+    conn.close()
+    async with open_storage(tmp_path) as storage:
+        start = time.perf_counter()
+        loaded = await storage.open()
+        elapsed = time.perf_counter() - start
+    assert len(loaded.rows) == 100_000
+    assert loaded.last_seq == 100_000
+    assert elapsed < 5.0, f"open() of 100,000 entries took {elapsed:.2f} s"
+
+
+# ------------------------------------------------------------------------ crash
+
+_CRASH_WRITER = textwrap.dedent(
+    """
+    import os, sys, trio
+    from pairns.storage import open_storage
+    from tests.unit.storage._helpers import entry
+
+    async def main():
+        async with open_storage(sys.argv[1]) as storage:
+            loaded = await storage.open()
+            counter = [loaded.last_seq]
+
+            async def writer():
+                while counter[0] < 1_000_000:
+                    counter[0] += 1
+                    seq = counter[0]
+                    await storage.commit([(seq, entry(f":crash{seq}", seq))])
+                    os.write(1, b"%d\\n" % seq)  # acknowledged: durable now
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(8):
+                    nursery.start_soon(writer)
+
+    trio.run(main)
+    """
+)
+
+
+def test_every_acknowledged_commit_survives_sigkill(tmp_path: Path) -> None:
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    acknowledged: set[int] = set()
+    for _ in range(3):
+        child = subprocess.Popen(
+            [PYTHON, "-c", _CRASH_WRITER, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
+        assert child.stdout is not None
+        kill_after = rng.randrange(1, 400)
+        deadline = time.monotonic() + 20
+        seen = 0
+        try:
+            while seen < kill_after and time.monotonic() < deadline:
+                line = child.stdout.readline()
+                if not line:
+                    break
+                acknowledged.add(int(line))
+                seen += 1
+        finally:
+            child.send_signal(signal.SIGKILL)
+            rest = child.stdout.read()  # printed before the kill: acknowledged too
+            child.wait()
+        acknowledged.update(int(line) for line in rest.split())
+        assert child.returncode == -signal.SIGKILL, f"seed={seed}"
+        assert seen == kill_after, f"writer stopped early (seed={seed})"
+
+        async def check() -> set[int]:
+            async with open_storage(tmp_path) as storage:
+                loaded = await storage.open()
+                assert isinstance(storage, SqliteStorage)
+                assert await storage.integrity_check() == []
+                return {seq for seq, _ in loaded.rows}
+
+        stored = trio.run(check)
+        missing = acknowledged - stored
+        assert not missing, f"acknowledged but lost: {sorted(missing)[:10]} (seed={seed})"
+    assert integrity_check(tmp_path) == []
