@@ -22,12 +22,34 @@ COUNTER_BITS = 16
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
 
 
-@attrs.frozen(order=True, slots=True)
+@attrs.frozen(order=False, slots=True)
 class Stamp:
     """A change's version: ``(hlc, node)``, compared in that order."""
 
     hlc: int
     node: str
+
+    # Hand-written ordering: merges and visibility checks compare stamps in tight loops,
+    # and attrs' generated methods build two tuples per comparison.
+    def __lt__(self, other: Stamp) -> bool:
+        if other.__class__ is not Stamp:
+            return NotImplemented
+        return self.hlc < other.hlc or (self.hlc == other.hlc and self.node < other.node)
+
+    def __le__(self, other: Stamp) -> bool:
+        if other.__class__ is not Stamp:
+            return NotImplemented
+        return self.hlc < other.hlc or (self.hlc == other.hlc and self.node <= other.node)
+
+    def __gt__(self, other: Stamp) -> bool:
+        if other.__class__ is not Stamp:
+            return NotImplemented
+        return self.hlc > other.hlc or (self.hlc == other.hlc and self.node > other.node)
+
+    def __ge__(self, other: Stamp) -> bool:
+        if other.__class__ is not Stamp:
+            return NotImplemented
+        return self.hlc > other.hlc or (self.hlc == other.hlc and self.node >= other.node)
 
     @property
     def wall_time(self) -> float:

@@ -1,0 +1,783 @@
+"""The namespace of one node: entries, derived visibility, Pyro 3 operations, merge.
+
+State
+-----
+:class:`Namespace` holds, per name, the one :class:`~pairns.namespace.entry.Entry` with
+the highest stamp it has seen: a group, an object or a tombstone. Entries never change;
+the containers around them do. Names given to every method are already absolute and
+valid (the service calls :func:`pairns.names.absolute` at the edge).
+
+Visibility is derived from the entries, never stored in them, by one rule that depends
+only on the set of entries (see ``docs/namespace-merge.md``):
+
+* The root ``":"`` is always a visible group.
+* A live entry (not a tombstone) is *self-visible* when every proper ancestor other than
+  the root has an entry, no ancestor's entry is a live object, and every ancestor whose
+  entry is a tombstone was deleted *before* this entry was written (tombstone stamp
+  lower than the entry's stamp).
+* A name is visible when it is self-visible or is an ancestor of a self-visible name.
+  A self-visible name shows its own kind; an ancestor shown only because of a
+  self-visible descendant is a group (a deleted group *revived* by a newer write under
+  it shows as a group with no metadata).
+
+So a group deletion hides what was written under it before the deletion (on this node
+or concurrently on the twin), a newer write under a deleted group brings the group path
+back, and children of a name that is now an object are hidden. Queries (``resolve``,
+``list``, ``flatlist``, metadata, ``entry_count``) and the validation of operations all
+read the same derived view, which is maintained incrementally: a resolve is one dict
+lookup.
+
+Operations and change sets
+--------------------------
+:meth:`Namespace.register`, :meth:`~Namespace.unregister`,
+:meth:`~Namespace.create_group`, :meth:`~Namespace.delete_group` and
+:meth:`~Namespace.set_meta` validate against the visible state, raise
+:class:`~pairns.errors.NamingError` with Pyro 3's wording and the offending name, and
+otherwise apply their change at once and return a :class:`ChangeSet`: the new entries
+(tombstones included), the local sequence number each got, and what each replaced. The
+change set is the unit of durability and replication::
+
+    changes = ns.register(name, uri)
+    try:
+        await storage.commit(changes.rows)
+    except StorageError:
+        ns.undo(changes)
+        raise
+
+:meth:`Namespace.undo` puts back the previous entries (with their sequence numbers). It
+is safe when several change sets are in flight: if a later change set already replaced
+one of the undone entries, that later change set is rewired to replace the older
+entry instead, so undoing in any order ends in the right state.
+
+A delete writes tombstones for every stored live descendant (each one a copy of the
+group's tombstone under the descendant's name), children first, so the twin never sees
+a group vanish while its children still stand. A local write that replaces a tombstone
+with a live entry (re-creating a group, setting metadata on a revived one) first
+tombstones the stored live descendants older than that tombstone in the same way, so
+what the deletion hid on this node does not come back with the name.
+
+Change feed
+-----------
+Every applied change - local operation or merged remote entry - gets the next local
+sequence number (:attr:`Namespace.last_seq`), and :meth:`Namespace.entries_since` lists
+``(seq, entry)`` of every name changed after a position, ordered by ``seq``, each name
+once with its current entry. An undo gives the restored entries their old numbers back
+(the twin never saw what was undone). :meth:`Namespace.load` rebuilds it all from storage.
+
+Merge and conflicts
+-------------------
+:meth:`Namespace.merge` keeps, per name, the entry with the higher stamp (equal stamps
+are the same change, merged once). That is commutative, associative and idempotent, and
+visibility is a function of the entries alone, so replicas that hold the same entries
+show the same namespace, whatever order they got them in. :meth:`Namespace.digest`
+(O(1) to read) is equal on two replicas exactly when they hold the same entries.
+
+A merge reports :class:`Conflict` values through :attr:`Namespace.on_conflict` (and
+counts them in :attr:`Namespace.conflict_count`):
+
+* ``"version"`` - a local entry lost to a different remote one written without
+  knowledge of it (versions that differ only in stamp and times are not reported).
+  Knowledge is tracked per name as ``seen``: the highest stamp from another node the
+  version's history includes; pass it to :meth:`~Namespace.merge` (the sender reads it
+  with :meth:`~Namespace.seen_of` or from :attr:`ChangeSet.seen`). Without it no
+  version conflict can be told apart from a normal update, and none is reported.
+* ``"hidden"`` - a visible entry was hidden by a remote group deletion (or by its
+  parent becoming an object) that did not know about it.
+* ``"revived"`` - a deleted group came back because of a newer remote write under it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from pairns import names
+from pairns.errors import NamingError, URIError
+from pairns.namespace.changes import ChangeSet, Conflict
+from pairns.namespace.digest import DIGEST_MODULUS, entry_hash, format_digest
+from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.stamps import ZERO_STAMP, HybridClock, Stamp
+from pairns.namespace.visibility import View, depth, newer, parent_of, upper_ancestors
+from pairns.uri import URI
+
+__all__ = ["MAX_META_BYTES", "ChangeSet", "Conflict", "Namespace"]
+
+#: Largest user metadata accepted by ``set_meta``, as compact JSON (UTF-8 bytes). Pyro
+#: programs keep small descriptions there; 64 KiB leaves plenty of room while one name
+#: cannot bloat every snapshot, resync and wire frame.
+MAX_META_BYTES = 64 * 1024
+
+_ROOT = names.ROOT
+_GROUP = Kind.GROUP
+_OBJECT = Kind.OBJECT
+
+# Aliases for annotations inside Namespace, whose ``list`` method shadows the builtin.
+_Rows = list[tuple[int, Entry]]
+_Pairs = list[tuple[str, str]]
+_Page = tuple[list[dict[str, Any]], bool]
+
+
+@attrs.define(eq=False)
+class Namespace:
+    """The namespace state of one node (see the module docs).
+
+    ``Namespace(node_id, clock, default_group=":Default")``; call :meth:`load` with the
+    stored rows, then :meth:`bootstrap` to create the initial groups.
+    """
+
+    node_id: str
+    clock: HybridClock
+    default_group: str = attrs.field(default=names.DEFAULT_GROUP, kw_only=True)
+    #: Called with every :class:`Conflict` a merge finds.
+    on_conflict: Callable[[Conflict], None] | None = attrs.field(default=None, kw_only=True)
+    #: How many conflicts merges have found since start.
+    conflict_count: int = attrs.field(default=0, init=False)
+
+    # Stored state: the winning entry per name, its feed position and its knowledge.
+    _entries: dict[str, Entry] = attrs.field(init=False, repr=False, factory=dict)
+    _seq: dict[str, int] = attrs.field(init=False, repr=False, factory=dict)
+    _by_seq: dict[int, str] = attrs.field(init=False, repr=False, factory=dict)
+    _by_seq_sorted: bool = attrs.field(init=False, repr=False, default=True)
+    _last_seq: int = attrs.field(init=False, repr=False, default=0)
+    _seen: dict[str, Stamp] = attrs.field(init=False, repr=False, factory=dict)
+    _children: dict[str, set[str]] = attrs.field(init=False, repr=False, factory=dict)
+    _view: View = attrs.field(init=False, repr=False)
+    # The view's dicts, bound here too: resolve is the hot path.
+    _objects: dict[str, str] = attrs.field(init=False, repr=False)
+    _listing: dict[str, dict[str, int]] = attrs.field(init=False, repr=False)
+    # Sum of entry hashes mod 2**256; None until first asked for (keeps load and the
+    # first snapshot fast), kept up to date on every change after that.
+    _digest: int | None = attrs.field(init=False, repr=False, default=None)
+    _pending: weakref.WeakSet[ChangeSet] = attrs.field(
+        init=False, repr=False, factory=weakref.WeakSet
+    )
+    _version: int = attrs.field(init=False, repr=False, default=0)
+    _sorted_names: tuple[int, list[str]] | None = attrs.field(init=False, repr=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self.default_group = names.check_default_group(self.default_group)
+        self._view = View(self._entries, self._children)
+        self._objects = self._view.objects
+        self._listing = self._view.listing
+
+    # ------------------------------------------------------------------ queries (hot)
+
+    def resolve(self, name: str) -> str:
+        """The URI registered under *name*.
+
+        Raises ``NamingError`` with ``"attempt to resolve groupname"`` for a group,
+        ``"group not found"`` when an ancestor is an object, else ``"name not found"``.
+        """
+        uri = self._objects.get(name)
+        if uri is not None:
+            return uri
+        raise self._resolve_error(name)
+
+    def list(self, group: str) -> list[tuple[str, int]]:
+        """``(basename, 0 for a group / 1 for an object)`` of the direct children of *group*,
+        sorted by name. Raises ``"group not found"`` or ``"is no group"``."""
+        listing = self._listing.get(group)
+        if listing is not None:
+            return sorted(listing.items())
+        for ancestor in [*upper_ancestors(group), group]:
+            kind = self.kind_of(ancestor)
+            if kind is _OBJECT:
+                raise NamingError("is no group", group)
+            if kind is None:
+                raise NamingError("group not found", group)
+        raise AssertionError("unreachable: every ancestor is a visible group")  # pragma: no cover
+
+    def flatlist(self) -> _Pairs:
+        """``(absolute name, URI)`` of every visible object, sorted by name."""
+        return sorted(self._objects.items())
+
+    def kind_of(self, name: str) -> Kind | None:
+        """The visible kind of *name*, or ``None`` if it is not visible."""
+        if name in self._objects:
+            return _OBJECT
+        if name in self._listing:
+            return _GROUP
+        return None
+
+    def exists(self, name: str) -> bool:
+        """True if *name* is visible (as a group or an object)."""
+        return name in self._objects or name in self._listing
+
+    def lookup(self, name: str) -> Entry | None:
+        """The stored entry behind a visible *name*, or ``None`` if it is not visible.
+
+        A deleted group that is visible because of a newer write under it is backed by
+        its tombstone; the root may have no entry before :meth:`bootstrap`.
+        """
+        if name in self._objects or name in self._listing:
+            return self._entries.get(name)
+        return None
+
+    def entry(self, name: str) -> Entry | None:
+        """The stored entry for *name* (visible or not, tombstones too), if any."""
+        return self._entries.get(name)
+
+    def get_meta(self, name: str) -> Any:
+        """The user metadata of a visible group or object (``None`` until set).
+
+        Raises ``"name not found"``, or ``"group not found"`` when an ancestor is an
+        object (Pyro 3).
+        """
+        self._check_visible(name)
+        entry = self._entries.get(name)
+        if entry is None or entry.deleted:
+            return None
+        return _copy_json(entry.meta)
+
+    def get_system_meta(self, name: str) -> dict[str, Any]:
+        """``{"created", "modified", "owner", "kind"}`` of a visible name.
+
+        Times are wall-clock seconds; ``owner`` is the id of the node that wrote the
+        current version; ``kind`` is ``"group"`` or ``"object"``.
+        """
+        kind = self._check_visible(name)
+        entry = self._entries.get(name)
+        if entry is None:  # the root, before bootstrap()
+            return {"created": 0.0, "modified": 0.0, "owner": "", "kind": "group"}
+        return {
+            "created": entry.created,
+            "modified": entry.modified,
+            "owner": entry.owner,
+            "kind": "group" if kind is _GROUP else "object",
+        }
+
+    @property
+    def entry_count(self) -> int:
+        """How many names are visible (groups and objects, the root not counted)."""
+        return len(self._objects) + len(self._listing) - 1
+
+    @property
+    def stored_count(self) -> int:
+        """How many entries are stored, tombstones and hidden entries included."""
+        return len(self._entries)
+
+    def digest(self) -> str:
+        """A hex digest of every stored entry, equal on two replicas iff they hold the
+        same entries (then their visible namespaces are equal too)."""
+        if self._digest is None:
+            total = 0
+            for entry in self._entries.values():
+                total += entry_hash(entry)
+            self._digest = total % DIGEST_MODULUS
+        return format_digest(self._digest)
+
+    def dump_page(self, after: str | None, limit: int) -> _Page:
+        """Up to *limit* visible names after *after* (exclusive) in name order, as dicts
+        with ``name``, ``kind`` (``"group"``/``"object"``), ``uri`` and ``meta``; the flag
+        says whether more follow. The root is left out: it always exists and cannot be
+        created, so a dump stays something a client can replay."""
+        cached = self._sorted_names
+        if cached is None or cached[0] != self._version:
+            ordered = sorted([*self._objects, *self._listing])
+            cached = (self._version, ordered[1:])  # ":" sorts first
+            self._sorted_names = cached
+        ordered = cached[1]
+        start = 0 if after is None else bisect.bisect_right(ordered, after)
+        page = []
+        for name in ordered[start : start + limit]:
+            entry = self._entries.get(name)
+            live = entry is not None and not entry.deleted
+            is_object = name in self._objects
+            page.append(
+                {
+                    "name": name,
+                    "kind": "object" if is_object else "group",
+                    "uri": self._objects[name] if is_object else None,
+                    "meta": _copy_json(entry.meta) if live and entry is not None else None,
+                }
+            )
+        return page, start + limit < len(ordered)
+
+    # ------------------------------------------------------------------ change feed
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the latest change applied (0 if none yet)."""
+        return self._last_seq
+
+    def seq_of(self, name: str) -> int:
+        """The feed position of *name*'s current entry (0 if it has none)."""
+        return self._seq.get(name, 0)
+
+    def seen_of(self, name: str) -> Stamp:
+        """The replication knowledge of *name*'s current entry (see :meth:`merge`)."""
+        return self._seen.get(name, ZERO_STAMP)
+
+    def entries_since(self, seq: int, *, limit: int | None = None) -> _Rows:
+        """``(seq, entry)`` of every name changed after position *seq*, ordered by seq
+        (tombstones included; each name once, with its current entry). With *limit*,
+        only the first *limit* of them."""
+        if not self._by_seq_sorted:
+            self._by_seq = dict(sorted(self._by_seq.items()))
+            self._by_seq_sorted = True
+        result: _Rows = []
+        if seq <= 0:
+            result = [(s, self._entries[n]) for s, n in self._by_seq.items()]
+        else:
+            entries = self._entries
+            for s, n in reversed(self._by_seq.items()):
+                if s <= seq:
+                    break
+                result.append((s, entries[n]))
+            result.reverse()
+        return result if limit is None else result[:limit]
+
+    # ------------------------------------------------------------------ persistence
+
+    def load(self, rows: Iterable[tuple[int, Entry]], last_seq: int = 0) -> None:
+        """Replace the whole state with stored ``(seq, entry)`` rows (any order).
+
+        *last_seq* is the highest sequence number storage ever committed, if it knows;
+        the feed continues after it and after every row's seq.
+        """
+        entries: dict[str, Entry] = {}
+        seq_of: dict[str, int] = {}
+        children: dict[str, set[str]] = {}
+        top = last_seq
+        for seq, entry in sorted(rows, key=_row_seq):
+            name = entry.name
+            old = entries.get(name)
+            if old is None:
+                if name != _ROOT:
+                    idx = name.rfind(".")
+                    parent = name[:idx] if idx > 0 else _ROOT
+                    siblings = children.get(parent)
+                    if siblings is None:
+                        children[parent] = {name}
+                    else:
+                        siblings.add(name)
+            elif not newer(entry.stamp, old.stamp):
+                continue
+            entries[name] = entry
+            seq_of[name] = seq
+            if seq > top:
+                top = seq
+        # The view holds references to these two dicts: refill them in place.
+        self._entries.clear()
+        self._entries.update(entries)
+        self._children.clear()
+        self._children.update(children)
+        self._seq = seq_of
+        self._by_seq = {s: n for n, s in sorted(seq_of.items(), key=_item_value)}
+        self._by_seq_sorted = True
+        self._last_seq = top
+        self._seen = {}
+        self._digest = None
+        self._pending = weakref.WeakSet()
+        self._view.rebuild()
+        self._version += 1
+
+    def undo(self, changes: ChangeSet) -> None:
+        """Put back what *changes* replaced (its commit failed). Idempotent."""
+        if changes.undone:
+            return
+        changes.undone = True
+        self._pending.discard(changes)
+        for i in reversed(range(len(changes.entries))):
+            entry = changes.entries[i]
+            name = entry.name
+            prev, prev_seq, prev_seen = (
+                changes.previous[i],
+                changes.previous_seqs[i],
+                changes.previous_seen[i],
+            )
+            if self._entries.get(name) is entry:
+                self._store(name, prev, prev_seq, prev_seen, entry, None)
+                continue
+            # A later change set replaced this entry: make it replace ours instead.
+            for other in list(self._pending):
+                for j, replaced in enumerate(other.previous):
+                    if replaced is entry:
+                        other.previous[j] = prev
+                        other.previous_seqs[j] = prev_seq
+                        other.previous_seen[j] = prev_seen
+
+    # ------------------------------------------------------------------ operations
+
+    def bootstrap(self) -> ChangeSet:
+        """Create what must exist at start and is missing: the root entry, ``:Pyro``
+        and the default group (with its parent groups). Names in the way (say an object
+        registered as ``:Default``) are left alone, as Pyro 3 did."""
+        changes = self._new_changes()
+        stamp = self.clock.tick()
+        now = self.clock.now()
+        if _ROOT not in self._entries:
+            self._apply(self._new_entry(_ROOT, _GROUP, None, None, stamp, now), changes)
+        wanted = [":Pyro", *upper_ancestors(self.default_group), self.default_group]
+        for group in dict.fromkeys(g for g in wanted if g != _ROOT):
+            if self.kind_of(group) is not None:
+                continue
+            try:
+                self._check_parent(group)
+            except NamingError:
+                continue
+            self._write_live(self._new_entry(group, _GROUP, None, None, stamp, now), changes)
+        return changes
+
+    def register(self, name: str, uri: str) -> ChangeSet:
+        """Register object *name* with *uri* (stored in canonical form).
+
+        Pyro 3 errors: ``"invalid name"`` (the root), ``"invalid URI"``,
+        ``"(parent)group not found"``, ``"parent is no group"``, ``"name already exists"``.
+        """
+        if name == _ROOT:
+            raise NamingError("invalid name", name)
+        try:
+            canonical = str(URI.from_string(uri)) if isinstance(uri, str) else None
+        except URIError:
+            canonical = None
+        if canonical is None:
+            raise NamingError("invalid URI", name)
+        self._check_parent(name)
+        if self.exists(name):
+            raise NamingError("name already exists", name)
+        changes = self._new_changes()
+        stamp = self.clock.tick()
+        entry = self._new_entry(name, _OBJECT, canonical, None, stamp, self.clock.now())
+        self._write_live(entry, changes)
+        return changes
+
+    def unregister(self, name: str) -> ChangeSet:
+        """Remove object *name*. Pyro 3 errors: ``"invalid name"`` (the root),
+        ``"(parent)group not found"``, ``"parent is no group"``, ``"name not found"``,
+        ``"is a group, not an object"``."""
+        if name == _ROOT:
+            raise NamingError("invalid name", name)
+        self._check_parent(name)
+        kind = self.kind_of(name)
+        if kind is None:
+            raise NamingError("name not found", name)
+        if kind is _GROUP:
+            raise NamingError("is a group, not an object", name)
+        old = self._entries[name]
+        changes = self._new_changes()
+        self._apply(self._tombstone(old, _OBJECT), changes)
+        return changes
+
+    def create_group(self, name: str) -> ChangeSet:
+        """Create group *name*. Pyro 3 errors: ``"invalid groupname"`` (the root),
+        ``"(parent)group not found"``, ``"parent is no group"``, ``"group already exists"``
+        (also when an object has that name, as in Pyro 3)."""
+        if name == _ROOT:
+            raise NamingError("invalid groupname", name)
+        self._check_parent(name)
+        if self.exists(name):
+            raise NamingError("group already exists", name)
+        changes = self._new_changes()
+        stamp = self.clock.tick()
+        entry = self._new_entry(name, _GROUP, None, None, stamp, self.clock.now())
+        self._write_live(entry, changes)
+        return changes
+
+    def delete_group(self, name: str) -> ChangeSet:
+        """Delete group *name* and everything under it (tombstones for all, children
+        first). Pyro 3 errors: ``"not allowed to delete root group"``,
+        ``"(parent)group not found"``, ``"parent is no group"``, ``"group not found"``,
+        ``"is no group"``."""
+        if name == _ROOT:
+            raise NamingError("not allowed to delete root group", name)
+        self._check_parent(name)
+        kind = self.kind_of(name)
+        if kind is None:
+            raise NamingError("group not found", name)
+        if kind is _OBJECT:
+            raise NamingError("is no group", name)
+        old = self._entries[name]
+        tomb = self._tombstone(old, _GROUP)
+        changes = self._new_changes()
+        doomed = [d for d in self._view.descendants(name) if not self._entries[d].deleted]
+        doomed.sort(key=depth, reverse=True)
+        for descendant in doomed:
+            self._apply(attrs.evolve(tomb, name=descendant), changes)
+        self._apply(tomb, changes)
+        return changes
+
+    def set_meta(self, name: str, meta: Any) -> ChangeSet:
+        """Set the user metadata of visible group or object *name* (a JSON value of at
+        most :data:`MAX_META_BYTES`). Errors: ``"name not found"``, ``"group not found"``
+        (an ancestor is an object), ``"invalid metadata"``, ``"metadata too large"``."""
+        kind = self._check_visible(name)
+        value = _checked_meta(name, meta)
+        old = self._entries.get(name)
+        changes = self._new_changes()
+        stamp = self.clock.tick()
+        now = self.clock.now()
+        if old is None:  # the root before bootstrap()
+            entry = self._new_entry(name, _GROUP, None, value, stamp, now)
+        else:
+            entry = Entry(
+                name=name,
+                kind=kind if kind is not None else _GROUP,
+                uri=None if old.deleted else old.uri,
+                meta=value,
+                created=old.created,
+                modified=now,
+                owner=self.node_id,
+                stamp=stamp,
+            )
+        self._write_live(entry, changes)
+        return changes
+
+    # ------------------------------------------------------------------ merge
+
+    def merge(self, entry: Entry, seen: Stamp | None = None) -> bool:
+        """Apply a remote *entry* if its stamp beats the local one; True if applied.
+
+        *seen* is the highest stamp from another node in the history of the sender's
+        version (:meth:`seen_of` on the sender); with it, a local version the remote
+        one was written without knowing about is reported as a ``"version"`` conflict.
+        Raises ``ValueError`` for an entry no node could have written.
+        """
+        return self._merge_one(entry, seen, None)
+
+    def merge_all(self, items: Iterable[Entry | tuple[Entry, Stamp | None]]) -> ChangeSet:
+        """Merge many remote entries (or ``(entry, seen)`` pairs) in order; the change
+        set holds those applied, for storage and :meth:`undo`."""
+        changes = self._new_changes()
+        for item in items:
+            if isinstance(item, Entry):
+                self._merge_one(item, None, changes)
+            else:
+                self._merge_one(item[0], item[1], changes)
+        return changes
+
+    def _merge_one(self, entry: Entry, seen: Stamp | None, changes: ChangeSet | None) -> bool:
+        _check_remote_entry(entry)
+        self.clock.observe(entry.stamp)
+        name = entry.name
+        current = self._entries.get(name)
+        if current is not None and not newer(entry.stamp, current.stamp):
+            return False
+        lost_version = (
+            current is not None
+            and seen is not None
+            and current.stamp.node != entry.stamp.node
+            and seen < current.stamp
+            and not _same_content(current, entry)
+        )
+        target = changes if changes is not None else ChangeSet()
+        self._apply(entry, target, seen=seen if seen is not None else ZERO_STAMP, cause=entry)
+        if lost_version:
+            assert current is not None
+            self._report(Conflict("version", name, entry, current))
+        return True
+
+    # ------------------------------------------------------------------ internals
+
+    def _report(self, conflict: Conflict) -> None:
+        self.conflict_count += 1
+        if self.on_conflict is not None:
+            self.on_conflict(conflict)
+
+    def _new_changes(self) -> ChangeSet:
+        changes = ChangeSet()
+        self._pending.add(changes)
+        return changes
+
+    def _new_entry(
+        self, name: str, kind: Kind, uri: str | None, meta: Any, stamp: Stamp, now: float
+    ) -> Entry:
+        return Entry(name, kind, uri, meta, now, now, self.node_id, stamp)
+
+    def _tombstone(self, old: Entry, kind: Kind) -> Entry:
+        stamp = self.clock.tick()
+        return Entry(
+            name=old.name,
+            kind=kind,
+            uri=None,
+            meta=None,
+            created=old.created,
+            modified=self.clock.now(),
+            owner=self.node_id,
+            stamp=stamp,
+            deleted=True,
+        )
+
+    def _write_live(self, entry: Entry, changes: ChangeSet) -> None:
+        """Apply a local live write; if it replaces a tombstone, first bury the live
+        descendants that tombstone hid, so they cannot come back with the name."""
+        old = self._entries.get(entry.name)
+        if old is not None and old.deleted:
+            stale = [
+                d
+                for d in self._view.descendants(entry.name)
+                if not self._entries[d].deleted and newer(old.stamp, self._entries[d].stamp)
+            ]
+            stale.sort(key=depth, reverse=True)
+            for descendant in stale:
+                self._apply(attrs.evolve(old, name=descendant), changes)
+        self._apply(entry, changes)
+
+    def _apply(
+        self,
+        entry: Entry,
+        changes: ChangeSet,
+        *,
+        seen: Stamp | None = None,
+        cause: Entry | None = None,
+    ) -> None:
+        name = entry.name
+        old = self._entries.get(name)
+        if seen is None:  # a local write: what it knows of other nodes
+            if old is None:
+                seen = ZERO_STAMP
+            elif old.stamp.node != self.node_id:
+                seen = old.stamp
+            else:
+                seen = self._seen.get(name, ZERO_STAMP)
+        self._last_seq += 1
+        seq = self._last_seq
+        changes.entries.append(entry)
+        changes.seqs.append(seq)
+        changes.previous.append(old)
+        changes.previous_seqs.append(self._seq.get(name, 0))
+        changes.previous_seen.append(self._seen.get(name))
+        changes.seen.append(seen)
+        self._store(name, entry, seq, seen, old, cause)
+
+    def _store(
+        self,
+        name: str,
+        new: Entry | None,
+        seq: int,
+        seen: Stamp | None,
+        old: Entry | None,
+        cause: Entry | None,
+    ) -> None:
+        """Make *new* (or nothing) the entry of *name*, then refresh what it affects."""
+        if old is not None:
+            del self._by_seq[self._seq[name]]
+        if new is None:
+            del self._entries[name]
+            del self._seq[name]
+            self._seen.pop(name, None)
+            if name != _ROOT:
+                parent = parent_of(name)
+                siblings = self._children[parent]
+                siblings.discard(name)
+                if not siblings:
+                    del self._children[parent]
+        else:
+            self._entries[name] = new
+            self._seq[name] = seq
+            if self._by_seq_sorted and self._by_seq and seq < next(reversed(self._by_seq)):
+                self._by_seq_sorted = False
+            self._by_seq[seq] = name
+            if seen is None or seen == ZERO_STAMP:
+                self._seen.pop(name, None)
+            else:
+                self._seen[name] = seen
+            if old is None and name != _ROOT:
+                self._children.setdefault(parent_of(name), set()).add(name)
+        if self._digest is not None:
+            total = self._digest
+            if old is not None:
+                total -= entry_hash(old)
+            if new is not None:
+                total += entry_hash(new)
+            self._digest = total % DIGEST_MODULUS
+        self._version += 1
+        hidden, revived = self._view.refresh(name, old, new)
+        if cause is not None:
+            for lost in hidden:
+                self._report(Conflict("hidden", lost, cause, self._entries[lost]))
+            for back in revived:
+                self._report(Conflict("revived", back, cause, self._entries[back]))
+
+    # -- validation helpers
+
+    def _check_parent(self, name: str) -> None:
+        """Raise Pyro 3's parent errors unless the parent of *name* is a visible group."""
+        parent = parent_of(name)
+        if parent in self._listing:
+            return
+        for ancestor in upper_ancestors(name):
+            kind = self.kind_of(ancestor)
+            if kind is _OBJECT:
+                raise NamingError("parent is no group", parent)
+            if kind is None:
+                raise NamingError("(parent)group not found", parent)
+        raise AssertionError("unreachable: the parent is a visible group")  # pragma: no cover
+
+    def _check_visible(self, name: str) -> Kind | None:
+        """The visible kind of *name*; Pyro 3's getBranch errors if it is not visible."""
+        if name == _ROOT:
+            return _GROUP
+        kind = self.kind_of(name)
+        if kind is not None:
+            return kind
+        raise self._lookup_error(name)
+
+    def _lookup_error(self, name: str) -> NamingError:
+        # Pyro 3: a missing part is "name not found"; an object in the middle of the
+        # path (no branches to descend into) is "group not found".
+        for ancestor in upper_ancestors(name):
+            kind = self.kind_of(ancestor)
+            if kind is _OBJECT:
+                return NamingError("group not found", name)
+            if kind is None:
+                break
+        return NamingError("name not found", name)
+
+    def _resolve_error(self, name: str) -> NamingError:
+        if name == _ROOT or name in self._listing:
+            return NamingError("attempt to resolve groupname", name)
+        return self._lookup_error(name)
+
+
+def _same_content(a: Entry, b: Entry) -> bool:
+    """True if choosing between *a* and *b* loses nothing a client could see (two nodes
+    creating the same group, say)."""
+    return a.deleted == b.deleted and a.kind is b.kind and a.uri == b.uri and a.meta == b.meta
+
+
+def _row_seq(row: tuple[int, Entry]) -> int:
+    return row[0]
+
+
+def _item_value(item: tuple[str, int]) -> int:
+    return item[1]
+
+
+def _copy_json(value: Any) -> Any:
+    """A private copy of a JSON value (callers must not mutate what entries hold)."""
+    if isinstance(value, dict | list):
+        return json.loads(json.dumps(value))
+    return value
+
+
+def _checked_meta(name: str, meta: Any) -> Any:
+    try:
+        text = json.dumps(meta, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        raise NamingError("invalid metadata", name) from None
+    if len(text) > MAX_META_BYTES or len(text.encode()) > MAX_META_BYTES:
+        raise NamingError("metadata too large", name)
+    return json.loads(text)
+
+
+def _check_remote_entry(entry: Entry) -> None:
+    """Refuse entries no pairns node writes (the peer is buggy or hostile)."""
+    if not isinstance(entry, Entry):
+        raise ValueError(f"not an entry: {entry!r}")
+    if not names.is_absolute_valid(entry.name):
+        raise ValueError(f"entry with an invalid name: {entry.name!r}")
+    if entry.name == _ROOT and (entry.deleted or entry.kind is not _GROUP):
+        raise ValueError("the root can only be a live group")
+    if not entry.deleted:
+        if entry.kind is _OBJECT and not (isinstance(entry.uri, str) and entry.uri):
+            raise ValueError(f"object entry without a URI: {entry.name!r}")
+        if entry.kind is _GROUP and entry.uri is not None:
+            raise ValueError(f"group entry with a URI: {entry.name!r}")
+    if entry.stamp.hlc <= 0 or not isinstance(entry.stamp.node, str):
+        raise ValueError(f"entry with an invalid stamp: {entry.name!r}")

@@ -1,0 +1,267 @@
+"""Which names are visible, derived from the stored entries alone.
+
+The rule (also in ``docs/namespace-merge.md``), for the winning entry of each name:
+
+* The root ``":"`` is always a visible group.
+* A live entry is *self-visible* when every proper ancestor other than the root has an
+  entry, no ancestor's entry is a live object, and every ancestor whose entry is a
+  tombstone has a lower stamp than the entry (it was deleted before the entry was
+  written).
+* A name is visible when it is self-visible, or when it is an ancestor of a
+  self-visible name; then it shows as a group (a deleted group *revived* by a newer
+  write under it).
+
+It is a pure function of the set of entries, so two replicas with the same entries see
+the same namespace. :class:`View` keeps its result up to date as entries change, in time
+proportional to what the change can affect: the name itself, its ancestors, and - only
+when the change alters what descendants depend on (existence, live object, live group,
+tombstone stamp) - its stored descendants.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pairns import names
+from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.stamps import ZERO_STAMP, Stamp
+
+__all__ = ["View", "base_of", "depth", "newer", "parent_of", "upper_ancestors"]
+
+_ROOT = names.ROOT
+_SEP = names.SEP
+_GROUP = Kind.GROUP
+_OBJECT = Kind.OBJECT
+
+
+def parent_of(name: str) -> str:
+    """The parent of a non-root absolute name (``":"`` for top-level names)."""
+    # Absolute names never hold "." at index 0, so rfind is -1 or >= 2.
+    idx = name.rfind(_SEP)
+    return name[:idx] if idx > 0 else _ROOT
+
+
+def base_of(name: str, parent: str) -> str:
+    """The last part of *name*, given its *parent*."""
+    return name[1:] if parent == _ROOT else name[len(parent) + 1 :]
+
+
+def upper_ancestors(name: str) -> list[str]:
+    """Proper ancestors of *name* without the root, top first."""
+    result = []
+    idx = name.find(_SEP)
+    while idx >= 0:
+        result.append(name[:idx])
+        idx = name.find(_SEP, idx + 1)
+    return result
+
+
+def newer(a: Stamp, b: Stamp) -> bool:
+    """``a > b``, without the generic comparison's overhead (hot loops)."""
+    return a.hlc > b.hlc or (a.hlc == b.hlc and a.node > b.node)
+
+
+def depth(name: str) -> int:
+    """How many separators *name* holds (sort key: parents before children)."""
+    return name.count(_SEP)
+
+
+def _signature(entry: Entry | None) -> tuple[int, Stamp | None]:
+    """What of an entry matters to its descendants' visibility."""
+    if entry is None:
+        return (0, None)
+    if entry.deleted:
+        return (1, entry.stamp)
+    return (2, None) if entry.kind is _GROUP else (3, None)
+
+
+@attrs.define(eq=False)
+class View:
+    """The visible namespace derived from *entries* (indexed by *children*).
+
+    Both dicts belong to the owner and are read, never written, here. ``objects`` maps
+    each visible object to its URI and ``listing`` each visible group to its visible
+    children (``basename -> kind code``); both are updated in place, so references to
+    them stay valid.
+    """
+
+    entries: dict[str, Entry] = attrs.field(repr=False)
+    children: dict[str, set[str]] = attrs.field(repr=False)
+    objects: dict[str, str] = attrs.field(init=False, repr=False, factory=dict)
+    listing: dict[str, dict[str, int]] = attrs.field(
+        init=False, repr=False, factory=lambda: {_ROOT: {}}
+    )
+    _self_ok: set[str] = attrs.field(init=False, repr=False, factory=set)
+    _support: dict[str, int] = attrs.field(init=False, repr=False, factory=dict)
+
+    def kind_of(self, name: str) -> Kind | None:
+        """The visible kind of *name*, or ``None``."""
+        if name in self.objects:
+            return _OBJECT
+        if name in self.listing:
+            return _GROUP
+        return None
+
+    def descendants(self, name: str) -> list[str]:
+        """Every stored name below *name* (any order)."""
+        result: list[str] = []
+        stack = [name]
+        children = self.children
+        while stack:
+            kids = children.get(stack.pop())
+            if kids:
+                result.extend(kids)
+                stack.extend(kids)
+        return result
+
+    def refresh(
+        self, name: str, old: Entry | None, new: Entry | None
+    ) -> tuple[list[str], list[str]]:
+        """Bring the view up to date after *name*'s entry went from *old* to *new*.
+
+        Returns ``(hidden, revived)``: names other than *name* whose live entry stopped
+        being visible, and deleted names that became visible because of a write below.
+        """
+        hidden: list[str] = []
+        revived: list[str] = []
+        if name == _ROOT:
+            return hidden, revived
+        memo: dict[str, Stamp | None] = {}
+        touched = {name}
+        self._recheck(name, memo, touched, hidden)
+        if _signature(old) != _signature(new):
+            for descendant in self.descendants(name):
+                self._recheck(descendant, memo, touched, hidden)
+        for touched_name in sorted(touched, key=depth):
+            if self._update(touched_name):
+                revived.append(touched_name)
+        return [h for h in hidden if h != name], revived
+
+    def rebuild(self) -> None:
+        """Compute the whole view from scratch (after a bulk load)."""
+        # The same rule as refresh, written out flat: it runs over every stored entry.
+        memo: dict[str, Stamp | None] = {}
+        self_ok: set[str] = set()
+        support: dict[str, int] = {}
+        objects = self.objects
+        listing = self.listing
+        objects.clear()
+        listing.clear()
+        listing[_ROOT] = {}
+        visible: list[tuple[str, str, int]] = []  # (parent, name, kind code)
+        for name, entry in self.entries.items():
+            if entry.deleted or name == _ROOT:
+                continue
+            idx = name.rfind(_SEP)
+            parent = name[:idx] if idx > 0 else _ROOT
+            limit = memo[parent] if parent in memo else self._limit(parent, memo)
+            if limit is None:
+                continue
+            stamp = entry.stamp
+            if stamp.hlc < limit.hlc or (stamp.hlc == limit.hlc and stamp.node <= limit.node):
+                continue
+            self_ok.add(name)
+            if entry.kind is _OBJECT and entry.uri is not None:
+                objects[name] = entry.uri
+                visible.append((parent, name, 1))
+            else:
+                listing[name] = {}
+                visible.append((parent, name, 0))
+            above = parent
+            while above != _ROOT:
+                support[above] = support.get(above, 0) + 1
+                idx = above.rfind(_SEP)
+                above = above[:idx] if idx > 0 else _ROOT
+        for name in support:
+            if name not in self_ok:
+                listing[name] = {}
+                idx = name.rfind(_SEP)
+                visible.append((name[:idx] if idx > 0 else _ROOT, name, 0))
+        for parent, name, code in visible:
+            listing[parent][name[1:] if parent == _ROOT else name[len(parent) + 1 :]] = code
+        self._self_ok = self_ok
+        self._support = support
+
+    def _limit(self, group: str, memo: dict[str, Stamp | None]) -> Stamp | None:
+        """For children of *group*: ``None`` if something above blocks them, else the
+        highest tombstone stamp on the path (``ZERO_STAMP`` if none)."""
+        if group == _ROOT:
+            return ZERO_STAMP
+        if group in memo:
+            return memo[group]
+        entry = self.entries.get(group)
+        result: Stamp | None
+        if entry is None or (not entry.deleted and entry.kind is _OBJECT):
+            result = None
+        else:
+            result = self._limit(parent_of(group), memo)
+            if result is not None and entry.deleted and newer(entry.stamp, result):
+                result = entry.stamp
+        memo[group] = result
+        return result
+
+    def _recheck(
+        self, name: str, memo: dict[str, Stamp | None], touched: set[str], hidden: list[str]
+    ) -> None:
+        entry = self.entries.get(name)
+        ok = False
+        if entry is not None and not entry.deleted:
+            limit = self._limit(parent_of(name), memo)
+            ok = limit is not None and newer(entry.stamp, limit)
+        if ok == (name in self._self_ok):
+            return
+        touched.add(name)
+        support = self._support
+        if ok:
+            self._self_ok.add(name)
+            for ancestor in upper_ancestors(name):
+                count = support.get(ancestor, 0) + 1
+                support[ancestor] = count
+                if count == 1:
+                    touched.add(ancestor)
+        else:
+            self._self_ok.discard(name)
+            hidden.append(name)
+            for ancestor in upper_ancestors(name):
+                count = support[ancestor] - 1
+                if count:
+                    support[ancestor] = count
+                else:
+                    del support[ancestor]
+                    touched.add(ancestor)
+
+    def _update(self, name: str) -> bool:
+        """Make ``objects``/``listing`` show *name* as the rule says; True if a deleted
+        name just became visible (revived). Parents must be updated before children."""
+        entry = self.entries.get(name)
+        new_kind: Kind | None = None
+        new_uri: str | None = None
+        if name in self._self_ok:
+            assert entry is not None
+            new_kind = entry.kind
+            if new_kind is _OBJECT:
+                new_uri = entry.uri
+        elif name in self._support:
+            new_kind = _GROUP
+        old_uri = self.objects.get(name)
+        old_kind = _OBJECT if old_uri is not None else (_GROUP if name in self.listing else None)
+        if old_kind is new_kind and old_uri == new_uri:
+            return False
+        parent = parent_of(name)
+        base = base_of(name, parent)
+        if old_kind is _OBJECT:
+            del self.objects[name]
+        elif old_kind is _GROUP:
+            del self.listing[name]
+        if new_kind is None:
+            siblings = self.listing.get(parent)
+            if siblings is not None:
+                siblings.pop(base, None)
+            return False
+        if new_kind is _OBJECT:
+            assert new_uri is not None
+            self.objects[name] = new_uri
+        else:
+            self.listing[name] = {}
+        self.listing[parent][base] = int(new_kind)
+        return old_kind is None and entry is not None and entry.deleted
