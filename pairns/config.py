@@ -77,7 +77,7 @@ class Config:
 
     @property
     def database_path(self) -> Path:
-        """The persistent database directory (``-d``; default ``$PYRO_STORAGE/Pyro_NS_database``)."""
+        """The database directory (``-d``; default ``$PYRO_STORAGE/Pyro_NS_database``)."""
         if self.database:
             return Path(self.database)
         return Path(self.storage) / "Pyro_NS_database"
@@ -143,8 +143,7 @@ def from_toml(config: Config, path: str | os.PathLike[str]) -> Config:
             raise ConfigError(f"config file {path}: {key} must be {types[0].__name__}")
         if not isinstance(value, types):
             raise ConfigError(
-                f"config file {path}: {key} must be {types[0].__name__}, "
-                f"not {type(value).__name__}"
+                f"config file {path}: {key} must be {types[0].__name__}, not {type(value).__name__}"
             )
         changes[field] = bool(value) if bool in types else value
     return _evolve(config, changes, f"config file {path}")

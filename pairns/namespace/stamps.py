@@ -4,8 +4,9 @@ A :class:`Stamp` orders every change a pair ever made: first by its hybrid logic
 clock value, then by the id of the node that made it, so two different changes never
 compare equal and every node picks the same winner.
 
-The hybrid logical clock packs wall-clock microseconds into the high bits and a
-logical counter into the low 16 bits. It never goes backwards, even when the wall clock
+The hybrid logical clock packs wall-clock milliseconds into the high 48 bits and a
+logical counter into the low 16 bits, so a value fits a signed 64-bit integer (SQLite,
+other JSON readers) until the year 10889. It never goes backwards, even when the wall clock
 does, and :meth:`HybridClock.observe` moves it past any stamp seen from the twin, so a
 change made after seeing another change always carries a higher stamp.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 import attrs
 
-#: Bits of the HLC value that hold the logical counter (65,536 changes per microsecond).
+#: Bits of the HLC value that hold the logical counter (65,536 changes per millisecond).
 COUNTER_BITS = 16
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
 
@@ -54,7 +55,7 @@ class Stamp:
     @property
     def wall_time(self) -> float:
         """The wall-clock time (seconds since the epoch) this stamp was made at."""
-        return (self.hlc >> COUNTER_BITS) / 1_000_000
+        return (self.hlc >> COUNTER_BITS) / 1_000
 
     def to_wire(self) -> list[object]:
         """The JSON form: ``[hlc, node]``."""
@@ -88,7 +89,7 @@ class HybridClock:
     _last: int = 0
 
     def _physical(self) -> int:
-        return int(self.now() * 1_000_000) << COUNTER_BITS
+        return int(self.now() * 1_000) << COUNTER_BITS
 
     def tick(self) -> Stamp:
         """A new stamp, higher than every stamp this clock made or observed."""

@@ -1,0 +1,332 @@
+"""``pairns-ctl``: control a running name server (Pyro 3 ``nsc`` commands).
+
+Exit codes: 0 success, 1 naming error, 2 usage error, 3 cannot connect or denied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from pairns.errors import (
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    NamingError,
+    PairnsError,
+    ProtocolError,
+    URIError,
+)
+from pairns.naming.locator import NameServerLocator
+from pairns.naming.proxy import NameServerProxy
+
+EXIT_OK, EXIT_NAMING, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
+
+#: Names the node makes by itself; ``load`` leaves them alone.
+_BUILTIN = {":Pyro", ":Default", ":Pyro.NameServer"}
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit code 2)."""
+
+
+class Output:
+    """Writes results as human text or, with ``--json``, one JSON document."""
+
+    def __init__(self, as_json: bool, stream: TextIO) -> None:
+        self.as_json = as_json
+        self.stream = stream
+
+    def result(self, human: str | list[str], data: Any) -> None:
+        """Print *human* lines, or *data* as JSON."""
+        if self.as_json:
+            print(json.dumps(data, indent=None, sort_keys=True), file=self.stream)
+        else:
+            lines = [human] if isinstance(human, str) else human
+            for line in lines:
+                print(line, file=self.stream)
+
+
+def _parse_meta(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def iter_dump(ns: NameServerProxy, page: int = 10_000) -> Iterator[dict[str, Any]]:
+    """Every entry of the namespace, page by page, in name order."""
+    after: str | None = None
+    while True:
+        chunk = ns.dump(after, page)
+        yield from chunk["entries"]
+        after = chunk["next"]
+        if after is None:
+            return
+
+
+def _arity(args: list[str], low: int, high: int | None = None) -> None:
+    high = low if high is None else high
+    if not low <= len(args) <= high:
+        want = str(low) if low == high else f"{low} to {high}"
+        raise UsageError(f"expected {want} argument(s), got {len(args)}")
+
+
+def cmd_ping(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0)
+    ns.ping()
+    out.result(f"name server at {ns.host}:{ns.port} is alive", {"alive": True})
+    return EXIT_OK
+
+
+def cmd_list(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0, 1)
+    group = ns.fullName(args[0] if args else "")
+    items = ns.list(group)
+    human = [f"--- {group} ---"] + [
+        f"{name} ({'group' if kind == 0 else 'object'})" for name, kind in items
+    ]
+    out.result(human, [{"name": n, "kind": "group" if k == 0 else "object"} for n, k in items])
+    return EXIT_OK
+
+
+def cmd_listall(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0)
+    entries = list(iter_dump(ns))
+    human = [
+        f"{e['name']} --> {e['uri']}" if e["kind"] == "object" else f"{e['name']} (group)"
+        for e in entries
+    ]
+    out.result(human, entries)
+    return EXIT_OK
+
+
+def cmd_resolve(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    uri = ns.resolve(args[0])
+    out.result(str(uri), {"name": ns.fullName(args[0]), "uri": str(uri)})
+    return EXIT_OK
+
+
+def cmd_register(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 2)
+    ns.register(args[0], args[1])
+    out.result(f"registered {ns.fullName(args[0])}", {"registered": ns.fullName(args[0])})
+    return EXIT_OK
+
+
+def cmd_remove(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    ns.unregister(args[0])
+    out.result(f"removed {ns.fullName(args[0])}", {"removed": ns.fullName(args[0])})
+    return EXIT_OK
+
+
+def cmd_creategroup(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    ns.createGroup(args[0])
+    out.result(f"created group {ns.fullName(args[0])}", {"created": ns.fullName(args[0])})
+    return EXIT_OK
+
+
+def cmd_deletegroup(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    ns.deleteGroup(args[0])
+    out.result(f"deleted group {ns.fullName(args[0])}", {"deleted": ns.fullName(args[0])})
+    return EXIT_OK
+
+
+def cmd_showmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    name = ns.fullName(args[0])
+    meta = ns.getMeta(name)
+    system = ns.getSystemMeta(name)
+    human = [f"{name}", f"  meta: {json.dumps(meta)}"] + [
+        f"  {key}: {value}" for key, value in sorted(system.items())
+    ]
+    out.result(human, {"name": name, "meta": meta, "system": system})
+    return EXIT_OK
+
+
+def cmd_setmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 2)
+    meta = _parse_meta(args[1])
+    ns.setMeta(args[0], meta)
+    out.result(
+        f"metadata of {ns.fullName(args[0])} set", {"name": ns.fullName(args[0]), "meta": meta}
+    )
+    return EXIT_OK
+
+
+def cmd_shutdown(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0)
+    ns.shutdown()
+    out.result("name server is shutting down", {"shutdown": True})
+    return EXIT_OK
+
+
+def cmd_status(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0)
+    status = ns.status()
+    out.result([f"{key}: {value}" for key, value in sorted(status.items())], status)
+    return EXIT_OK
+
+
+def cmd_dump(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0, 1)
+    count = 0
+    target: TextIO = open(args[0], "w", encoding="utf-8") if args else out.stream  # noqa: SIM115
+    try:
+        for entry in iter_dump(ns):
+            target.write(json.dumps(entry, sort_keys=True) + "\n")
+            count += 1
+    finally:
+        if args:
+            target.close()
+    if args:
+        out.result(f"dumped {count} entries to {args[0]}", {"dumped": count, "file": args[0]})
+    return EXIT_OK
+
+
+def _read_dump(path: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{path}:{number}: not JSON: {exc}") from None
+                if (
+                    not isinstance(entry, dict)
+                    or not isinstance(entry.get("name"), str)
+                    or entry.get("kind") not in ("group", "object")
+                    or (entry["kind"] == "object" and not isinstance(entry.get("uri"), str))
+                ):
+                    raise UsageError(f"{path}:{number}: not a dump entry")
+                entries.append(entry)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return entries
+
+
+def cmd_load(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 1)
+    entries = _read_dump(args[0])
+    # Parents sort before their children, so groups exist before what they hold.
+    entries.sort(key=lambda e: e["name"])
+    created: list[str] = []
+    existed: list[str] = []
+    for entry in entries:
+        name = entry["name"]
+        if name in _BUILTIN:
+            if entry.get("meta") is not None:
+                ns.setMeta(name, entry["meta"])
+            continue
+        try:
+            if entry["kind"] == "group":
+                ns.createGroup(name)
+            else:
+                ns.register(name, entry["uri"])
+        except NamingError as exc:
+            if exc.message in ("name already exists", "group already exists"):
+                existed.append(name)
+                continue
+            raise
+        created.append(name)
+        if entry.get("meta") is not None:
+            ns.setMeta(name, entry["meta"])
+    human = [f"loaded {len(created)} entries from {args[0]}"]
+    if existed:
+        human.append(f"{len(existed)} already existed and were left as they are:")
+        human.extend(f"  {name}" for name in existed)
+    out.result(human, {"loaded": len(created), "existed": existed})
+    return EXIT_OK
+
+
+COMMANDS: dict[str, tuple[Callable[[NameServerProxy, list[str], Output], int], str]] = {
+    "ping": (cmd_ping, "check that the name server answers"),
+    "list": (cmd_list, "[GROUP]  list a group (default: the default group)"),
+    "listall": (cmd_listall, "list the whole namespace"),
+    "resolve": (cmd_resolve, "NAME  show the URI registered under NAME"),
+    "register": (cmd_register, "NAME URI  register URI under NAME"),
+    "remove": (cmd_remove, "NAME  unregister NAME"),
+    "creategroup": (cmd_creategroup, "GROUP  create a group"),
+    "deletegroup": (cmd_deletegroup, "GROUP  delete a group and everything in it"),
+    "showmeta": (cmd_showmeta, "NAME  show user and system metadata"),
+    "setmeta": (cmd_setmeta, "NAME VALUE  set metadata (JSON, or a plain string)"),
+    "status": (cmd_status, "show the node's status"),
+    "dump": (cmd_dump, "[FILE]  write the namespace as JSON lines (default: stdout)"),
+    "load": (cmd_load, "FILE  register what a dump holds; report what already existed"),
+    "shutdown": (cmd_shutdown, "stop the name server"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pairns-ctl`` (``-h`` is the host, as in Pyro's nsc)."""
+    epilog = "commands:\n" + "\n".join(
+        f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
+    )
+    p = argparse.ArgumentParser(
+        prog="pairns-ctl",
+        add_help=False,
+        description="Control a pairns name server.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-h", dest="host", metavar="HOST", help="name server host")
+    p.add_argument("-p", dest="port", metavar="PORT", type=int, help="name server port")
+    p.add_argument("-i", dest="identification", metavar="IDENT", help="identification")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("command", metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    p.add_argument("args", nargs="*", metavar="ARG")
+    return p
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
+    """Entry point of ``pairns-ctl``; returns the exit code."""
+    out_stream = stdout if stdout is not None else sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    out = Output(args.json, out_stream)
+    entry = COMMANDS.get(args.command)
+    if entry is None:
+        print(f"pairns-ctl: unknown command {args.command!r}; try --help", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ns = NameServerLocator(args.identification).getNS(
+            args.host, args.port, timeout=args.timeout
+        )
+    except (ConnectionDeniedError, ConnectionClosedError, ProtocolError, OSError) as exc:
+        print(f"pairns-ctl: cannot connect: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    try:
+        with ns:
+            return entry[0](ns, args.args, out)
+    except UsageError as exc:
+        print(f"pairns-ctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (NamingError, URIError) as exc:
+        if args.json:
+            out.result("", {"error": type(exc).__name__, "message": str(exc)})
+        print(f"pairns-ctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NAMING
+    except (ConnectionDeniedError, ConnectionClosedError, ProtocolError) as exc:
+        print(f"pairns-ctl {args.command}: connection failed: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    except PairnsError as exc:
+        print(f"pairns-ctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NAMING
+
+
+if __name__ == "__main__":
+    sys.exit(main())

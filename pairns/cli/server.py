@@ -1,0 +1,141 @@
+"""``pairns``: start a name server node (Pyro 3 ``ns`` flags).
+
+The command parses its flags into a :class:`~pairns.config.Config` and runs the node;
+nothing else happens here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any
+
+import trio
+
+from pairns.cli._util import first_leaf
+from pairns.config import Config, ConfigError, load_config
+from pairns.errors import PairnsError
+from pairns.node import open_node
+
+log = logging.getLogger("pairns")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pairns``."""
+    p = argparse.ArgumentParser(
+        prog="pairns",
+        description="Run a pairns name server node (Pyro 3 name server semantics).",
+    )
+    p.add_argument("-n", dest="host", metavar="HOST", help="hostname or address to listen on")
+    p.add_argument("-p", dest="port", metavar="PORT", type=int, help="TCP port (0 = any free port)")
+    p.add_argument(
+        "-i",
+        dest="identification",
+        metavar="IDENT",
+        help="identification (passphrase) clients and the twin must present",
+    )
+    p.add_argument(
+        "-k",
+        dest="refuse_shutdown",
+        action="store_true",
+        help="refuse shutdown requests from clients",
+    )
+    p.add_argument(
+        "-d",
+        dest="database",
+        metavar="DIR",
+        nargs="?",
+        const="",
+        help="persistent mode: keep the namespace on disk in DIR "
+        "(default: Pyro_NS_database in PYRO_STORAGE)",
+    )
+    p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file (PYRO_* keys)")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Parse *argv* into a :class:`Config` (defaults < TOML < environment < flags)."""
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.identification is not None:
+        overrides["identification"] = args.identification
+    if args.refuse_shutdown:
+        overrides["allow_shutdown"] = False
+    if args.database is not None:
+        overrides["persistent"] = True
+        if args.database:
+            overrides["database"] = args.database
+    if args.verbose:
+        overrides["verbose"] = True
+    return load_config(args.config, env=env, overrides=overrides)
+
+
+async def _serve(config: Config) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_node(config) as node:
+            host, port = node.address
+            mode = f"persistent ({config.database_path})" if config.persistent else "in memory"
+            lines = [
+                f"pairns name server listening on {host}:{port}",
+                f"URI: {node.uri}",
+                f"namespace: {mode}, node id {node.node_id}",
+                "identification: required"
+                if config.identification
+                else "identification: NOT required (anyone may connect; use -i to require one)",
+                f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
+                f"URI file: {config.uri_path.resolve()}",
+            ]
+            for line in lines:
+                log.info(line)
+                print(line, flush=True)
+            async with trio.open_nursery() as nursery:
+
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        log.info("received %s, shutting down", signal.Signals(signum).name)
+                        node.shutdown()
+                        return
+
+                nursery.start_soon(on_signal)
+                await node.wait_stopped()
+                nursery.cancel_scope.cancel()
+    print("pairns name server stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``pairns``; returns the exit code."""
+    try:
+        config = config_from_args(argv)
+    except ConfigError as exc:
+        print(f"pairns: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if config.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        trio.run(_serve, config)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as exc:
+        cause = first_leaf(exc)
+        if isinstance(cause, PairnsError):
+            print(f"pairns: {cause}", file=sys.stderr)
+            return 1
+        if isinstance(cause, OSError):
+            print(f"pairns: cannot start: {cause}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The name server object that a node's daemon serves (Pyro 3 method names).
+
+Reads (``resolve``, ``list``, ``flatlist``, ``getMeta``, ...) are plain methods: the
+daemon answers them inline, so a resolve costs a name check and a dict lookup. Writes
+validate and apply the change to the in-memory namespace (the serialisation point that
+makes "name already exists" exact under concurrency), then wait until storage says the
+change is durable before they answer. In memory mode there is nothing to wait for, so
+the write methods are plain methods too and no task is spawned per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pairns import names
+from pairns.errors import NamingError, StorageError
+from pairns.namespace import ChangeSet, Namespace
+from pairns.storage import Storage
+from pairns.uri import URI
+
+log = logging.getLogger("pairns.naming")
+
+#: ``list()`` results; aliases because the method named ``list`` shadows the builtin here.
+GroupListing = list[tuple[str, int]]
+FlatListing = list[tuple[str, str]]
+
+#: The daemon object id the name server is served under (``PYRO://host:port/Pyro.NameServer``).
+NAMESERVER_OBJECT_ID = "Pyro.NameServer"
+
+
+class NameServer:
+    """The remote name server: every public method here is callable over the wire."""
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        storage: Storage,
+        *,
+        durable: bool,
+        node_info: Callable[[], dict[str, Any]],
+        request_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self._ns = namespace
+        self._storage = storage
+        self._default_group = namespace.default_group
+        self._node_info = node_info
+        self._request_shutdown = request_shutdown
+        self._started = time.time()
+        if durable:
+            # Instance attributes shadow the class's in-memory methods: the daemon then
+            # sees coroutine functions and runs these calls as tasks that await the disk.
+            self.register = self._register_durable  # type: ignore[method-assign,assignment]
+            self.unregister = self._unregister_durable  # type: ignore[method-assign,assignment]
+            self.createGroup = self._create_group_durable  # type: ignore[method-assign,assignment]
+            self.deleteGroup = self._delete_group_durable  # type: ignore[method-assign,assignment]
+            self.setMeta = self._set_meta_durable  # type: ignore[method-assign,assignment]
+
+    # -- reads: answered inline by the daemon -------------------------------------------
+
+    def _abs(self, name: Any) -> str:
+        return names.absolute(name, self._default_group)
+
+    def ping(self) -> bool:
+        """Answer True (Pyro 3's ``ping``): the node is alive."""
+        return True
+
+    def resolve(self, name: str) -> str:
+        """The URI registered under *name* (a string; proxies turn it into a ``URI``)."""
+        return self._ns.resolve(self._abs(name))
+
+    def list(self, group: str | None = None) -> GroupListing:
+        """The direct children of *group*: ``(name, 0)`` for groups, ``(name, 1)`` for objects."""
+        return self._ns.list(self._abs(group if group is not None else ""))
+
+    def flatlist(self) -> FlatListing:
+        """Every object in the namespace as ``(absolute name, URI)``."""
+        return self._ns.flatlist()
+
+    def getMeta(self, name: str) -> Any:
+        """The user metadata of a group or object (``None`` until set)."""
+        return self._ns.get_meta(self._abs(name))
+
+    def getSystemMeta(self, name: str) -> dict[str, Any]:
+        """Creation and modification time and the owning node of a group or object."""
+        return self._ns.get_system_meta(self._abs(name))
+
+    def fullName(self, name: str) -> str:
+        """The absolute form of *name* (relative names expand against the default group)."""
+        return self._abs(name)
+
+    def resync(self) -> None:
+        """Force a full resync with the twin; only a paired node has one."""
+        raise NamingError("this name server is not paired, there is nothing to resync with")
+
+    def status(self) -> dict[str, Any]:
+        """What ``pairns-ctl status`` shows: role, counts, digest, uptime, node identity."""
+        info = dict(self._node_info())
+        info.update(
+            entries=self._ns.entry_count,
+            digest=self._ns.digest(),
+            last_seq=self._ns.last_seq,
+            uptime=round(time.time() - self._started, 3),
+        )
+        return info
+
+    def dump(self, after: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+        """A page of the namespace (groups and objects, with metadata), in name order.
+
+        Returns ``{"entries": [...], "next": name-or-None}``; pass ``next`` back as
+        *after* to get the following page. Each entry is a dict with ``name``,
+        ``kind`` (``"group"``/``"object"``), ``uri`` and ``meta``.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+            raise NamingError("dump limit must be an integer between 1 and 100000")
+        if after is not None and not isinstance(after, str):
+            raise NamingError("invalid dump position", repr(after))
+        page, more = self._ns.dump_page(after, limit)
+        return {"entries": page, "next": page[-1]["name"] if more and page else None}
+
+    def shutdown(self) -> bool:
+        """Stop the node (refused when it was started with ``-k``)."""
+        if self._request_shutdown is None:
+            raise NamingError("shutdown is not allowed on this name server (started with -k)")
+        log.warning("shutdown requested by a client")
+        self._request_shutdown()
+        return True
+
+    # -- writes, in-memory mode: applied and answered inline ------------------------------
+
+    def register(self, name: str, uri: str) -> None:
+        """Register *uri* under *name* (its parent group must exist)."""
+        self._ns.register(self._abs(name), _uri_text(uri, name))
+
+    def unregister(self, name: str) -> None:
+        """Remove the object registered under *name*."""
+        self._ns.unregister(self._abs(name))
+
+    def createGroup(self, name: str) -> None:
+        """Create the group *name* (its parent group must exist)."""
+        self._ns.create_group(self._abs(name))
+
+    def deleteGroup(self, name: str) -> None:
+        """Delete the group *name* and everything under it."""
+        self._ns.delete_group(self._abs(name))
+
+    def setMeta(self, name: str, meta: Any) -> None:
+        """Set the user metadata of a group or object (any JSON value)."""
+        self._ns.set_meta(self._abs(name), meta)
+
+    # -- writes, persistent mode: answered once durable ---------------------------------
+
+    async def _commit(self, changes: ChangeSet) -> None:
+        try:
+            await self._storage.commit(changes.rows)
+        except StorageError:
+            self._ns.undo(changes)
+            raise
+
+    async def _register_durable(self, name: str, uri: str) -> None:
+        await self._commit(self._ns.register(self._abs(name), _uri_text(uri, name)))
+
+    async def _unregister_durable(self, name: str) -> None:
+        await self._commit(self._ns.unregister(self._abs(name)))
+
+    async def _create_group_durable(self, name: str) -> None:
+        await self._commit(self._ns.create_group(self._abs(name)))
+
+    async def _delete_group_durable(self, name: str) -> None:
+        await self._commit(self._ns.delete_group(self._abs(name)))
+
+    async def _set_meta_durable(self, name: str, meta: Any) -> None:
+        await self._commit(self._ns.set_meta(self._abs(name), meta))
+
+
+def _uri_text(uri: Any, name: Any) -> str:
+    """Check that *uri* parses (Pyro 3: "invalid URI") and return its canonical text."""
+    if not isinstance(uri, str):
+        raise NamingError("invalid URI", str(name))
+    try:
+        return str(URI.from_string(uri))
+    except Exception:
+        raise NamingError("invalid URI", str(name)) from None

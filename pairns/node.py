@@ -1,0 +1,233 @@
+"""One node: storage, the namespace, the daemon and the name server object, in one nursery.
+
+``async with open_node(config) as node:`` yields once the node is listening; leaving the
+block (or ``node.shutdown()``) stops it. :func:`run` is the same thing in the
+``nursery.start`` style, and :class:`NameServerStarter` runs a node in a thread for
+synchronous programs (Pyro 3's ``NameServerStarter``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from pairns import names
+from pairns.config import Config
+from pairns.namespace import HybridClock, Namespace
+from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
+from pairns.rpc import Daemon, DaemonLimits
+from pairns.storage import open_storage
+from pairns.uri import URI
+
+log = logging.getLogger("pairns.node")
+
+#: Seconds between a client's shutdown request and the stop, so its reply goes out.
+SHUTDOWN_GRACE = 0.1
+
+
+@attrs.define(eq=False)
+class Node:
+    """A running node; made by :func:`open_node`."""
+
+    config: Config
+    uri: URI
+    address: tuple[str, int]
+    namespace: Namespace
+    daemon: Daemon
+    service: NameServer
+    node_id: str
+    _cancel: trio.CancelScope
+    _stopped: trio.Event = attrs.field(factory=trio.Event)
+    _shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
+
+    def shutdown(self) -> None:
+        """Stop the node now (safe to call from any task of its Trio run)."""
+        self._stopped.set()
+        self._cancel.cancel()
+
+    def request_shutdown(self) -> None:
+        """Stop the node after a short grace period that lets replies in flight go out.
+
+        A client's ``shutdown()`` call is answered before the node closes its
+        connections, so the client learns that the request was accepted.
+        """
+        self._shutdown_requested.set()
+
+    async def _shutdown_after_grace(self) -> None:
+        await self._shutdown_requested.wait()
+        await trio.sleep(SHUTDOWN_GRACE)
+        self.shutdown()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`shutdown` is called."""
+        await self._stopped.wait()
+
+
+def _limits(config: Config) -> DaemonLimits:
+    return DaemonLimits(
+        max_frame_size=config.max_frame_size,
+        max_in_flight=config.max_in_flight,
+        max_connections=config.max_connections,
+        handshake_timeout=config.handshake_timeout,
+        idle_timeout=config.idle_timeout,
+        checksums=config.checksums,
+    )
+
+
+def _write_uri_file(path: Path, uri: URI) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{uri}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write the URI file %s: %s", path, exc.strerror or exc)
+
+
+@asynccontextmanager
+async def open_node(config: Config) -> AsyncIterator[Node]:
+    """Start a node; yields it once it listens, stops it when the block ends."""
+    storage_path = config.database_path if config.persistent else None
+    async with open_storage(storage_path) as storage:
+        loaded = await storage.open()
+        clock = HybridClock(loaded.node_id)
+        namespace = Namespace(loaded.node_id, clock, default_group=config.default_group)
+        namespace.load(loaded.rows, loaded.last_seq)
+        boot = namespace.bootstrap()
+        if boot.rows:
+            await storage.commit(boot.rows)
+
+        daemon = Daemon(
+            config.host, config.port, identification=config.identification, limits=_limits(config)
+        )
+        async with trio.open_nursery() as nursery:
+            node_box: list[Node] = []
+
+            def request_shutdown() -> None:
+                node_box[0].request_shutdown()
+
+            def node_info() -> dict[str, Any]:
+                node = node_box[0]
+                return {
+                    "node_id": node.node_id,
+                    "uri": str(node.uri),
+                    "persistent": config.persistent,
+                    "role": "single",
+                    "identification_required": config.identification is not None,
+                }
+
+            service = NameServer(
+                namespace,
+                storage,
+                durable=config.persistent,
+                node_info=node_info,
+                request_shutdown=request_shutdown if config.allow_shutdown else None,
+            )
+            daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
+            host, port = await nursery.start(daemon.serve)
+            uri = URI.pyro(
+                config.host if config.host not in ("", "0.0.0.0", "::") else host,
+                port,
+                NAMESERVER_OBJECT_ID,
+            )
+            # The name server registers itself, replacing what an earlier run left behind.
+            own = namespace.lookup(names.NAMESERVER_NAME)
+            if own is None or own.uri != str(uri):
+                if own is not None:
+                    await storage.commit(namespace.unregister(names.NAMESERVER_NAME).rows)
+                await storage.commit(namespace.register(names.NAMESERVER_NAME, str(uri)).rows)
+            node = Node(
+                config=config,
+                uri=uri,
+                address=(host, port),
+                namespace=namespace,
+                daemon=daemon,
+                service=service,
+                node_id=loaded.node_id,
+                cancel=nursery.cancel_scope,
+            )
+            node_box.append(node)
+            nursery.start_soon(node._shutdown_after_grace)
+            _write_uri_file(config.uri_path, uri)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def run(
+    config: Config, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a node until it is shut down or cancelled; ``started()`` gets the :class:`Node`."""
+    async with open_node(config) as node:
+        task_status.started(node)
+        await node.wait_stopped()
+
+
+class NameServerStarter:
+    """Runs a node in a background thread, for synchronous programs (Pyro 3 style).
+
+    ``start()`` returns at once; ``waitUntilStarted(timeout)`` says whether the node is
+    listening; ``shutdown()`` stops it and joins the thread.
+    """
+
+    def __init__(self, config: Config | None = None, **overrides: Any) -> None:
+        base = config if config is not None else Config()
+        self.config = attrs.evolve(base, **overrides) if overrides else base
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._node: Node | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the node in a daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("this starter was already started")
+        self._thread = threading.Thread(target=self._main, name="pairns-node", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            async with open_node(self.config) as node:
+                self._node = node
+                self._started.set()
+                await node.wait_stopped()
+
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported through .error and waitUntilStarted
+            self.error = exc
+            log.error("name server thread failed: %s", exc)
+        finally:
+            self._started.set()
+
+    def waitUntilStarted(self, timeout: float | None = None) -> bool:
+        """Wait up to *timeout* seconds; True when the node is listening."""
+        self._started.wait(timeout)
+        return self._node is not None and self.error is None and self._started.is_set()
+
+    @property
+    def uri(self) -> URI | None:
+        """The node's URI once started."""
+        return self._node.uri if self._node is not None else None
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        """Stop the node and wait for its thread to end."""
+        node, token, thread = self._node, self._token, self._thread
+        if node is not None and token is not None and thread is not None and thread.is_alive():
+            try:
+                trio.from_thread.run_sync(node.shutdown, trio_token=token)
+            except trio.RunFinishedError:
+                pass
+        if thread is not None:
+            thread.join(timeout)
