@@ -40,6 +40,52 @@ def _check_non_negative(inst: Any, attribute: attrs.Attribute[Any], value: float
         raise ConfigError(f"{attribute.name}: must be zero or a positive number, not {value}")
 
 
+def _check_role(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if value not in (0, 1, 2):
+        raise ConfigError(f"role must be 0 (single), 1 (-1) or 2 (-2), not {value!r}")
+
+
+def _check_ack(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ACK_MODES:
+        raise ConfigError(f"PYRO_NS_ACK must be one of {', '.join(ACK_MODES)}, not {value!r}")
+
+
+#: Acknowledgement modes: ``local`` (durable on the node that took the write, queued for
+#: the twin) and ``twin`` (also applied by the twin, while it is connected).
+ACK_MODES = ("local", "twin")
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> ``(host, port)``.
+
+    Raises :class:`ConfigError` for an empty host or a port outside 1..65535.
+    """
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"invalid address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(f"invalid address {text!r}")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise ConfigError(f"invalid address {text!r}: no host")
+    if not port_text:
+        return host, default_port
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"invalid address {text!r}: the port is not a number") from None
+    if not 0 < port <= 65535:
+        raise ConfigError(f"invalid address {text!r}: the port must be 1..65535")
+    return host, port
+
+
 def _check_group(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
     try:
         names.check_default_group(value)
@@ -67,6 +113,22 @@ class Config:
     max_in_flight: int = attrs.field(default=128, validator=_check_positive)
     handshake_timeout: float = attrs.field(default=5.0, validator=_check_positive)
     idle_timeout: float = attrs.field(default=0.0, validator=_check_non_negative)
+    #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2``.
+    role: int = attrs.field(default=0, validator=_check_role)
+    #: Where the twin serves (``host:port``); :func:`resolve_pairing` fills it in.
+    twin: str | None = None
+    ns2_host: str | None = None
+    ns2_port: int = attrs.field(default=9091, validator=_check_port)
+    ack: str = attrs.field(default="local", validator=_check_ack)
+    peer_timeout: float = attrs.field(default=2.0, validator=_check_positive)
+
+    @property
+    def twin_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the twin, or None for a single node."""
+        if self.role == 0 or not self.twin:
+            return None
+        default = self.ns2_port if self.role == 1 else self.port
+        return parse_address(self.twin, default)
 
     @property
     def uri_path(self) -> Path:
@@ -113,6 +175,10 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], tuple[type, ...]]] = {
     "PYRO_MAX_IN_FLIGHT": ("max_in_flight", int, (int,)),
     "PYRO_HANDSHAKE_TIMEOUT": ("handshake_timeout", float, (int, float)),
     "PYRO_IDLE_TIMEOUT": ("idle_timeout", float, (int, float)),
+    "PYRO_NS2_HOSTNAME": ("ns2_host", _parse_optional_str, (str,)),
+    "PYRO_NS2_PORT": ("ns2_port", int, (int,)),
+    "PYRO_NS_ACK": ("ack", str, (str,)),
+    "PYRO_NS_PEER_TIMEOUT": ("peer_timeout", float, (int, float)),
 }
 
 
@@ -178,3 +244,35 @@ def load_config(
     if overrides:
         config = _evolve(config, dict(overrides), "command line")
     return config
+
+
+def resolve_pairing(config: Config, *, listen_port: int | None = None) -> Config:
+    """Fill in a paired node's own port and its twin's address (Pyro 3's rule).
+
+    * ``-1``: listens on ``-p``, else ``PYRO_NS_PORT`` (9090); without an address its
+      twin is ``PYRO_NS2_HOSTNAME`` (default: its own host) ``:PYRO_NS2_PORT`` (9091).
+    * ``-2``: listens on ``-p``, else ``PYRO_NS2_PORT`` (9091) - ``PYRO_NS_PORT`` names
+      where the *first* node serves; without an address its twin is
+      ``PYRO_NS_HOSTNAME:PYRO_NS_PORT`` (defaults: its own host, 9090).
+    * An address without a port gets the default port above.
+
+    *config* holds ``PYRO_NS_PORT`` (defaults < TOML < environment) as ``port``;
+    *listen_port* is ``-p`` if it was given. A single node just gets ``-p``.
+    """
+    if config.role == 0:
+        if listen_port is None:
+            return config
+        return _evolve(config, {"port": listen_port}, "command line")
+    own_host = config.host if config.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    if config.role == 1:
+        port = config.port if listen_port is None else listen_port
+        default_host, default_port = config.ns2_host or own_host, config.ns2_port
+    else:
+        port = config.ns2_port if listen_port is None else listen_port
+        default_host, default_port = own_host, config.port
+    if config.twin:
+        host, twin_port = parse_address(config.twin, default_port)
+    else:
+        host, twin_port = default_host, default_port
+    shown = f"[{host}]" if ":" in host else host
+    return _evolve(config, {"port": port, "twin": f"{shown}:{twin_port}"}, "pairing")

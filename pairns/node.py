@@ -1,4 +1,5 @@
-"""One node: storage, the namespace, the daemon and the name server object, in one nursery.
+"""One node: storage, the namespace, the daemon, the name server object and (paired mode)
+the replication link, in one nursery.
 
 ``async with open_node(config) as node:`` yields once the node is listening; leaving the
 block (or ``node.shutdown()``) stops it. :func:`run` is the same thing in the
@@ -23,6 +24,7 @@ from pairns import names
 from pairns.config import Config
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
+from pairns.replication import PEER_OBJECT_ID, Replicator, RequestTable
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import open_storage
 from pairns.uri import URI
@@ -45,6 +47,8 @@ class Node:
     service: NameServer
     node_id: str
     _cancel: trio.CancelScope
+    #: The peer link of a paired node (None for a single node).
+    replicator: Replicator | None = None
     _stopped: trio.Event = attrs.field(factory=trio.Event)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
 
@@ -108,6 +112,25 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
         daemon = Daemon(
             config.host, config.port, identification=config.identification, limits=_limits(config)
         )
+        requests = RequestTable()
+        replicator: Replicator | None = None
+        twin = config.twin_address
+        if twin is not None:
+            replicator = Replicator(
+                namespace=namespace,
+                storage=storage,
+                node_id=loaded.node_id,
+                role=config.role,
+                twin=twin,
+                identification=config.identification,
+                durable=config.persistent,
+                peer_timeout=config.peer_timeout,
+                ack_mode=config.ack,
+                requests=requests,
+                kv=loaded.kv,
+                max_frame_size=config.max_frame_size,
+            )
+            daemon.register(replicator.endpoint, PEER_OBJECT_ID)
         async with trio.open_nursery() as nursery:
             node_box: list[Node] = []
 
@@ -120,7 +143,7 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                     "node_id": node.node_id,
                     "uri": str(node.uri),
                     "persistent": config.persistent,
-                    "role": "single",
+                    "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
                 }
 
@@ -130,6 +153,8 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                 durable=config.persistent,
                 node_info=node_info,
                 request_shutdown=request_shutdown if config.allow_shutdown else None,
+                replicator=replicator,
+                requests=requests,
             )
             daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
             host, port = await nursery.start(daemon.serve)
@@ -153,8 +178,11 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                 service=service,
                 node_id=loaded.node_id,
                 cancel=nursery.cancel_scope,
+                replicator=replicator,
             )
             node_box.append(node)
+            if replicator is not None:
+                await nursery.start(replicator.run)
             nursery.start_soon(node._shutdown_after_grace)
             _write_uri_file(config.uri_path, uri)
             try:

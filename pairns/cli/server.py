@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from pairns.cli._util import first_leaf
-from pairns.config import Config, ConfigError, load_config
+from pairns.config import Config, ConfigError, load_config, resolve_pairing
 from pairns.errors import PairnsError
 from pairns.node import open_node
 
@@ -51,6 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="persistent mode: keep the namespace on disk in DIR "
         "(default: Pyro_NS_database in PYRO_STORAGE)",
     )
+    role = p.add_mutually_exclusive_group()
+    role.add_argument(
+        "-1",
+        dest="first",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="",
+        help="paired mode, first node; the twin serves at HOST:PORT "
+        "(default PYRO_NS2_HOSTNAME:PYRO_NS2_PORT, i.e. this host, port 9091)",
+    )
+    role.add_argument(
+        "-2",
+        dest="second",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="",
+        help="paired mode, second node (listens on PYRO_NS2_PORT, 9091, unless -p); the "
+        "twin serves at HOST:PORT (default PYRO_NS_HOSTNAME:PYRO_NS_PORT, port 9090)",
+    )
+    p.add_argument(
+        "--ack",
+        choices=["local", "twin"],
+        help="acknowledge writes once durable here (local, the default) or once the "
+        "connected twin has applied them too (twin) - PYRO_NS_ACK",
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging")
     p.add_argument("--config", metavar="FILE", help="TOML configuration file (PYRO_* keys)")
     return p
@@ -62,8 +87,6 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
     overrides: dict[str, Any] = {}
     if args.host is not None:
         overrides["host"] = args.host
-    if args.port is not None:
-        overrides["port"] = args.port
     if args.identification is not None:
         overrides["identification"] = args.identification
     if args.refuse_shutdown:
@@ -74,7 +97,17 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
             overrides["database"] = args.database
     if args.verbose:
         overrides["verbose"] = True
-    return load_config(args.config, env=env, overrides=overrides)
+    if args.first is not None:
+        overrides["role"] = 1
+        overrides["twin"] = args.first or None
+    elif args.second is not None:
+        overrides["role"] = 2
+        overrides["twin"] = args.second or None
+    if args.ack is not None:
+        overrides["ack"] = args.ack
+    # -p is applied last: for a -2 node PYRO_NS_PORT names where its twin serves.
+    config = load_config(args.config, env=env, overrides=overrides)
+    return resolve_pairing(config, listen_port=args.port)
 
 
 async def _serve(config: Config) -> None:
@@ -90,6 +123,7 @@ async def _serve(config: Config) -> None:
                 if config.identification
                 else "identification: NOT required (anyone may connect; use -i to require one)",
                 f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
+                _pairing_line(config),
                 f"URI file: {config.uri_path.resolve()}",
             ]
             for line in lines:
@@ -107,6 +141,15 @@ async def _serve(config: Config) -> None:
                 await node.wait_stopped()
                 nursery.cancel_scope.cancel()
     print("pairns name server stopped", flush=True)
+
+
+def _pairing_line(config: Config) -> str:
+    if config.role == 0:
+        return "pairing: single node (use -1/-2 for a pair)"
+    return (
+        f"pairing: -{config.role} node, twin at {config.twin}, ack {config.ack}, "
+        f"peer timeout {config.peer_timeout:g} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

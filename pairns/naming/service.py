@@ -6,6 +6,13 @@ validate and apply the change to the in-memory namespace (the serialisation poin
 makes "name already exists" exact under concurrency), then wait until storage says the
 change is durable before they answer. In memory mode there is nothing to wait for, so
 the write methods are plain methods too and no task is spawned per call.
+
+Paired mode: every write wakes the replicator (the change feed is its outgoing buffer,
+so a write never waits for the twin), and with ``--ack twin`` the write then waits,
+bounded, until the twin has applied it. A write that carries a client request id
+(``rpc.current_request_id``) is remembered with its result in a bounded, time-limited
+table shared with the twin; a retry with a known id gets the first result back instead
+of being applied again.
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import trio
+
 from pairns import names
 from pairns.errors import NamingError, StorageError
 from pairns.namespace import ChangeSet, Namespace
+from pairns.replication import Replicator, RequestTable
+from pairns.rpc import current_request_id
 from pairns.storage import Storage
 from pairns.uri import URI
 
@@ -42,14 +53,22 @@ class NameServer:
         durable: bool,
         node_info: Callable[[], dict[str, Any]],
         request_shutdown: Callable[[], None] | None = None,
+        replicator: Replicator | None = None,
+        requests: RequestTable | None = None,
     ) -> None:
         self._ns = namespace
         self._storage = storage
+        self._durable = durable
         self._default_group = namespace.default_group
         self._node_info = node_info
         self._request_shutdown = request_shutdown
         self._started = time.time()
-        if durable:
+        self._replicator = replicator
+        self._requests = requests if requests is not None else RequestTable()
+        # Writes with a request id still being applied: a retry waits for the first.
+        self._in_flight: dict[str, trio.Event] = {}
+        self._ack_twin = replicator is not None and replicator.ack_mode == "twin"
+        if durable or self._ack_twin:
             # Instance attributes shadow the class's in-memory methods: the daemon then
             # sees coroutine functions and runs these calls as tasks that await the disk.
             self.register = self._register_durable  # type: ignore[method-assign,assignment]
@@ -92,18 +111,33 @@ class NameServer:
         return self._abs(name)
 
     def resync(self) -> None:
-        """Force a full resync with the twin; only a paired node has one."""
-        raise NamingError("this name server is not paired, there is nothing to resync with")
+        """Force a full resync with the twin (both directions); only a paired node has one."""
+        if self._replicator is None:
+            raise NamingError("this name server is not paired, there is nothing to resync with")
+        self._replicator.request_resync()
+
+    def twin(self) -> str | None:
+        """Where the twin serves (``PYRO://host:port/Pyro.NameServer``); None when unpaired."""
+        if self._replicator is None:
+            return None
+        host, port = self._replicator.twin
+        return str(URI.pyro(host, port, NAMESERVER_OBJECT_ID))
 
     def status(self) -> dict[str, Any]:
-        """What ``pairns-ctl status`` shows: role, counts, digest, uptime, node identity."""
+        """What ``pairns-ctl status`` shows: role, link, lag, counts, digest, identity."""
         info = dict(self._node_info())
         info.update(
             entries=self._ns.entry_count,
             digest=self._ns.digest(),
             last_seq=self._ns.last_seq,
             uptime=round(time.time() - self._started, 3),
+            conflicts=self._ns.conflict_count,
+            request_ids=len(self._requests),
         )
+        if self._replicator is not None:
+            info.update(self._replicator.status())
+        else:
+            info.update(role="single", twin=None, link="unpaired")
         return info
 
     def dump(self, after: str | None = None, limit: int = 10_000) -> dict[str, Any]:
@@ -132,25 +166,81 @@ class NameServer:
 
     def register(self, name: str, uri: str) -> None:
         """Register *uri* under *name* (its parent group must exist)."""
-        self._ns.register(self._abs(name), _uri_text(uri, name))
+        self._write(self._ns.register, self._abs(name), _uri_text(uri, name))
 
     def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
-        self._ns.unregister(self._abs(name))
+        self._write(self._ns.unregister, self._abs(name))
 
     def createGroup(self, name: str) -> None:
         """Create the group *name* (its parent group must exist)."""
-        self._ns.create_group(self._abs(name))
+        self._write(self._ns.create_group, self._abs(name))
 
     def deleteGroup(self, name: str) -> None:
         """Delete the group *name* and everything under it."""
-        self._ns.delete_group(self._abs(name))
+        self._write(self._ns.delete_group, self._abs(name))
 
     def setMeta(self, name: str, meta: Any) -> None:
         """Set the user metadata of a group or object (any JSON value)."""
-        self._ns.set_meta(self._abs(name), meta)
+        self._write(self._ns.set_meta, self._abs(name), meta)
 
-    # -- writes, persistent mode: answered once durable ---------------------------------
+    def _write(self, op: Callable[..., ChangeSet], *args: Any) -> None:
+        """Apply a write unless its request id says it was applied already.
+
+        Every Pyro 3 write returns None, so the remembered result is None too; the
+        table keeps results anyway, so a write that returns something stays correct.
+        """
+        request_id = current_request_id.get()
+        if request_id is not None:
+            known, _ = self._requests.get(request_id, time.time())
+            if known:
+                return
+        changes = op(*args)
+        if request_id is not None:
+            self._requests.add(request_id, None, _last_seq(changes, self._ns), time.time())
+        if self._replicator is not None:
+            self._replicator.changed()
+
+    # -- writes, persistent or --ack twin: answered once durable (and acked) ---------------
+
+    async def _write_async(self, op: Callable[..., ChangeSet], *args: Any) -> None:
+        request_id = current_request_id.get()
+        if request_id is None:
+            await self._apply_async(op, args)
+            return
+        # A retry of a write still in progress waits for it (bounded by the caller's
+        # own timeout), then answers like any retry.
+        for _ in range(2):
+            known, _ = self._requests.get(request_id, time.time())
+            if known:
+                return
+            pending = self._in_flight.get(request_id)
+            if pending is None:
+                break
+            await pending.wait()
+        done = trio.Event()
+        self._in_flight[request_id] = done
+        try:
+            await self._apply_async(op, args, request_id)
+        finally:
+            del self._in_flight[request_id]
+            done.set()
+
+    async def _apply_async(
+        self, op: Callable[..., ChangeSet], args: tuple[Any, ...], request_id: str | None = None
+    ) -> int:
+        changes = op(*args)
+        if self._durable:
+            await self._commit(changes)
+        seq = _last_seq(changes, self._ns)
+        if request_id is not None:
+            self._requests.add(request_id, None, seq, time.time())
+        replicator = self._replicator
+        if replicator is not None:
+            replicator.changed()
+            if self._ack_twin:
+                await replicator.wait_twin(seq)
+        return seq
 
     async def _commit(self, changes: ChangeSet) -> None:
         try:
@@ -160,19 +250,24 @@ class NameServer:
             raise
 
     async def _register_durable(self, name: str, uri: str) -> None:
-        await self._commit(self._ns.register(self._abs(name), _uri_text(uri, name)))
+        await self._write_async(self._ns.register, self._abs(name), _uri_text(uri, name))
 
     async def _unregister_durable(self, name: str) -> None:
-        await self._commit(self._ns.unregister(self._abs(name)))
+        await self._write_async(self._ns.unregister, self._abs(name))
 
     async def _create_group_durable(self, name: str) -> None:
-        await self._commit(self._ns.create_group(self._abs(name)))
+        await self._write_async(self._ns.create_group, self._abs(name))
 
     async def _delete_group_durable(self, name: str) -> None:
-        await self._commit(self._ns.delete_group(self._abs(name)))
+        await self._write_async(self._ns.delete_group, self._abs(name))
 
     async def _set_meta_durable(self, name: str, meta: Any) -> None:
-        await self._commit(self._ns.set_meta(self._abs(name), meta))
+        await self._write_async(self._ns.set_meta, self._abs(name), meta)
+
+
+def _last_seq(changes: ChangeSet, ns: Namespace) -> int:
+    """The feed position of a change set's last entry (what the twin must ack)."""
+    return changes.seqs[-1] if changes.seqs else ns.last_seq
 
 
 def _uri_text(uri: Any, name: Any) -> str:

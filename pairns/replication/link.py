@@ -1,0 +1,959 @@
+"""The peer link's Trio adapter: :class:`Replicator` keeps one node mirrored with its twin.
+
+Topology
+--------
+One long-lived, authenticated connection per pair, dialled by the ``-2`` node to the
+``-1`` node's daemon (the rpc handshake authenticates both ends with ``-i``: the
+dialler proves the passphrase, and, holding one itself, checks the ``-1`` node's proof).
+On it:
+
+* ``hello`` (a call, both directions' :class:`~pairns.replication.messages.Hello`):
+  identities, roles and positions; refusals come back as ``NamingError``.
+* ``push`` (oneway, ``-2`` -> ``-1``): batches of the ``-2`` node's feed carrying its
+  cumulative ack of the ``-1`` node's feed; an empty batch is a heartbeat.
+* ``poll`` (a call the ``-1`` node holds until it has something to say, or for one
+  heartbeat interval): its reply is a batch of the ``-1`` node's feed carrying its
+  cumulative ack of the ``-2`` node's feed. So changes, acks and heartbeats flow both
+  ways on the one connection, with no second listener and no rule to pick one of two
+  connections.
+
+Why the ``-2`` node dials: the second node is the one that fetches a snapshot at first
+pairing, so it is natural for it to ask; one dialler means one connection with no tie
+to break. While unpaired, the ``-1`` node *probes* its twin's address (a short ``hello``
+with ``probe``), only to find and report identification mismatches and a twin started
+with the same role; it never keeps that connection.
+
+Each connection runs in one nursery (sender, receiver, committer, heartbeat watchdog);
+if any of them fails, the whole link is cancelled, and the outer loop reconnects with
+backoff (at most 5 s) and resyncs from the positions the hellos agreed on. The change
+feed (``Namespace.entries_since``) is the outgoing buffer: the sender reads above what
+it sent, so a slow or frozen twin never blocks a client call, and nothing is lost while
+the twin is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import trio
+
+from pairns.errors import (
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    LocalProtocolError,
+    NamingError,
+    PairnsError,
+    StorageError,
+)
+from pairns.namespace import ChangeSet, Conflict, Namespace
+from pairns.replication.messages import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
+    PROTOCOL_VERSION,
+    Batch,
+    Hello,
+    Item,
+    estimate_size,
+)
+from pairns.replication.requests import RequestTable
+from pairns.replication.state import (
+    Backoff,
+    LinkEvent,
+    LinkMachine,
+    LinkState,
+    LinkStatus,
+    Positions,
+)
+from pairns.rpc import AsyncProxy
+from pairns.storage import Storage
+
+__all__ = ["PEER_OBJECT_ID", "LinkFailed", "PeerEndpoint", "Replicator", "build_batch"]
+
+log = logging.getLogger("pairns.replication")
+
+#: The daemon object id of the peer endpoint (a sibling of ``Pyro.NameServer``).
+PEER_OBJECT_ID: Final = "Pyro.NameServer.Peer"
+
+#: Keys of the durable node metadata (``Storage.set_kv``).
+KV_TWIN_ID: Final = "twin.node_id"
+KV_APPLIED: Final = "twin.applied"
+KV_ACKED: Final = "twin.acked"
+
+#: Heartbeats per peer timeout: a twin is dropped after missing about this many.
+HEARTBEATS_PER_TIMEOUT: Final = 4
+
+#: Most unacknowledged feed positions the sender lets out before it waits for acks.
+SEND_WINDOW: Final = 8 * MAX_BATCH_ENTRIES
+
+_IDENT_MISMATCH = "identification mismatch"
+
+
+class LinkFailed(PairnsError):
+    """The current connection to the twin is unusable (the link resyncs after a retry)."""
+
+
+class _Refused(PairnsError):
+    """The twin cannot be paired with; ``reason`` is what status shows."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def build_batch(
+    ns: Namespace,
+    *,
+    start: int,
+    end: int,
+    ack: int,
+    skip_node: str | None,
+    requests: RequestTable,
+    now: float,
+    durable_end: int | None = None,
+    limit: int = MAX_BATCH_ENTRIES,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> Batch:
+    """The next batch of *ns*'s feed above *start*, up to the durable position *end*.
+
+    Entries stamped by *skip_node* (the twin's own changes, merged here) are not sent
+    back, but the batch's ``upto`` still covers their positions so the twin's ack does.
+    ``more`` says whether the feed holds more below *durable_end* (default: *end*; the
+    sender passes a smaller *end* when its send window is full).
+    """
+    rows = ns.entries_since(start, limit=limit) if end > start else []
+    items: list[Item] = []
+    size = 0
+    upto = start
+    cut = False
+    for seq, entry in rows:
+        if seq > end:
+            break
+        upto = seq
+        if skip_node is None or entry.stamp.node != skip_node:
+            items.append(Item(seq, entry, ns.seen_of(entry.name)))
+            size += estimate_size(entry)
+            if size >= max_bytes:
+                cut = True
+                break
+    else:
+        cut = len(rows) >= limit
+    if not cut:
+        upto = max(upto, end)  # nothing else at or below the durable end
+    records = tuple(requests.between(start, upto, now)) if upto > start else ()
+    last = end if durable_end is None else durable_end
+    return Batch(
+        start=start, upto=upto, ack=ack, items=tuple(items), requests=records, more=upto < last
+    )
+
+
+@attrs.define(eq=False)
+class _Counters:
+    entries_sent: int = 0
+    entries_received: int = 0
+    batches_received: int = 0
+    full_resyncs: int = 0
+    incremental_resyncs: int = 0
+    drops: int = 0
+    degraded_acks: int = 0
+    twin_acks: int = 0
+
+
+class _Link:
+    """What both ends of one connection share: positions, applying and committing.
+
+    Lives as long as one connection; the :class:`Replicator` makes a new one per
+    connection (so a stale task of an old connection cannot move the new positions).
+    """
+
+    def __init__(self, rep: Replicator, twin_id: str, acked: int, applied: int, full: bool):
+        self.rep = rep
+        self.twin_id = twin_id
+        self.positions = Positions()
+        self.positions.restart(acked, applied)
+        self.full = full
+        self.last_contact = trio.current_time()
+        self.closed = False
+        self.error: str = ""
+        self.cancel_scope = trio.CancelScope()
+        self.sent_caught_up = False
+        self.received_caught_up = False
+        self._pending: list[tuple[int, ChangeSet]] = []
+        self._pending_event = trio.Event()
+        self.last_ack_sent = -1
+
+    # -- receiving -------------------------------------------------------------------
+
+    def contact(self) -> None:
+        self.last_contact = trio.current_time()
+
+    def receive(self, batch: Batch) -> None:
+        """Merge a batch from the twin (synchronously: batches apply in arrival order)."""
+        rep = self.rep
+        self.contact()
+        positions = self.positions
+        try:
+            positions.check_batch(batch.start)
+        except LocalProtocolError as exc:
+            raise LinkFailed(str(exc)) from None
+        if positions.on_ack(batch.ack):
+            rep._acked_moved(self)
+        if batch.upto == batch.start and not batch.items and not batch.requests:
+            if not batch.more:
+                self._caught_up_received()
+            return
+        try:
+            changes = rep.namespace.merge_all((item.entry, item.seen) for item in batch.items)
+        except ValueError as exc:
+            raise LinkFailed(f"the twin sent an invalid change: {exc}") from None
+        now = time.time()
+        for record in batch.requests:
+            rep.requests.learn(record, now)
+        positions.on_received(batch.upto)
+        rep.counters.entries_received += len(batch.items)
+        rep.counters.batches_received += 1
+        if rep.durable and changes.entries:
+            self._pending.append((batch.upto, changes))
+            self._pending_event.set()
+        else:
+            if changes.entries:
+                self._pending.append((batch.upto, changes))  # nothing to wait for
+            self._durable(batch.upto)
+        if changes.entries:
+            rep.changed()
+        if not batch.more:
+            self._caught_up_received()
+
+    def _durable(self, upto: int) -> None:
+        if self.positions.on_durable(upto):
+            self.rep._kick()
+        self._pending = [p for p in self._pending if p[0] > upto] if self.rep.durable else []
+
+    def _caught_up_received(self) -> None:
+        if not self.received_caught_up:
+            self.received_caught_up = True
+            self.rep._maybe_caught_up(self)
+
+    async def committer(self) -> None:
+        """Commit merged batches (persistent mode), then advance ``applied``."""
+        rep = self.rep
+        while True:
+            if not self._pending:
+                self._pending_event = trio.Event()
+                await self._pending_event.wait()
+                continue
+            batch, self._pending = self._pending, []
+            rows: list[Any] = []
+            for _, changes in batch:
+                rows.extend(changes.rows)
+            try:
+                await rep.storage.commit(rows)
+            except StorageError as exc:
+                for _, changes in reversed(batch):
+                    rep.namespace.undo(changes)
+                raise LinkFailed(f"cannot store what the twin sent: {exc}") from exc
+            upto = batch[-1][0]
+            if self.positions.on_durable(upto):
+                rep._kick()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def has_news(self) -> bool:
+        """Something to tell the twin: new durable changes or a new ack."""
+        p = self.positions
+        return (
+            self.rep.durable_seq() > p.sent and p.sent - p.acked < SEND_WINDOW
+        ) or p.applied != self.last_ack_sent
+
+    def next_batch(self) -> Batch:
+        """The next batch to send (maybe a heartbeat); marks it sent."""
+        rep = self.rep
+        p = self.positions
+        durable = rep.durable_seq()
+        end = min(durable, max(p.sent, p.acked + SEND_WINDOW))  # wait for acks past that
+        batch = build_batch(
+            rep.namespace,
+            start=p.sent,
+            end=end,
+            durable_end=durable,
+            ack=p.applied,
+            skip_node=None if self.full else self.twin_id,
+            requests=rep.requests,
+            now=time.time(),
+        )
+        p.on_sent(batch.upto)
+        self.last_ack_sent = p.applied
+        rep.counters.entries_sent += len(batch.items)
+        if not batch.more and not self.sent_caught_up:
+            self.sent_caught_up = True
+            rep._maybe_caught_up(self)
+        return batch
+
+    async def wait_news(self, timeout: float) -> None:
+        """Wait until :meth:`has_news` or *timeout* seconds pass."""
+        with trio.move_on_after(timeout):
+            while not self.has_news():
+                await self.rep._kicked()
+
+    async def watchdog(self) -> None:
+        """Fail the link when the twin has been silent for longer than the peer timeout."""
+        timeout = self.rep.peer_timeout
+        while True:
+            silent = trio.current_time() - self.last_contact
+            if silent > timeout:
+                raise LinkFailed(f"the twin was silent for {silent:.1f} s")
+            await trio.sleep(max(0.01, timeout - silent + 0.001))
+
+    async def persister(self) -> None:
+        """Store the positions now and then, so a restart resyncs incrementally."""
+        interval = self.rep.heartbeat
+        while True:
+            await trio.sleep(interval)
+            await self.rep._persist(self)
+
+
+@attrs.define(eq=False)
+class _Session:
+    """The ``-1`` side of one connection: the link plus the poll handshake."""
+
+    id: str
+    link: _Link
+    polling: bool = False
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+
+class PeerEndpoint:
+    """The remote object the twin calls (served as :data:`PEER_OBJECT_ID`)."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        self._rep = replicator
+
+    async def hello(self, hello: Any) -> dict[str, Any]:
+        """Start a link (or answer a probe); returns ``{"hello": ..., "session": id}``."""
+        return await self._rep._accept_hello(hello)
+
+    def push(self, session: str, batch: Any) -> None:
+        """A batch from the dialling twin (oneway; applied in arrival order)."""
+        self._rep._on_push(session, batch)
+
+    async def poll(self, session: str, ack: int, wait: float) -> dict[str, Any]:
+        """The next batch for the dialling twin, after at most *wait* seconds."""
+        return await self._rep._on_poll(session, ack, wait)
+
+
+class Replicator:
+    """Keeps this node's namespace mirrored with its twin's (one per paired node).
+
+    The name service calls :meth:`changed` after every write (once durable),
+    :meth:`wait_twin` in ``--ack twin`` mode, :meth:`status` and :meth:`request_resync`;
+    :meth:`run` (in the node's nursery) does the rest. Serve :attr:`endpoint` on the
+    daemon as :data:`PEER_OBJECT_ID`.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespace: Namespace,
+        storage: Storage,
+        node_id: str,
+        role: int,
+        twin: tuple[str, int],
+        identification: str | None,
+        durable: bool,
+        peer_timeout: float = 2.0,
+        ack_mode: str = "local",
+        requests: RequestTable | None = None,
+        kv: dict[str, str] | None = None,
+        max_frame_size: int | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if role not in (1, 2):
+            raise ValueError("a replicator needs role 1 or 2")
+        self.namespace = namespace
+        self.storage = storage
+        self.node_id = node_id
+        self.role = role
+        self.twin = twin
+        self.identification = identification
+        self.durable = durable
+        self.peer_timeout = peer_timeout
+        self.heartbeat = peer_timeout / HEARTBEATS_PER_TIMEOUT
+        self.ack_mode = ack_mode
+        self.requests = requests if requests is not None else RequestTable()
+        self.max_frame_size = max_frame_size
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.counters = _Counters()
+        self.endpoint = PeerEndpoint(self)
+        self.machine = LinkMachine()
+        kv = kv or {}
+        self._twin_id = kv.get(KV_TWIN_ID, "")
+        self._stored_applied = _int_or_zero(kv.get(KV_APPLIED))
+        self._stored_acked = _int_or_zero(kv.get(KV_ACKED))
+        self._persisted = (self._twin_id, self._stored_applied, self._stored_acked)
+        self._link: _Link | None = None
+        self._session: _Session | None = None
+        self._new_session = trio.Event()
+        self._kick_event = trio.Event()
+        self._full_requested = False
+        self._last_contact: float | None = None
+        self._ack_waiters: list[tuple[int, trio.Event]] = []
+        self._logged_state = ""
+        previous = namespace.on_conflict
+        namespace.on_conflict = self._conflict_logger(previous)
+
+    # -- what the name service uses ---------------------------------------------------
+
+    @property
+    def twin_address(self) -> str:
+        """``host:port`` where the twin serves."""
+        host, port = self.twin
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def durable_seq(self) -> int:
+        """The highest feed position that is durable here (what may be sent)."""
+        return self.storage.last_seq if self.durable else self.namespace.last_seq
+
+    def changed(self) -> None:
+        """A write (or merge) made new changes: wake the sender."""
+        self._kick()
+
+    @property
+    def degraded(self) -> bool:
+        """In ``--ack twin`` mode, True while writes can only be acknowledged locally."""
+        return self.ack_mode == "twin" and self.machine.state is not LinkState.PAIRED
+
+    async def wait_twin(self, seq: int) -> bool:
+        """``--ack twin``: wait until the twin has applied feed position *seq*.
+
+        Returns True if it did; False (counted as a degraded acknowledgement) when the
+        twin is not paired, or the link drops, or it takes longer than the peer timeout.
+        """
+        link = self._link
+        if link is None or link.closed or self.machine.state is not LinkState.PAIRED:
+            self.counters.degraded_acks += 1
+            return False
+        if link.positions.acked >= seq:
+            self.counters.twin_acks += 1
+            return True
+        event = trio.Event()
+        self._ack_waiters.append((seq, event))
+        self._kick()
+        with trio.move_on_after(self.peer_timeout):
+            await event.wait()
+        link = self._link
+        if link is not None and not link.closed and link.positions.acked >= seq:
+            self.counters.twin_acks += 1
+            return True
+        self.counters.degraded_acks += 1
+        return False
+
+    def request_resync(self) -> None:
+        """Force a full resync in both directions (drops the current connection)."""
+        self._full_requested = True
+        log.warning("full resync with the twin requested")
+        link = self._link
+        if link is not None:
+            self._fail(link, "full resync requested")
+
+    def status(self) -> dict[str, Any]:
+        """The replication part of ``status()``."""
+        link = self._link
+        now = trio.current_time()
+        contact = None if self._last_contact is None else round(now - self._last_contact, 3)
+        if link is not None and not link.closed:
+            acked = link.positions.acked
+            twin_id = link.twin_id
+        else:
+            acked = self._stored_acked if self._twin_id else 0
+            twin_id = self._twin_id
+        unacked, oldest = self._unacked(acked, twin_id)
+        c = self.counters
+        return {
+            "role": self.role,
+            "twin": self.twin_address,
+            "twin_node_id": twin_id or None,
+            "link": self.machine.status.text,
+            "link_state": self.machine.state.value,
+            "last_contact_seconds": contact,
+            "unacked_changes": unacked,
+            "oldest_unacked_seconds": oldest,
+            "ack_mode": self.ack_mode,
+            "degraded": self.degraded,
+            "degraded_acks": c.degraded_acks,
+            "twin_acks": c.twin_acks,
+            "entries_sent": c.entries_sent,
+            "entries_received": c.entries_received,
+            "full_resyncs": c.full_resyncs,
+            "incremental_resyncs": c.incremental_resyncs,
+            "link_drops": c.drops,
+        }
+
+    def _unacked(self, acked: int, twin_id: str) -> tuple[int, float | None]:
+        rows = self.namespace.entries_since(acked, limit=100_001)
+        count = 0
+        oldest: float | None = None
+        for _, entry in rows:
+            if twin_id and entry.stamp.node == twin_id:
+                continue
+            count += 1
+            if oldest is None:
+                oldest = round(max(0.0, time.time() - entry.stamp.wall_time), 3)
+        return count, oldest
+
+    # -- the main loop ---------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the link until cancelled (the node's nursery owns this task)."""
+        task_status.started()
+        if self.role == 2:
+            await self._dial_loop()
+        else:
+            await self._accept_loop()
+
+    # -- -2: dial, hello, push and poll ----------------------------------------------
+
+    async def _dial_loop(self) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            self._transition(LinkEvent.DIAL, f"looking for the twin at {self.twin_address}")
+            try:
+                await self._connect_and_run()
+            except _Refused as exc:
+                self._refuse(exc)
+            except (LinkFailed, ConnectionClosedError, NamingError, StorageError) as exc:
+                self._down(str(exc), attempts)
+            except Exception as exc:
+                log.exception("peer link failed unexpectedly")
+                self._down(f"internal error: {exc!r}", attempts)
+            else:  # pragma: no cover - _connect_and_run only returns by raising
+                self._down("link closed", attempts)
+            if self._full_requested:
+                continue  # resync() asked: reconnect at once
+            await trio.sleep(self.backoff.next())
+
+    async def _connect_and_run(self) -> None:
+        host, port = self.twin
+        proxy = AsyncProxy.for_address(
+            host,
+            port,
+            PEER_OBJECT_ID,
+            identification=self.identification,
+            timeout=self.peer_timeout + self.heartbeat,
+            max_frame_size=self.max_frame_size,
+        )
+        async with proxy:
+            full = self._full_requested
+            hello = self._my_hello(full=full, probe=False)
+            try:
+                answer = await proxy.call("hello", hello.to_wire())
+            except ConnectionDeniedError as exc:
+                raise _Refused(_IDENT_MISMATCH, str(exc)) from None
+            self._transition(LinkEvent.CONNECTED)
+            theirs, session = _parse_answer(answer)
+            self._check_twin(theirs)
+            self._full_requested = False
+            full = full or theirs.full
+            link = self._start_link(theirs.node_id, their_applied=theirs.applied, full=full)
+            try:
+                async with trio.open_nursery() as nursery:
+                    link.cancel_scope = nursery.cancel_scope
+                    nursery.start_soon(self._pusher, proxy, session, link)
+                    nursery.start_soon(self._poller, proxy, session, link)
+                    nursery.start_soon(link.committer)
+                    nursery.start_soon(link.watchdog)
+                    nursery.start_soon(link.persister)
+            except BaseExceptionGroup as group:
+                raise _link_error(group) from None
+            finally:
+                await self._end_link(link)
+            raise LinkFailed(link.error or "link closed")
+
+    async def _pusher(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
+        while True:
+            await link.wait_news(self.heartbeat)
+            batch = link.next_batch()
+            await proxy.oneway("push", session, batch.to_wire())
+            if batch.more:
+                await trio.lowlevel.checkpoint()
+
+    async def _poller(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
+        while True:
+            try:
+                reply = await proxy.call("poll", session, link.positions.applied, self.heartbeat)
+            except NamingError as exc:
+                raise LinkFailed(f"the twin closed the link: {exc}") from None
+            try:
+                batch = Batch.from_wire(reply)
+            except ValueError as exc:
+                raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
+            self._last_contact = trio.current_time()
+            link.receive(batch)
+
+    # -- -1: accept hellos, serve polls ----------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._probe_loop)
+            self._transition(
+                LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to connect"
+            )
+            while True:
+                session = self._session
+                if session is None or session.done.is_set():
+                    self._new_session = trio.Event()
+                    await self._new_session.wait()
+                    continue
+                await self._run_session(session)
+
+    async def _run_session(self, session: _Session) -> None:
+        link = session.link
+        try:
+            async with trio.open_nursery() as nursery:
+                link.cancel_scope = nursery.cancel_scope
+                nursery.start_soon(link.committer)
+                nursery.start_soon(link.watchdog)
+                nursery.start_soon(link.persister)
+        except BaseExceptionGroup as group:
+            error = _link_error(group)
+            link.error = link.error or str(error)
+            if not isinstance(error, PairnsError):
+                log.error("peer link failed unexpectedly", exc_info=error)
+        finally:
+            await self._end_link(link)
+            session.done.set()
+        if self._session is session:
+            self._session = None
+            self._down(link.error or "link closed", 1)
+            self._transition(
+                LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to reconnect"
+            )
+
+    async def _probe_loop(self) -> None:
+        """While unpaired, check the twin's address: report mismatches, log progress."""
+        backoff = Backoff(initial=0.25)
+        while True:
+            await trio.sleep(backoff.next())
+            if self._session is not None and not self._session.done.is_set():
+                backoff.reset()
+                continue
+            host, port = self.twin
+            proxy = AsyncProxy.for_address(
+                host,
+                port,
+                PEER_OBJECT_ID,
+                identification=self.identification,
+                timeout=self.peer_timeout,
+            )
+            try:
+                async with proxy:
+                    answer = await proxy.call(
+                        "hello", self._my_hello(full=False, probe=True).to_wire()
+                    )
+                theirs, _ = _parse_answer(answer)
+                self._check_twin(theirs)
+            except ConnectionDeniedError as exc:
+                self._refuse(_Refused(_IDENT_MISMATCH, str(exc)))
+            except _Refused as exc:
+                self._refuse(exc)
+            except (PairnsError, ValueError) as exc:
+                if self.machine.state is LinkState.REFUSED:
+                    continue
+                log.info("still looking for the twin at %s: %s", self.twin_address, exc)
+            else:
+                if self.machine.state is LinkState.REFUSED:
+                    self._transition(LinkEvent.DIAL, "the twin can now be paired with")
+
+    async def _accept_hello(self, raw: Any) -> dict[str, Any]:
+        try:
+            theirs = Hello.from_wire(raw)
+        except ValueError as exc:
+            raise NamingError(f"refused: invalid hello ({exc})") from None
+        try:
+            self._check_twin(theirs)
+        except _Refused as exc:
+            self._refuse(exc)
+            raise NamingError(f"refused: {exc}") from None
+        if theirs.probe or self.role == 2:
+            return {"hello": self._my_hello(full=False, probe=True).to_wire(), "session": ""}
+        old = self._session
+        if old is not None:
+            self._fail(old.link, "the twin reconnected")
+            with trio.move_on_after(self.peer_timeout):
+                await old.done.wait()
+        full = self._full_requested or theirs.full
+        self._full_requested = False
+        their_applied = theirs.applied if theirs.expect == self.node_id and not full else 0
+        if self.machine.state not in (LinkState.CONNECTING,):
+            self._transition(LinkEvent.DIAL)
+        self._transition(LinkEvent.CONNECTED)
+        link = self._start_link(theirs.node_id, their_applied=their_applied, full=full)
+        mine = self._my_hello(full=full, probe=False)
+        session = _Session(uuid.uuid4().hex, link)
+        self._session = session
+        self._new_session.set()
+        return {"hello": mine.to_wire(), "session": session.id}
+
+    def _current(self, session_id: str) -> _Session:
+        session = self._session
+        if session is None or session.id != session_id or session.link.closed:
+            raise NamingError("peer session closed; reconnect")
+        return session
+
+    def _on_push(self, session_id: str, raw: Any) -> None:
+        try:
+            session = self._current(session_id)
+        except NamingError:
+            return  # a stale connection: the dialler finds out on its next poll
+        link = session.link
+        try:
+            link.receive(Batch.from_wire(raw))
+        except (LinkFailed, ValueError) as exc:
+            self._fail(link, f"bad batch from the twin: {exc}")
+            return
+        self._last_contact = trio.current_time()
+
+    async def _on_poll(self, session_id: str, ack: Any, wait: Any) -> dict[str, Any]:
+        session = self._current(session_id)
+        link = session.link
+        if session.polling:
+            raise NamingError("one poll at a time")
+        if not isinstance(ack, int) or not isinstance(wait, int | float):
+            raise NamingError("invalid poll")
+        session.polling = True
+        try:
+            link.contact()
+            self._last_contact = trio.current_time()
+            if link.positions.on_ack(ack):
+                self._acked_moved(link)
+            wait = min(max(0.0, float(wait)), self.peer_timeout)
+            try:
+                with trio.move_on_after(wait):
+                    while not link.has_news() and not link.closed:
+                        await self._kicked()
+            except trio.Cancelled:
+                # The daemon cancels calls whose connection closed: the twin is gone.
+                self._fail(link, "the twin closed the connection")
+                raise
+            if link.closed:
+                raise NamingError("peer session closed; reconnect")
+            link.contact()
+            return link.next_batch().to_wire()
+        finally:
+            session.polling = False
+
+    # -- shared helpers --------------------------------------------------------------
+
+    def _my_hello(self, *, full: bool, probe: bool) -> Hello:
+        applied = 0 if full else self._stored_applied
+        link = self._link
+        if link is not None and not link.closed:
+            applied = link.positions.applied
+        return Hello(
+            node_id=self.node_id,
+            role=self.role,
+            applied=applied,
+            expect=self._twin_id,
+            full=full,
+            probe=probe,
+        )
+
+    def _check_twin(self, theirs: Hello) -> None:
+        if theirs.version != PROTOCOL_VERSION:
+            raise _Refused(
+                "protocol mismatch",
+                f"the twin speaks peer protocol {theirs.version}, this node {PROTOCOL_VERSION}",
+            )
+        if theirs.node_id == self.node_id:
+            raise _Refused("same node", "the twin address points back at this node")
+        if theirs.role == self.role:
+            raise _Refused(
+                "same role",
+                f"both nodes were started with -{self.role}; start one with -1 and the "
+                "other with -2",
+            )
+
+    def _start_link(self, twin_id: str, *, their_applied: int, full: bool) -> _Link:
+        """A new link after hellos: positions from storage, reset if the twin changed."""
+        if twin_id != self._twin_id:
+            if self._twin_id:
+                log.warning(
+                    "the twin's node id changed (%s -> %s): full resync",
+                    self._twin_id,
+                    twin_id,
+                )
+            self._twin_id = twin_id
+            self._stored_applied = 0
+            self._stored_acked = 0
+            full = True
+        applied = 0 if full else self._stored_applied
+        link = _Link(self, twin_id, their_applied, applied, full)
+        self._link = link
+        if full or their_applied == 0 or applied == 0:
+            self.counters.full_resyncs += 1
+            kind = "full"
+        else:
+            self.counters.incremental_resyncs += 1
+            kind = "incremental"
+        self._transition(LinkEvent.HELLO)
+        log.warning(
+            "linked with the twin %s at %s: %s resync (it has my changes up to %d, "
+            "I have its changes up to %d)",
+            twin_id,
+            self.twin_address,
+            kind,
+            their_applied,
+            applied,
+        )
+        self._last_contact = trio.current_time()
+        return link
+
+    async def _end_link(self, link: _Link) -> None:
+        link.closed = True
+        self.counters.drops += 1
+        if self._link is link:
+            self._link = None
+        self._wake_ack_waiters(all_=True)
+        self._kick()
+        with trio.CancelScope(shield=True), trio.move_on_after(self.peer_timeout):
+            await self._persist(link)
+
+    async def _persist(self, link: _Link) -> None:
+        self._stored_applied = max(0, link.positions.applied)
+        self._stored_acked = max(0, link.positions.acked)
+        state = (self._twin_id, self._stored_applied, self._stored_acked)
+        if state == self._persisted:
+            return
+        try:
+            await self.storage.set_kv(KV_TWIN_ID, state[0])
+            await self.storage.set_kv(KV_APPLIED, str(state[1]))
+            await self.storage.set_kv(KV_ACKED, str(state[2]))
+        except StorageError as exc:
+            log.warning("cannot store the twin's positions: %s", exc)
+            return
+        self._persisted = state
+
+    def _fail(self, link: _Link, reason: str) -> None:
+        if not link.closed:
+            link.error = link.error or reason
+            link.closed = True
+            link.cancel_scope.cancel()
+            self._kick()
+
+    def _acked_moved(self, link: _Link) -> None:
+        self._wake_ack_waiters(all_=False)
+
+    def _wake_ack_waiters(self, *, all_: bool) -> None:
+        link = self._link
+        acked = link.positions.acked if link is not None else -1
+        keep = []
+        for seq, event in self._ack_waiters:
+            if all_ or seq <= acked:
+                event.set()
+            else:
+                keep.append((seq, event))
+        self._ack_waiters = keep
+
+    def _maybe_caught_up(self, link: _Link) -> None:
+        if (
+            link is self._link
+            and link.sent_caught_up
+            and link.received_caught_up
+            and self.machine.state is LinkState.SYNCING
+        ):
+            self._transition(LinkEvent.CAUGHT_UP)
+            self.backoff.reset()
+            log.warning("paired with the twin at %s: in sync", self.twin_address)
+
+    def _kick(self) -> None:
+        self._kick_event.set()
+        self._kick_event = trio.Event()
+
+    async def _kicked(self) -> None:
+        await self._kick_event.wait()
+
+    def _transition(self, event: LinkEvent, reason: str = "") -> None:
+        now = trio.current_time()
+        try:
+            status = self.machine.handle(event, now=now, reason=reason)
+        except LocalProtocolError:
+            # An event the table does not expect from here (a late task of an old
+            # connection): restart from DOWN rather than crash the node.
+            self.machine.status = LinkStatus(LinkState.DOWN, reason, now)
+            status = self.machine.handle(event, now=now, reason=reason)
+        if event is LinkEvent.DIAL and reason and status.text != self._logged_state:
+            log.info("%s", reason)
+        self._logged_state = status.text
+
+    def _refuse(self, exc: _Refused) -> None:
+        message = str(exc)
+        if self.machine.status.text != f"refused: {exc.reason}":
+            log.error("refusing to pair with the twin at %s: %s", self.twin_address, message)
+        self._transition(LinkEvent.REFUSED, exc.reason)
+
+    def _down(self, reason: str, attempts: int) -> None:
+        was = self.machine.state
+        self._transition(LinkEvent.FAILED, reason)
+        if was in (LinkState.PAIRED, LinkState.SYNCING):
+            log.warning("dropped the twin at %s: %s", self.twin_address, reason)
+        elif attempts == 1 or attempts % 10 == 0:
+            log.info("still looking for the twin at %s: %s", self.twin_address, reason)
+
+    def _conflict_logger(
+        self, previous: Callable[[Conflict], None] | None
+    ) -> Callable[[Conflict], None]:
+        def on_conflict(conflict: Conflict) -> None:
+            log.warning(
+                "conflict (%s) on %s: kept %r, lost %r",
+                conflict.kind,
+                conflict.name,
+                conflict.winner,
+                conflict.loser,
+            )
+            if previous is not None:
+                previous(conflict)
+
+        return on_conflict
+
+
+def _int_or_zero(text: str | None) -> int:
+    try:
+        return max(0, int(text)) if text else 0
+    except ValueError:
+        return 0
+
+
+def _parse_answer(answer: Any) -> tuple[Hello, str]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("session"), str):
+        raise LinkFailed(f"invalid hello answer: {answer!r}")
+    try:
+        return Hello.from_wire(answer.get("hello")), answer["session"]
+    except ValueError as exc:
+        raise LinkFailed(f"invalid hello answer: {exc}") from None
+
+
+def _link_error(group: BaseExceptionGroup[BaseException]) -> Exception:
+    """The error that ended a link's nursery (the others are its consequences).
+
+    A group of nothing but cancellations (the node is stopping) is re-raised as is.
+    """
+    errors: list[Exception] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        elif isinstance(exc, Exception):
+            errors.append(exc)
+
+    walk(group)
+    if not errors:
+        raise group
+    for exc in errors:
+        if isinstance(exc, PairnsError):
+            return exc
+    return errors[0]

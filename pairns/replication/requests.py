@@ -1,0 +1,110 @@
+"""Recent client request ids and their results: what makes a retried write safe.
+
+A client sends a fresh request id with every write and the same id again when it
+retries (after a timeout, or on the twin after a failover). The node keeps a bounded,
+time-limited table ``request id -> result``: a retry of a write that was applied is
+answered from the table instead of being applied twice. Records made here travel to
+the twin with the changes of the write (by the feed position of the write), so the
+twin answers such a retry too. No IO and no clock of its own (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from typing import Any, Final
+
+import attrs
+
+from pairns.replication.messages import RequestRecord
+
+__all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestTable"]
+
+#: How many request ids a node remembers (a client retries within seconds; 100,000 is
+#: minutes of writes at full speed, a few tens of MB at most).
+MAX_REQUESTS: Final = 100_000
+
+#: How long a request id is remembered, in seconds.
+REQUEST_TTL: Final = 600.0
+
+
+@attrs.frozen
+class _Record:
+    result: Any
+    seq: int  # feed position of the write (0: learnt from the twin)
+    at: float
+
+
+@attrs.define(eq=False)
+class RequestTable:
+    """``request id -> result``, bounded by count and age, indexed by feed position."""
+
+    max_size: int = MAX_REQUESTS
+    ttl: float = REQUEST_TTL
+    _records: OrderedDict[str, _Record] = attrs.field(init=False, factory=OrderedDict)
+    # (seq, request id) of local writes, sorted by seq, for sending with the changes.
+    _by_seq: list[tuple[int, str]] = attrs.field(init=False, factory=list)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, request_id: str, now: float) -> tuple[bool, Any]:
+        """``(True, result)`` if *request_id* was applied (and is not too old)."""
+        record = self._records.get(request_id)
+        if record is None or now - record.at > self.ttl:
+            return False, None
+        return True, record.result
+
+    def add(self, request_id: str, result: Any, seq: int, now: float) -> None:
+        """Remember that the write *request_id* (at feed position *seq*) returned *result*."""
+        if request_id in self._records:
+            return
+        self._records[request_id] = _Record(result, seq, now)
+        if seq > 0:
+            if self._by_seq and seq < self._by_seq[-1][0]:
+                bisect.insort(self._by_seq, (seq, request_id))
+            else:
+                self._by_seq.append((seq, request_id))
+        self._trim(now)
+
+    def learn(self, record: RequestRecord, now: float) -> None:
+        """Remember a record the twin sent (it keeps its age)."""
+        if record.age < self.ttl:
+            self.add(record.request_id, record.result, 0, now - record.age)
+
+    def between(self, low: int, high: int, now: float) -> list[RequestRecord]:
+        """Records of local writes at feed positions in ``(low, high]``."""
+        by_seq = self._by_seq
+        start = bisect.bisect_right(by_seq, (low, "\U0010ffff"))
+        out = []
+        for seq, request_id in by_seq[start:]:
+            if seq > high:
+                break
+            record = self._records.get(request_id)
+            if record is not None and record.seq == seq:
+                out.append(RequestRecord(request_id, record.result, max(0.0, now - record.at)))
+        return out
+
+    def all_records(self, now: float) -> list[RequestRecord]:
+        """Every record (for a full resync)."""
+        return [
+            RequestRecord(rid, rec.result, max(0.0, now - rec.at))
+            for rid, rec in self._records.items()
+            if now - rec.at <= self.ttl
+        ]
+
+    def _trim(self, now: float) -> None:
+        records = self._records
+        while records:
+            oldest_id, oldest = next(iter(records.items()))
+            if len(records) <= self.max_size and now - oldest.at <= self.ttl:
+                break
+            del records[oldest_id]
+        # Drop index rows whose record is gone (records leave oldest first, and the
+        # index is in nearly the same order); compact rarely so this stays O(1) amortised.
+        by_seq = self._by_seq
+        head = 0
+        while head < len(by_seq) and by_seq[head][1] not in records:
+            head += 1
+        if head:
+            del by_seq[:head]
