@@ -14,8 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# A local pair on loopback (ports 9090 and 9091), persistent in .pairns-run/; both nodes
+# run in the foreground of this one command and Ctrl-C stops both.
+RUN_DIR := .pairns-run
+PORT2 ?= 9091
 run: $(STAMP)
-	$(BIN)/pairns -n $(HOST) -p $(PORT) -v
+	@mkdir -p $(RUN_DIR)/ns1 $(RUN_DIR)/ns2
+	@echo "starting a pairns pair: -1 on $(HOST):$(PORT), -2 on $(HOST):$(PORT2) (data in $(RUN_DIR)/)"
+	@echo "talk to it:  $(BIN)/pairns-ctl -h $(HOST) -p $(PORT) status   (or -p $(PORT2))"
+	@echo "             $(BIN)/pairns-ctl -h $(HOST) -p $(PORT) register :Default.x PYRO://$(HOST):7766/x"
+	@echo "             $(BIN)/pairns-ctl -h $(HOST) -p $(PORT2) resolve :Default.x"
+	@echo "Ctrl-C stops both nodes."
+	@trap 'kill $$p1 $$p2 2>/dev/null; wait $$p1 $$p2' INT TERM; \
+	PYRO_STORAGE=$(RUN_DIR)/ns1 $(BIN)/pairns -n $(HOST) -p $(PORT) -1 $(HOST):$(PORT2) \
+		-d $(RUN_DIR)/ns1/db -v & p1=$$!; \
+	PYRO_STORAGE=$(RUN_DIR)/ns2 $(BIN)/pairns -n $(HOST) -p $(PORT2) -2 $(HOST):$(PORT) \
+		-d $(RUN_DIR)/ns2/db -v & p2=$$!; \
+	wait $$p1 $$p2
 
 lint: $(STAMP)
 	$(BIN)/ruff check pairns tests benchmarks

@@ -167,10 +167,52 @@ def cmd_shutdown(ns: NameServerProxy, args: list[str], out: Output) -> int:
     return EXIT_OK
 
 
+#: ``status`` fields shown first, in this order, with their labels; the rest follow sorted.
+_STATUS_FIELDS = [
+    ("uri", "URI"),
+    ("node_id", "node id"),
+    ("role", "role"),
+    ("twin", "twin"),
+    ("twin_node_id", "twin node id"),
+    ("link", "link"),
+    ("last_contact_seconds", "last contact (s ago)"),
+    ("unacked_changes", "changes not acked by twin"),
+    ("oldest_unacked_seconds", "oldest unacked (s)"),
+    ("ack_mode", "ack mode"),
+    ("degraded", "degraded"),
+    ("entries", "entries"),
+    ("digest", "digest"),
+    ("conflicts", "conflicts"),
+]
+
+
+def format_status(status: dict[str, Any]) -> list[str]:
+    """Human lines for a ``status()`` result: the pairing fields first, then the rest."""
+    role = status.get("role")
+    shown = dict(status)
+    if role in (1, 2):
+        shown["role"] = f"-{role} (paired mode)"
+    lines = []
+    for key, label in _STATUS_FIELDS:
+        if key in shown:
+            value = shown.pop(key)
+            lines.append(f"{label}: {'-' if value is None else value}")
+    for key in sorted(shown):
+        lines.append(f"{key}: {shown[key]}")
+    return lines
+
+
 def cmd_status(ns: NameServerProxy, args: list[str], out: Output) -> int:
     _arity(args, 0)
     status = ns.status()
-    out.result([f"{key}: {value}" for key, value in sorted(status.items())], status)
+    out.result(format_status(status), status)
+    return EXIT_OK
+
+
+def cmd_resync(ns: NameServerProxy, args: list[str], out: Output) -> int:
+    _arity(args, 0)
+    ns.resync()
+    out.result("full resync with the twin requested", {"resync": True})
     return EXIT_OK
 
 
@@ -259,7 +301,8 @@ COMMANDS: dict[str, tuple[Callable[[NameServerProxy, list[str], Output], int], s
     "deletegroup": (cmd_deletegroup, "GROUP  delete a group and everything in it"),
     "showmeta": (cmd_showmeta, "NAME  show user and system metadata"),
     "setmeta": (cmd_setmeta, "NAME VALUE  set metadata (JSON, or a plain string)"),
-    "status": (cmd_status, "show the node's status"),
+    "status": (cmd_status, "show the node's status (pairing, link, lag, digest)"),
+    "resync": (cmd_resync, "force a full resync with the twin (paired nodes only)"),
     "dump": (cmd_dump, "[FILE]  write the namespace as JSON lines (default: stdout)"),
     "load": (cmd_load, "FILE  register what a dump holds; report what already existed"),
     "shutdown": (cmd_shutdown, "stop the name server"),

@@ -3,12 +3,13 @@
 Both offer the Pyro 3 method names. As in Pyro 3, relative names are expanded on the
 client against the client's default group (``PYRO_NS_DEFAULTGROUP``) before they are
 sent, ``resolve`` returns a :class:`~pairns.uri.URI` and ``list``/``flatlist`` return
-tuples.
+tuples. Every write carries a fresh request id (:func:`new_request_id`).
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 from pairns import names
@@ -30,6 +31,15 @@ def _default_group() -> str:
 
 def _uri_str(uri: URI | str) -> str:
     return str(uri)
+
+
+def new_request_id() -> str:
+    """A fresh client request id for one write (sent again, unchanged, on a retry).
+
+    The name server remembers which request ids it (or its twin) applied, so a write
+    retried with the same id is answered with its first result, not applied twice.
+    """
+    return uuid.uuid4().hex
 
 
 class _Common:
@@ -100,19 +110,21 @@ class NameServerProxy(_Common):
 
     def register(self, name: str, uri: URI | str) -> None:
         """Register *uri* under *name*."""
-        self._proxy.call("register", self.fullName(name), _uri_str(uri))
+        self._proxy.call(
+            "register", self.fullName(name), _uri_str(uri), request_id=new_request_id()
+        )
 
     def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
-        self._proxy.call("unregister", self.fullName(name))
+        self._proxy.call("unregister", self.fullName(name), request_id=new_request_id())
 
     def createGroup(self, name: str) -> None:
         """Create a group."""
-        self._proxy.call("createGroup", self.fullName(name))
+        self._proxy.call("createGroup", self.fullName(name), request_id=new_request_id())
 
     def deleteGroup(self, name: str) -> None:
         """Delete a group and everything under it."""
-        self._proxy.call("deleteGroup", self.fullName(name))
+        self._proxy.call("deleteGroup", self.fullName(name), request_id=new_request_id())
 
     def list(self, group: str | None = None) -> GroupListing:
         """The children of *group* (default: the default group) as ``(name, 0|1)``."""
@@ -125,7 +137,7 @@ class NameServerProxy(_Common):
 
     def setMeta(self, name: str, meta: Any) -> None:
         """Set the user metadata (any JSON value) of a group or object."""
-        self._proxy.call("setMeta", self.fullName(name), meta)
+        self._proxy.call("setMeta", self.fullName(name), meta, request_id=new_request_id())
 
     def getMeta(self, name: str) -> Any:
         """The user metadata of a group or object."""
@@ -203,19 +215,21 @@ class AsyncNameServerProxy(_Common):
 
     async def register(self, name: str, uri: URI | str) -> None:
         """Register *uri* under *name*."""
-        await self._proxy.call("register", self.fullName(name), _uri_str(uri))
+        await self._proxy.call(
+            "register", self.fullName(name), _uri_str(uri), request_id=new_request_id()
+        )
 
     async def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
-        await self._proxy.call("unregister", self.fullName(name))
+        await self._proxy.call("unregister", self.fullName(name), request_id=new_request_id())
 
     async def createGroup(self, name: str) -> None:
         """Create a group."""
-        await self._proxy.call("createGroup", self.fullName(name))
+        await self._proxy.call("createGroup", self.fullName(name), request_id=new_request_id())
 
     async def deleteGroup(self, name: str) -> None:
         """Delete a group and everything under it."""
-        await self._proxy.call("deleteGroup", self.fullName(name))
+        await self._proxy.call("deleteGroup", self.fullName(name), request_id=new_request_id())
 
     async def list(self, group: str | None = None) -> GroupListing:
         """The children of *group* (default: the default group) as ``(name, 0|1)``."""
@@ -228,7 +242,7 @@ class AsyncNameServerProxy(_Common):
 
     async def setMeta(self, name: str, meta: Any) -> None:
         """Set the user metadata (any JSON value) of a group or object."""
-        await self._proxy.call("setMeta", self.fullName(name), meta)
+        await self._proxy.call("setMeta", self.fullName(name), meta, request_id=new_request_id())
 
     async def getMeta(self, name: str) -> Any:
         """The user metadata of a group or object."""
