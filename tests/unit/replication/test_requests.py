@@ -1,0 +1,46 @@
+"""The request-id table: bounded in size and age, indexed by feed position."""
+
+from __future__ import annotations
+
+from pairns.replication.messages import RequestRecord
+from pairns.replication.requests import RequestTable
+
+
+def test_known_request_returns_the_first_result() -> None:
+    t = RequestTable()
+    assert t.get("r1", now=0.0) == (False, None)
+    t.add("r1", {"x": 1}, seq=5, now=0.0)
+    t.add("r1", "second", seq=6, now=1.0)  # a second add does not replace the first
+    assert t.get("r1", now=2.0) == (True, {"x": 1})
+
+
+def test_bounded_by_count_and_by_age() -> None:
+    t = RequestTable(max_size=3, ttl=10.0)
+    for i in range(5):
+        t.add(f"r{i}", i, seq=i + 1, now=float(i))
+    assert len(t) == 3
+    assert t.get("r0", now=5.0)[0] is False and t.get("r4", now=5.0) == (True, 4)
+    assert t.get("r4", now=20.0)[0] is False  # too old
+    t.add("late", None, seq=9, now=30.0)  # trimming drops the expired ones
+    assert len(t) == 1
+
+
+def test_between_lists_local_writes_by_feed_position() -> None:
+    t = RequestTable()
+    t.add("a", None, seq=3, now=0.0)
+    t.add("c", None, seq=9, now=0.0)
+    t.add("b", None, seq=5, now=0.0)  # finished out of order
+    t.learn(RequestRecord("remote", None, 1.0), now=0.0)
+    assert [r.request_id for r in t.between(0, 100, now=1.0)] == ["a", "b", "c"]
+    assert [r.request_id for r in t.between(3, 5, now=1.0)] == ["b"]
+    assert t.between(9, 100, now=1.0) == []
+    assert {r.request_id for r in t.all_records(now=1.0)} == {"a", "b", "c", "remote"}
+
+
+def test_learnt_records_keep_their_age() -> None:
+    t = RequestTable(ttl=10.0)
+    t.learn(RequestRecord("old", None, 11.0), now=100.0)
+    assert t.get("old", now=100.0)[0] is False
+    t.learn(RequestRecord("young", 7, 9.0), now=100.0)
+    assert t.get("young", now=100.5) == (True, 7)
+    assert t.get("young", now=101.5)[0] is False
