@@ -1,0 +1,561 @@
+"""The async proxy: many tasks call one remote object over one connection at once.
+
+No background task and no nursery are needed: *whoever waits becomes the reader*. A
+caller sends its request, then, while its reply has not come, either reads the socket
+itself (when no other task does) and hands every reply it finds to the task waiting for
+it, or sleeps until a reader hands it its reply or the reader's job. So the proxy
+works in any task of any Trio program, and it costs nothing while idle.
+
+Cancellation-safe: a cancelled caller just stops waiting (its reply, when it comes, is
+dropped); a caller cancelled while it reads hands the reading over. A timeout
+(``CallTimeoutError``) drops the connection and fails the other calls on it with
+``ConnectionClosedError``; the next call connects again.
+
+Timeouts cost one cancel scope per *read*, not per call: each waiting call carries a
+deadline, and the reader bounds its receive by the earliest one (any timeout drops the
+connection anyway, so the earliest deadline is the only one that matters). Concurrent
+sends are coalesced into one write.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+from typing import Any, cast
+
+import trio
+
+from pairns.errors import (
+    CallTimeoutError,
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    LocalProtocolError,
+    PairnsError,
+    RemoteProtocolError,
+)
+from pairns.rpc.client import (
+    Target,
+    URILike,
+    check_timeout,
+    closed_error,
+    denied_error,
+    identification_key,
+    reply_error,
+)
+from pairns.wire import (
+    CLIENT,
+    NEED_DATA,
+    Challenge,
+    Connection,
+    Denied,
+    ErrorCode,
+    ErrorReply,
+    Event,
+    Goodbye,
+    Oneway,
+    Reply,
+    Request,
+    Sentinel,
+    State,
+    Welcome,
+)
+from pairns.wire.limits import MAX_CORRELATION_ID
+
+__all__ = ["AsyncProxy"]
+
+#: Bytes asked for per receive (many replies arrive together when many calls wait).
+RECV_SIZE = 65536
+
+#: Seconds a write may stall (the server not reading) before the connection is
+#: dropped, for proxies without a call timeout (the others use their timeout).
+FLUSH_TIMEOUT = 60.0
+
+
+class _Waiter:
+    """One call waiting for its reply (or for its turn to read)."""
+
+    __slots__ = ("deadline", "done", "error", "event", "method", "value")
+
+    def __init__(self, method: str, deadline: float) -> None:
+        self.method = method
+        self.deadline = deadline
+        self.done = False
+        self.value: Any = None
+        self.error: PairnsError | None = None
+        self.event = trio.Event()
+
+    def finish(self, value: Any, error: PairnsError | None) -> None:
+        self.value = value
+        self.error = error
+        self.done = True
+        self.event.set()
+
+    async def wait(self) -> None:
+        event = self.event
+        await event.wait()
+        if not self.done:
+            self.event = trio.Event()  # woken to take over reading: re-arm
+
+
+class _Session:
+    """One live connection and the calls waiting on it."""
+
+    __slots__ = (
+        "conn",
+        "error",
+        "flushing",
+        "next_id",
+        "outbox",
+        "poller",
+        "reading",
+        "slots",
+        "stream",
+        "target",
+        "timeout",
+        "waiters",
+    )
+
+    def __init__(
+        self, stream: trio.SocketStream, conn: Connection, target: Target, timeout: float | None
+    ) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.target = target
+        self.timeout = timeout
+        self.waiters: dict[int, _Waiter] = {}
+        self.reading = False
+        self.error: ConnectionClosedError | None = None
+        self.next_id = 0
+        self.outbox: list[bytes] = []
+        self.flushing = False
+        #: Calls in flight never exceed what the server's Welcome allows.
+        self.slots = trio.Semaphore(conn.peer_max_in_flight)
+        self.poller: Any = None
+        if hasattr(select, "poll"):
+            self.poller = select.poll()
+            self.poller.register(stream.socket.fileno(), select.POLLIN)
+
+    def new_id(self) -> int:
+        corr_id = self.next_id
+        while True:
+            corr_id = (corr_id + 1) & MAX_CORRELATION_ID
+            if not self.conn.is_in_flight(corr_id):
+                self.next_id = corr_id
+                return corr_id
+
+    def readable(self) -> bool:
+        """True when the idle connection has something to read (a goodbye, an EOF)."""
+        return self.poller is not None and bool(self.poller.poll(0))
+
+    def fail(self, error: ConnectionClosedError) -> None:
+        """The connection is finished: close it and fail every waiting call."""
+        if self.error is not None:
+            return
+        self.error = error
+        try:
+            self.stream.socket.close()  # synchronous, so it works while cancelled too
+        except OSError:
+            pass
+        waiters = list(self.waiters.values())
+        self.waiters.clear()
+        for waiter in waiters:
+            waiter.finish(None, type(error)(str(error)))
+
+    def timed_out(self) -> None:
+        """Some call's deadline passed: fail it with CallTimeoutError, drop the rest."""
+        now = trio.current_time()
+        for corr_id, waiter in list(self.waiters.items()):
+            if waiter.deadline <= now:
+                del self.waiters[corr_id]
+                waiter.finish(None, self.timeout_error(waiter.method))
+        self.fail(
+            ConnectionClosedError(
+                f"connection to {self.target.where} dropped: another call timed out"
+            )
+        )
+
+    def timeout_error(self, method: str) -> CallTimeoutError:
+        return CallTimeoutError(
+            f"{method}() on {self.target}: no reply within {self.timeout or 0:g} s "
+            "(the connection was dropped)"
+        )
+
+    def wake_reader(self) -> None:
+        """Nobody reads: let one waiting call take over."""
+        if self.reading or self.error is not None:
+            return
+        for waiter in self.waiters.values():
+            if not waiter.done:
+                waiter.event.set()
+                return
+
+    async def send(self, event: Event) -> None:
+        """Queue *event* and make sure it is written (coalescing concurrent sends).
+
+        The first task to send becomes the flusher: it writes everything queued, its
+        own frame and those other tasks add meanwhile, with one ``send_all`` per round,
+        so 16 tasks answering 16 replies make one or two writes, not 16. The flush is
+        shielded (a cancelled flusher must not strand other tasks' frames or leave half
+        a frame on the wire) and bounded by the proxy's timeout.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.error is not None:
+            raise ConnectionClosedError(str(self.error))
+        try:
+            data = self.conn.send(event)
+        except LocalProtocolError:
+            if self.conn.state is State.ERROR:
+                self.fail(ConnectionClosedError(f"connection to {self.target.where} broke"))
+            raise
+        outbox = self.outbox
+        outbox.append(data)
+        if self.flushing:
+            return  # the flushing task writes it in its next round
+        self.flushing = True
+        stall = self.timeout or FLUSH_TIMEOUT
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + stall
+                while outbox:
+                    data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    outbox.clear()
+                    await self.stream.send_all(data)
+            if scope.cancelled_caught:
+                error = ConnectionClosedError(
+                    f"connection to {self.target.where} dropped: sending stalled for {stall:g} s"
+                )
+                self.fail(error)
+                raise error
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            error = ConnectionClosedError(f"connection to {self.target.where} lost: {exc}")
+            self.fail(error)
+            raise error from exc
+        finally:
+            self.flushing = False
+
+    async def read(self) -> None:
+        """Read once (until the earliest deadline) and hand out every reply that came."""
+        self.reading = True
+        try:
+            deadline = min((w.deadline for w in self.waiters.values()), default=math.inf)
+            try:
+                if deadline == math.inf:
+                    data = await self.stream.receive_some(RECV_SIZE)
+                else:
+                    with trio.move_on_at(deadline) as scope:
+                        data = await self.stream.receive_some(RECV_SIZE)
+                    if scope.cancelled_caught:
+                        self.timed_out()
+                        return
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.fail(ConnectionClosedError(f"connection to {self.target.where} lost: {exc}"))
+                return
+            conn = self.conn
+            waiters = self.waiters
+            release = self.slots.release
+            try:
+                conn.receive_data(data)
+                while True:
+                    event = conn.next_event()
+                    etype = type(event)
+                    if etype is Reply:
+                        reply = cast(Reply, event)
+                        release()
+                        waiter = waiters.pop(reply.corr_id, None)
+                        if waiter is not None:  # None: its caller was cancelled
+                            waiter.finish(reply.value, None)
+                    elif event is NEED_DATA:
+                        return
+                    elif etype is ErrorReply:
+                        error = cast(ErrorReply, event)
+                        release()
+                        waiter = waiters.pop(error.corr_id, None)
+                        if waiter is not None:
+                            waiter.finish(None, reply_error(error))
+                    else:  # Goodbye or ConnectionClosed
+                        self.fail(closed_error(self.target, event))
+                        return
+            except RemoteProtocolError as exc:
+                await self._goodbye(exc)
+                self.fail(ConnectionClosedError(f"protocol error from {self.target.where}: {exc}"))
+        finally:
+            self.reading = False
+            self.wake_reader()
+
+    async def _goodbye(self, exc: RemoteProtocolError) -> None:
+        """Best effort: tell the server why we hang up (skipped while a flush runs)."""
+        if self.flushing:
+            return
+        try:
+            data = self.conn.send(Goodbye(exc.error_code_hint, str(exc)))
+            with trio.move_on_after(1.0):
+                await self.stream.send_all(data)
+        except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+class _AsyncMethod:
+    __slots__ = ("_name", "_proxy")
+
+    def __init__(self, proxy: AsyncProxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._proxy.call(self._name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name} of {self._proxy!r}>"
+
+
+class AsyncProxy:
+    """A Trio proxy for one remote object; share it between as many tasks as you like.
+
+    ``AsyncProxy("PYRO://host:port/objectid")`` (a string or a URI object) or
+    ``AsyncProxy.for_address(host, port, object_id)``. The connection opens on first
+    use and reopens on the next use after it was lost. *timeout* (seconds, or None)
+    bounds each call, connecting included. ``await proxy.resolve(x)`` is
+    ``await proxy.call("resolve", x)``; use :meth:`call` for remote methods named like
+    this class's own attributes, and to pass a ``request_id``.
+
+    Errors: ``ConnectionClosedError`` (cannot connect, connection lost),
+    ``ConnectionDeniedError`` (identification refused, or the server could not prove
+    it knows it), ``CallTimeoutError``, ``LocalProtocolError`` (arguments that are not
+    JSON, or too large for the server), and whatever the remote method raised
+    (``NamingError`` and the other pairns errors as themselves, anything else as
+    ``RemoteCallError``).
+    """
+
+    def __init__(
+        self,
+        uri: URILike | str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> None:
+        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
+
+    def _init(
+        self,
+        target: Target,
+        identification: str | None,
+        timeout: float | None,
+        max_frame_size: int | None,
+        checksums: bool,
+    ) -> None:
+        self._target = target
+        self._key = identification_key(identification)
+        self._timeout = check_timeout(timeout)
+        self._max_frame_size = max_frame_size
+        self._checksums = checksums
+        self._session: _Session | None = None
+        self._connect_lock = trio.Lock()
+        # Fail early on a bad max_frame_size rather than at the first call.
+        Connection(CLIENT, max_frame_size=max_frame_size)
+
+    @classmethod
+    def for_address(
+        cls,
+        host: str,
+        port: int,
+        object_id: str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> AsyncProxy:
+        """A proxy for *object_id* served at *host*:*port*."""
+        proxy = cls.__new__(cls)
+        proxy._init(
+            Target.from_address(host, port, object_id),
+            identification,
+            timeout,
+            max_frame_size,
+            checksums,
+        )
+        return proxy
+
+    # -- introspection ---------------------------------------------------------------
+
+    @property
+    def target(self) -> Target:
+        """Where this proxy connects, and to which object."""
+        return self._target
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-call timeout in seconds (None: none)."""
+        return self._timeout
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._session is not None and self._session.error is None
+
+    @property
+    def peer_authenticated(self) -> bool | None:
+        """Did the server prove it knows the identification? (None: not connected.)
+
+        False means the server has no identification (it accepts everyone), or this
+        proxy has none to check it with.
+        """
+        if not self.connected:
+            return None
+        assert self._session is not None
+        return self._session.conn.peer_authenticated
+
+    def __repr__(self) -> str:
+        return f"<AsyncProxy {self._target}>"
+
+    # -- calls -----------------------------------------------------------------------
+
+    async def call(
+        self, method: str, /, *args: Any, request_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Call *method* remotely and return its result."""
+        timeout = self._timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        session = await self._ready(deadline, method)
+        slots = session.slots
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            # More calls than the server allows in flight: wait for a slot.
+            with trio.move_on_at(deadline) as scope:
+                await slots.acquire()
+            if scope.cancelled_caught:
+                session.timed_out()
+                raise session.timeout_error(method) from None
+        corr_id = session.new_id()
+        waiter = _Waiter(method, deadline)
+        waiters = session.waiters
+        sent = False
+        try:
+            request = Request(
+                corr_id, self._target.object_id, method, args, kwargs or None, request_id
+            )
+            waiters[corr_id] = waiter
+            await session.send(request)
+            sent = True
+            while not waiter.done:
+                if session.reading:
+                    await waiter.wait()
+                else:
+                    await session.read()
+        finally:
+            waiters.pop(corr_id, None)
+            if not sent:
+                slots.release()
+            session.wake_reader()  # in case we were the one picked to read next
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.value
+
+    async def oneway(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Call *method* remotely without waiting for (or getting) a result."""
+        timeout = self._timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        session = await self._ready(deadline, method)
+        await session.send(Oneway(self._target.object_id, method, args, kwargs or None))
+
+    def __getattr__(self, name: str) -> _AsyncMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _AsyncMethod(self, name)
+
+    async def aclose(self) -> None:
+        """Close the connection (calls waiting on it fail; the next call reconnects)."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.fail(ConnectionClosedError("the proxy was closed"))
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> AsyncProxy:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _ready(self, deadline: float, method: str) -> _Session:
+        """The open session, connecting first (before *deadline*) when there is none."""
+        session = self._session
+        if session is not None and session.error is None:
+            if session.waiters or session.reading or not session.readable():
+                return session
+            # Idle, yet something arrived: most likely the server said goodbye.
+            await session.read()
+            if session.error is None:
+                return session
+        with trio.move_on_at(deadline):
+            async with self._connect_lock:
+                session = self._session
+                if session is None or session.error is not None:
+                    self._session = None
+                    session = await self._connect()
+                    self._session = session
+                return session
+        raise CallTimeoutError(
+            f"{method}() on {self._target}: could not connect within {self._timeout:g} s"
+        )
+
+    async def _connect(self) -> _Session:
+        target = self._target
+        try:
+            stream = await trio.open_tcp_stream(target.host, target.port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
+        try:
+            conn = Connection(
+                CLIENT,
+                identification=self._key,
+                max_frame_size=self._max_frame_size,
+                checksums=self._checksums,
+            )
+            event = await _handshake_event(stream, conn)
+            if type(event) is not Challenge:
+                raise closed_error(target, event)
+            await stream.send_all(conn.send(conn.response()))
+            try:
+                event = await _handshake_event(stream, conn)
+            except RemoteProtocolError as exc:
+                if exc.error_code_hint != ErrorCode.IDENTIFICATION_FAILED:
+                    raise
+                with trio.move_on_after(1.0):
+                    await stream.send_all(conn.send(Goodbye(exc.error_code_hint, str(exc))))
+                raise ConnectionDeniedError(
+                    f"{target.where} did not prove that it knows the identification "
+                    "(a different identification, or not the server you meant)"
+                ) from exc
+            if type(event) is Denied:
+                assert isinstance(event, Denied)
+                raise denied_error(target, event.reason)
+            if type(event) is not Welcome:
+                raise closed_error(target, event)
+        except RemoteProtocolError as exc:
+            stream.socket.close()
+            raise ConnectionClosedError(
+                f"protocol error from {target.where} during the handshake: {exc}"
+            ) from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            stream.socket.close()
+            raise ConnectionClosedError(
+                f"connection to {target.where} lost during the handshake: {exc}"
+            ) from exc
+        except BaseException:
+            stream.socket.close()
+            raise
+        return _Session(stream, conn, target, self._timeout)
+
+
+async def _handshake_event(stream: trio.SocketStream, conn: Connection) -> Event | Sentinel:
+    while True:
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            return event
+        conn.receive_data(await stream.receive_some(RECV_SIZE))

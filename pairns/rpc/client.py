@@ -1,0 +1,137 @@
+"""What the async and the blocking proxy share: where to connect, and what errors say."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import attrs
+
+from pairns.errors import (
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    PairnsError,
+    URIError,
+    error_from_wire,
+)
+from pairns.rpc.dispatch import check_object_id
+from pairns.uri import URI
+from pairns.wire import ErrorCode, ErrorReply, Goodbye
+
+__all__ = [
+    "Target",
+    "URILike",
+    "check_timeout",
+    "closed_error",
+    "denied_error",
+    "identification_key",
+    "reply_error",
+]
+
+
+class URILike(Protocol):
+    """What a proxy needs from a URI object (``pairns.uri.URI`` has it)."""
+
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+@attrs.frozen
+class Target:
+    """The object a proxy talks to: ``host``, ``port`` and ``object_id``."""
+
+    host: str
+    port: int
+    object_id: str
+
+    @classmethod
+    def from_address(cls, host: str, port: int, object_id: str) -> Target:
+        """Validate a ``(host, port, object id)`` triple."""
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty string: {host!r}")
+        if type(port) is not int or not 0 < port <= 65535:
+            raise ValueError(f"port must be an integer in 1..65535: {port!r}")
+        return cls(host, port, check_object_id(object_id))
+
+    @classmethod
+    def from_uri(cls, uri: URILike | str) -> Target:
+        """The target of a ``PYRO://host:port/objectid`` URI (a string or URI object).
+
+        ``PYROLOC``/``PYRONAME`` URIs must be resolved first
+        (``pairns.naming.resolve_uri``); raises :class:`URIError` for them.
+        """
+        if isinstance(uri, str):
+            uri = URI.from_string(uri)
+        protocol = getattr(uri, "protocol", "PYRO")
+        if protocol != "PYRO":
+            raise URIError(
+                f"a proxy needs a PYRO URI, not {protocol}: resolve PYROLOC/PYRONAME URIs "
+                "first (pairns.naming.resolve_uri)"
+                if protocol != "PYROSSL"
+                else "PYROSSL is not supported"
+            )
+        host, port = uri.address
+        return cls.from_address(host, port, uri.path)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``."""
+        return self.host, self.port
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for messages (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"PYRO://{self.where}/{self.object_id}"
+
+
+def identification_key(identification: str | None) -> bytes | None:
+    """The HMAC key for an identification passphrase (None: no identification)."""
+    if identification is None:
+        return None
+    if not isinstance(identification, str):
+        raise TypeError("identification must be a string or None")
+    if not identification:
+        raise ValueError("identification must not be empty (use None for no identification)")
+    return identification.encode("utf-8")
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """A call timeout: None (wait for ever) or a positive, finite number of seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None: {timeout!r}")
+    if not timeout > 0 or not math.isfinite(timeout):
+        raise ValueError(f"timeout must be positive and finite: {timeout!r}")
+    return float(timeout)
+
+
+def closed_error(target: Target, event: Any = None) -> ConnectionClosedError:
+    """The error for a connection the server closed (with a ``Goodbye`` or without)."""
+    if isinstance(event, Goodbye):
+        code = event.code
+        name = code.name if isinstance(code, ErrorCode) else str(code)
+        return ConnectionClosedError(
+            f"{target.where} closed the connection: {event.message} ({name})"
+        )
+    return ConnectionClosedError(f"{target.where} closed the connection")
+
+
+def denied_error(target: Target, reason: str) -> ConnectionDeniedError:
+    """The error for a refused identification, with the server's reason."""
+    return ConnectionDeniedError(f"{target.where} refused the connection: {reason}")
+
+
+def reply_error(event: ErrorReply) -> PairnsError:
+    """The exception an error reply describes (see ``pairns.errors.error_from_wire``)."""
+    return error_from_wire(event.error_type, event.message, event.args)

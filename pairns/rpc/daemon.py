@@ -1,0 +1,666 @@
+"""The Trio daemon: listens, runs the handshake, dispatches requests to registered objects.
+
+The adapter only moves bytes between sockets and :class:`pairns.wire.Connection`; the
+decisions live in the wire state machine and in :mod:`pairns.rpc.dispatch`. One task
+per connection runs h11's loop: read a chunk, feed it, answer every complete request
+(sync methods inline, no task per call), write all the replies with one ``send_all``.
+Coroutine methods run as tasks in the connection's nursery (at most ``max_in_flight``
+per connection, a wire limit) and write their replies when they finish.
+
+A connection that breaks a limit or the protocol gets a ``Goodbye`` with the reason and
+is closed; nothing a client sends can stop the daemon serving the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, cast
+
+import attrs
+import trio
+
+from pairns.errors import LocalProtocolError, NamingError, RemoteProtocolError
+from pairns.rpc.context import current_request_id
+from pairns.rpc.dispatch import (
+    DAEMON_OBJECT_ID,
+    ErrorTriple,
+    LookupFailed,
+    ObjectTable,
+    describe_call_error,
+    sanitize_error,
+    unencodable_result,
+)
+from pairns.wire import (
+    NEED_DATA,
+    SERVER,
+    Connection,
+    Denied,
+    ErrorCode,
+    ErrorReply,
+    Goodbye,
+    Oneway,
+    Request,
+    Response,
+)
+from pairns.wire.limits import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_MAX_FRAME_SIZE,
+    MAX_MAX_IN_FLIGHT,
+    MIN_MAX_FRAME_SIZE,
+)
+
+__all__ = ["DAEMON_OBJECT_ID", "Daemon", "DaemonLimits", "DaemonStatistics"]
+
+log = logging.getLogger("pairns.rpc")
+
+#: Bytes asked for per receive: one read picks up every request a pipelining client
+#: has sent (64 KiB holds hundreds of name server requests).
+RECV_SIZE: Final = 65536
+
+#: Seconds the daemon spends delivering a ``Goodbye`` (or ``Denied``) and waiting for
+#: the peer to close, so the reason is read instead of being lost to a TCP reset.
+GOODBYE_LINGER: Final = 1.0
+
+#: Bytes the daemon reads and drops while lingering before it gives up on a peer.
+LINGER_DRAIN_LIMIT: Final = 256 * 1024
+
+#: Seconds to wait before accepting again after the system ran out of descriptors,
+#: memory or buffers (what ``trio.serve_listeners`` does).
+ACCEPT_RETRY_DELAY: Final = 0.1
+
+#: ``accept()`` errors that mean "out of resources, try again soon".
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+#: Descriptors kept in reserve above ``max_connections`` (listeners, storage, logs).
+FD_RESERVE: Final = 64
+
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a positive number of seconds: {value!r}")
+
+
+def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be 0 (off) or a number of seconds: {value!r}")
+
+
+def _int_in(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], int], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"{attribute.name} must be an integer in {low}..{high}: {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class DaemonLimits:
+    """Every limit a daemon enforces, validated once here.
+
+    - ``max_frame_size``: largest request body accepted (bytes).
+    - ``max_in_flight``: requests one connection may have waiting for replies.
+    - ``max_connections``: connections served at once; more are told "too many
+      connections" and closed. (The daemon raises its descriptor limit at start.)
+    - ``handshake_timeout``: seconds a new connection has to identify itself.
+    - ``idle_timeout``: seconds without a request before a connection is dropped
+      (0: never).
+    - ``checksums``: put a CRC32 on every frame sent (received CRCs are always checked).
+    """
+
+    max_frame_size: int = attrs.field(
+        default=DEFAULT_MAX_FRAME_SIZE, validator=_int_in(MIN_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE)
+    )
+    max_in_flight: int = attrs.field(
+        default=DEFAULT_MAX_IN_FLIGHT, validator=_int_in(1, MAX_MAX_IN_FLIGHT)
+    )
+    max_connections: int = attrs.field(default=10_000, validator=_int_in(1, 1 << 24))
+    handshake_timeout: float = attrs.field(default=5.0, validator=_positive)
+    idle_timeout: float = attrs.field(default=0.0, validator=_non_negative)
+    checksums: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen
+class DaemonStatistics:
+    """A snapshot of a daemon's counters."""
+
+    #: Connections open now.
+    connections: int
+    #: Connections accepted since the daemon started.
+    total_connections: int
+    #: Connections turned away because ``max_connections`` were open.
+    refused_connections: int
+    #: Connections that failed identification.
+    denied_connections: int
+    #: Requests and oneway calls dispatched.
+    requests: int
+    #: Objects registered (not counting the built-in ``__daemon__``).
+    objects: int
+
+
+class _DaemonObject:
+    """The built-in object every daemon serves as ``__daemon__``."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def ping(self) -> bool:
+        """True: the daemon is alive."""
+        return True
+
+    def resolve(self, name: str) -> str:
+        """The ``PYRO://`` URI of the object connected under *name* (for ``PYROLOC``)."""
+        if not isinstance(name, str):
+            raise NamingError("name not found", repr(name))
+        object_id = self._daemon._objects.object_id_for_name(name)
+        if object_id is None:
+            raise NamingError("name not found", name)
+        return self._daemon.uri_for(object_id)
+
+
+class _Link:
+    """The write side of one connection, shared by its reader loop and its async calls."""
+
+    __slots__ = ("lock", "oneway_tasks", "stream", "tasks")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.lock = trio.StrictFIFOLock()
+        #: Async method calls running; while there are none, the reader loop is the
+        #: only writer and skips the lock.
+        self.tasks = 0
+        self.oneway_tasks = 0
+
+    async def send(self, data: bytes) -> None:
+        lock = self.lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await self.stream.send_all(data)
+        finally:
+            lock.release()
+
+    async def send_eof(self) -> None:
+        lock = self.lock
+        await lock.acquire()
+        try:
+            await self.stream.send_eof()
+        finally:
+            lock.release()
+
+
+class Daemon:
+    """Serves registered objects over TCP (Pyro 3's ``Daemon``, on Trio).
+
+    ``identification`` (a passphrase) makes every client prove it knows it; without
+    one every client is accepted. ``public_host`` is the host put into URIs when the
+    daemon listens on a wildcard address (default: this machine's host name).
+    ``name`` is announced to clients in the handshake.
+
+    Register objects with :meth:`register` or :meth:`connect`, then run
+    ``await nursery.start(daemon.serve)``; cancelling it stops the daemon.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        identification: str | None = None,
+        limits: DaemonLimits = DaemonLimits(),  # frozen: safe to share as a default
+        public_host: str | None = None,
+        name: str = "pairns",
+    ) -> None:
+        if type(port) is not int or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer in 0..65535: {port!r}")
+        if identification is not None and not isinstance(identification, str):
+            raise TypeError("identification must be a string or None")
+        if identification == "":
+            raise ValueError("identification must not be empty (use None for no identification)")
+        if not isinstance(limits, DaemonLimits):
+            raise TypeError("limits must be a DaemonLimits")
+        self._host = host
+        self._port = port
+        self._key = None if identification is None else identification.encode("utf-8")
+        self.limits = limits
+        self._public_host = public_host
+        self._name = name
+        self._objects = ObjectTable()
+        self._objects.add(_DaemonObject(self), DAEMON_OBJECT_ID)
+        self._address: tuple[str, int] | None = None
+        self._serving = False
+        self._connections = 0
+        self._total_connections = 0
+        self._refused = 0
+        self._denied = 0
+        self._requests = 0
+
+    # -- objects ---------------------------------------------------------------------
+
+    def register(self, obj: object, object_id: str, *, name: str | None = None) -> None:
+        """Serve *obj* under *object_id*; with *name*, ``PYROLOC`` can find it too.
+
+        Raises ``ValueError`` for an invalid or already used id or name. Public methods
+        are looked up once and cached: re-register an object to change its methods.
+        """
+        if object_id == DAEMON_OBJECT_ID:
+            raise ValueError(f"{DAEMON_OBJECT_ID!r} is the daemon's own object id")
+        self._objects.add(obj, object_id, name)
+
+    def connect(self, obj: object, name: str | None = None) -> str:
+        """Serve *obj* under a fresh object id; returns its ``PYRO://`` URI.
+
+        The URI needs the daemon's port: with port 0 call this once :meth:`serve` has
+        started.
+        """
+        object_id = str(uuid.uuid4())
+        uri = self.uri_for(object_id)
+        self._objects.add(obj, object_id, name)
+        return uri
+
+    def unregister(self, object_id: str) -> None:
+        """Stop serving the object *object_id* (``KeyError`` if there is none)."""
+        if object_id == DAEMON_OBJECT_ID:
+            raise ValueError(f"{DAEMON_OBJECT_ID!r} cannot be unregistered")
+        self._objects.remove(object_id)
+
+    def uri_for(self, object_id: str) -> str:
+        """``PYRO://host:port/object_id`` for an object served by this daemon."""
+        host, port = self._uri_address()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"PYRO://{host}:{port}/{object_id}"
+
+    def _uri_address(self) -> tuple[str, int]:
+        if self._address is not None:
+            host, port = self._address
+        elif self._port:
+            host, port = self._host, self._port
+        else:
+            raise RuntimeError(
+                "the daemon's port is not known until serve() has started "
+                "(use `await nursery.start(daemon.serve)` first)"
+            )
+        if self._public_host:
+            host = self._public_host
+        elif host in _WILDCARD_HOSTS:
+            host = socket.gethostname()
+        return host, port
+
+    # -- introspection ---------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the daemon listens on (once :meth:`serve` has started)."""
+        if self._address is None:
+            raise RuntimeError("the daemon is not listening yet")
+        return self._address
+
+    @property
+    def identification_required(self) -> bool:
+        """True when clients must prove they know the identification."""
+        return self._key is not None
+
+    def statistics(self) -> DaemonStatistics:
+        """A snapshot of the counters."""
+        return DaemonStatistics(
+            connections=self._connections,
+            total_connections=self._total_connections,
+            refused_connections=self._refused,
+            denied_connections=self._denied,
+            requests=self._requests,
+            objects=len(self._objects) - 1,
+        )
+
+    # -- serving ---------------------------------------------------------------------
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, report ``(host, port)`` through *task_status*, serve until cancelled."""
+        if self._serving:
+            raise RuntimeError("this daemon is already serving")
+        self._serving = True
+        try:
+            raise_descriptor_limit(self.limits.max_connections + FD_RESERVE)
+            host = self._host or None
+            listeners = await trio.open_tcp_listeners(self._port, host=host)
+            try:
+                bound = listeners[0].socket.getsockname()
+                self._address = (str(bound[0]), int(bound[1]))
+                async with trio.open_nursery() as nursery:
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_loop, listener, nursery)
+                    log.info(
+                        "daemon listening on %s:%d (identification %s)",
+                        *self._address,
+                        "required" if self._key else "not required: every client is accepted",
+                    )
+                    task_status.started(self._address)
+            finally:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+        finally:
+            self._serving = False
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                    log.error(
+                        "accept failed (%s); retrying in %d ms",
+                        errno.errorcode.get(exc.errno or 0, exc.errno),
+                        ACCEPT_RETRY_DELAY * 1000,
+                    )
+                    await trio.sleep(ACCEPT_RETRY_DELAY)
+                    continue
+                raise
+            nursery.start_soon(self._handle, stream)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        """One connection, from accept to close; never raises an ``Exception``."""
+        self._connections += 1
+        self._total_connections += 1
+        link = _Link(stream)
+        limits = self.limits
+        conn = Connection(
+            SERVER,
+            identification=self._key,
+            max_frame_size=limits.max_frame_size,
+            max_in_flight=limits.max_in_flight,
+            checksums=limits.checksums,
+            server_name=self._name,
+        )
+        try:
+            if self._connections > limits.max_connections:
+                self._refused += 1
+                log.warning("refusing a connection: %d are open", self._connections - 1)
+                await self._goodbye(
+                    link,
+                    conn,
+                    ErrorCode.TOO_MANY_CONNECTIONS,
+                    f"too many connections (the limit is {limits.max_connections})",
+                )
+                return
+            async with trio.open_nursery() as nursery:
+                try:
+                    if await self._handshake(link, conn):
+                        await self._serve_requests(link, conn, nursery)
+                except RemoteProtocolError as exc:
+                    log.info("closing a connection: %s", exc)
+                    await self._goodbye(link, conn, exc.error_code_hint, str(exc))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the peer went away; nothing to tell it
+                except Exception:
+                    log.exception("internal error on a connection; closing it")
+                    await self._goodbye(link, conn, ErrorCode.INTERNAL_ERROR, "internal error")
+                finally:
+                    # Async calls still running have nobody to answer to.
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            log.exception("internal error while closing a connection")
+        finally:
+            self._connections -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _handshake(self, link: _Link, conn: Connection) -> bool:
+        """Challenge, judge the response, send the verdict; True when welcomed."""
+        stream = link.stream
+        timeout = self.limits.handshake_timeout
+        with trio.move_on_after(timeout):
+            await stream.send_all(conn.send(conn.challenge()))
+            while True:
+                event = conn.next_event()
+                if event is not NEED_DATA:
+                    break
+                conn.receive_data(await stream.receive_some(RECV_SIZE))
+            if type(event) is not Response:
+                return False  # the peer closed or said goodbye
+            verdict = conn.verdict()
+            if type(verdict) is Denied:
+                self._denied += 1
+                log.warning("connection denied: %s", verdict.reason)
+                await stream.send_all(conn.send(verdict))
+                await self._linger(link)
+                return False
+            await stream.send_all(conn.send(verdict))
+            return True
+        await self._goodbye(
+            link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
+        )
+        return False
+
+    async def _serve_requests(self, link: _Link, conn: Connection, nursery: trio.Nursery) -> None:
+        """The hot loop: read, answer every complete request, write once."""
+        stream = link.stream
+        receive_some = stream.receive_some
+        send_all = stream.send_all
+        receive_data = conn.receive_data
+        next_event = conn.next_event
+        reply = conn.reply
+        sync_methods = self._objects.sync_methods
+        idle_timeout = self.limits.idle_timeout
+        while True:
+            out: list[bytes] = []
+            handled = 0
+            while True:
+                event = next_event()
+                etype = type(event)
+                if etype is Request:
+                    handled += 1
+                    request = cast(Request, event)
+                    corr_id, object_id, method, args, kwargs, request_id = request
+                    fn = sync_methods.get((object_id, method))
+                    if fn is None or request_id is not None:
+                        answer = self._answer(link, conn, nursery, request)
+                        if answer is not None:
+                            out.append(answer)
+                        continue
+                    try:
+                        result = fn(*args, **kwargs) if kwargs else fn(*args)
+                    except Exception as exc:
+                        error = describe_call_error(exc, fn, args, kwargs)
+                        out.append(self._error_bytes(conn, corr_id, error))
+                        continue
+                    try:
+                        out.append(reply(corr_id, result))
+                    except LocalProtocolError as exc:
+                        error = unencodable_result(exc, object_id, method)
+                        out.append(self._error_bytes(conn, corr_id, error))
+                elif event is NEED_DATA:
+                    break
+                elif etype is Oneway:
+                    handled += 1
+                    pending = self._oneway(link, nursery, cast(Oneway, event))
+                    if pending is not None:
+                        await pending
+                else:  # ConnectionClosed or Goodbye: the peer is done
+                    if etype is Goodbye:
+                        log.debug("a client said goodbye: %s", event)
+                    self._requests += handled
+                    if out:
+                        await link.send(b"".join(out))
+                    return
+            self._requests += handled
+            if out:
+                data_out = out[0] if len(out) == 1 else b"".join(out)
+                if link.tasks:
+                    await link.send(data_out)
+                else:
+                    await send_all(data_out)
+            # Read after answering: requests pipelined behind the handshake are
+            # already buffered when this loop starts.
+            if idle_timeout:
+                data = None
+                with trio.move_on_after(idle_timeout):
+                    data = await receive_some(RECV_SIZE)
+                if data is None:
+                    if conn.in_flight or link.tasks or link.oneway_tasks:
+                        continue
+                    await self._goodbye(
+                        link, conn, ErrorCode.IDLE_TIMEOUT, f"idle for {idle_timeout:g} s"
+                    )
+                    return
+            else:
+                data = await receive_some(RECV_SIZE)
+            receive_data(data)
+
+    # -- dispatch (off the hot path) -------------------------------------------------
+
+    def _answer(
+        self, link: _Link, conn: Connection, nursery: trio.Nursery, request: Request
+    ) -> bytes | None:
+        """A request the hot path could not answer from its cache; None if it went async."""
+        corr_id, object_id, method, args, kwargs, request_id = request
+        try:
+            fn, is_async = self._objects.lookup(object_id, method)
+        except LookupFailed as exc:
+            return self._error_bytes(conn, corr_id, exc.error)
+        token = None if request_id is None else current_request_id.set(request_id)
+        try:
+            if is_async:
+                # The task copies the current context, request id included.
+                link.tasks += 1
+                nursery.start_soon(self._run_async, link, conn, request, fn)
+                return None
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except Exception as exc:
+                return self._error_bytes(conn, corr_id, describe_call_error(exc, fn, args, kwargs))
+        finally:
+            if token is not None:
+                current_request_id.reset(token)
+        try:
+            return conn.reply(corr_id, result)
+        except LocalProtocolError as exc:
+            return self._error_bytes(conn, corr_id, unencodable_result(exc, object_id, method))
+
+    def _error_bytes(self, conn: Connection, corr_id: int, error: ErrorTriple) -> bytes:
+        try:
+            return conn.send(ErrorReply(corr_id, *error))
+        except LocalProtocolError as exc:
+            if exc.error_code_hint not in (ErrorCode.BAD_MESSAGE, ErrorCode.FRAME_TOO_LARGE):
+                raise
+        return conn.send(ErrorReply(corr_id, *sanitize_error(error)))
+
+    async def _run_async(
+        self, link: _Link, conn: Connection, request: Request, fn: Callable[..., Any]
+    ) -> None:
+        corr_id, object_id, method, args, kwargs, _ = request
+        try:
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except Exception as exc:
+                data = self._error_bytes(conn, corr_id, describe_call_error(exc, fn, args, kwargs))
+            else:
+                try:
+                    data = conn.reply(corr_id, result)
+                except LocalProtocolError as exc:
+                    error = unencodable_result(exc, object_id, method)
+                    data = self._error_bytes(conn, corr_id, error)
+            await link.send(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+            pass  # the connection is gone or broken: nobody to answer
+        finally:
+            link.tasks -= 1
+
+    def _oneway(
+        self, link: _Link, nursery: trio.Nursery, oneway: Oneway
+    ) -> Coroutine[Any, Any, None] | None:
+        """Run a oneway call; returns a coroutine to await when too many already run."""
+        object_id, method, args, kwargs = oneway
+        try:
+            fn, is_async = self._objects.lookup(object_id, method)
+        except LookupFailed as exc:
+            log.warning("oneway call %s.%s() refused: %s", object_id, method, exc)
+            return None
+        if is_async:
+            link.oneway_tasks += 1
+            if link.oneway_tasks > self.limits.max_in_flight:
+                return self._run_oneway(link, oneway, fn)  # back-pressure: run it inline
+            nursery.start_soon(self._run_oneway, link, oneway, fn)
+            return None
+        try:
+            fn(*args, **kwargs) if kwargs else fn(*args)
+        except Exception:
+            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+        return None
+
+    async def _run_oneway(self, link: _Link, oneway: Oneway, fn: Callable[..., Any]) -> None:
+        object_id, method, args, kwargs = oneway
+        try:
+            await (fn(*args, **kwargs) if kwargs else fn(*args))
+        except Exception:
+            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+        finally:
+            link.oneway_tasks -= 1
+
+    # -- closing ---------------------------------------------------------------------
+
+    async def _goodbye(self, link: _Link, conn: Connection, code: int, message: str) -> None:
+        """Tell the peer why we close, then linger briefly so it can read it."""
+        try:
+            data = conn.send(Goodbye(code, message))
+        except LocalProtocolError:
+            return  # already said goodbye, or closed
+        with trio.move_on_after(GOODBYE_LINGER):
+            try:
+                await link.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+        await self._linger(link)
+
+    async def _linger(self, link: _Link) -> None:
+        """Half-close and read until the peer closes, so our last frame is not reset away."""
+        with trio.move_on_after(GOODBYE_LINGER):
+            try:
+                await link.send_eof()
+                drained = 0
+                while drained < LINGER_DRAIN_LIMIT:
+                    chunk = await link.stream.receive_some(RECV_SIZE)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+def raise_descriptor_limit(wanted: int) -> int | None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (returns the soft limit).
+
+    Idle connections cost one descriptor each; the usual soft limit of 1024 would cap
+    a node far below the thousands of connections it must hold.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (not on Windows)
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    targets = [hard] if hard != resource.RLIM_INFINITY else [1 << 20, max(soft, wanted)]
+    for target in targets:
+        if soft >= target:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        soft = target
+        break
+    if soft < wanted:
+        log.warning(
+            "only %d file descriptors are allowed; the daemon may not reach %d connections",
+            soft,
+            wanted,
+        )
+    return soft

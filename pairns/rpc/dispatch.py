@@ -1,0 +1,218 @@
+"""Which objects a daemon serves, which of their methods may be called, and how a
+failed call is described to the client.
+
+No IO here: the daemon asks :meth:`ObjectTable.lookup` for a callable (cached per
+``(object id, method)`` so the hot path is one dict lookup) and turns exceptions into
+``(error type, message, args)`` triples with :func:`describe_call_error`.
+
+Exposure rule (Pyro 3's, minus the dangerous part): every public callable attribute of
+a registered object may be called; names starting with ``_`` never; properties and
+other non-callable attributes are not methods (their getters are not run).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pairns.errors import PairnsError, ProtocolError, error_to_wire
+from pairns.wire.limits import ErrorCode
+
+__all__ = [
+    "DAEMON_OBJECT_ID",
+    "LookupFailed",
+    "ObjectTable",
+    "check_object_id",
+    "describe_call_error",
+    "sanitize_error",
+    "unencodable_result",
+]
+
+#: The object id of every daemon's built-in object (``ping``, ``resolve``).
+DAEMON_OBJECT_ID = "__daemon__"
+
+#: Longest object id accepted by :func:`check_object_id`.
+MAX_OBJECT_ID_LENGTH = 256
+
+#: Longest error message put into an error reply when the original is unusable.
+MAX_ERROR_TEXT = 8192
+
+ErrorTriple = tuple[str, str, list[Any]]
+
+
+class LookupFailed(Exception):
+    """A method could not be found; ``error`` is the triple for the error reply."""
+
+    def __init__(self, error: ErrorTriple) -> None:
+        super().__init__(error[1])
+        self.error = error
+
+
+def check_object_id(object_id: object) -> str:
+    """Validate an object id: 1..256 printable ASCII characters, no ``/`` or spaces."""
+    if (
+        not isinstance(object_id, str)
+        or not 0 < len(object_id) <= MAX_OBJECT_ID_LENGTH
+        or not all(33 <= ord(ch) <= 126 and ch != "/" for ch in object_id)
+    ):
+        raise ValueError(
+            f"an object id must be 1..{MAX_OBJECT_ID_LENGTH} printable ASCII characters "
+            f"without '/' or spaces: {object_id!r}"
+        )
+    return object_id
+
+
+class ObjectTable:
+    """Registered objects by id, names (for ``PYROLOC``) and a cache of bound methods."""
+
+    __slots__ = ("_methods", "_names", "_objects", "_sync")
+
+    def __init__(self) -> None:
+        self._objects: dict[str, object] = {}
+        self._names: dict[str, str] = {}
+        #: ``(object id, method) -> (bound method, is coroutine function)``. Only
+        #: successful lookups are cached, so its size is bounded by what is registered.
+        self._methods: dict[tuple[str, str], tuple[Callable[..., Any], bool]] = {}
+        #: The same, for plain (not coroutine) methods only: the daemon's hot path.
+        self._sync: dict[tuple[str, str], Callable[..., Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._objects
+
+    def add(self, obj: object, object_id: str, name: str | None = None) -> None:
+        """Register *obj* under *object_id* (and *name*, if given)."""
+        check_object_id(object_id)
+        if object_id in self._objects:
+            raise ValueError(f"an object is already registered with id {object_id!r}")
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a name must be a non-empty string: {name!r}")
+            if name in self._names:
+                raise ValueError(f"an object is already connected under the name {name!r}")
+            self._names[name] = object_id
+        self._objects[object_id] = obj
+
+    def remove(self, object_id: str) -> object:
+        """Unregister *object_id* (and its name); returns the object."""
+        try:
+            obj = self._objects.pop(object_id)
+        except KeyError:
+            raise KeyError(f"no object is registered with id {object_id!r}") from None
+        for name in [n for n, oid in self._names.items() if oid == object_id]:
+            del self._names[name]
+        for key in [k for k in self._methods if k[0] == object_id]:
+            del self._methods[key]
+            self._sync.pop(key, None)
+        return obj
+
+    def get(self, object_id: str) -> object | None:
+        """The object registered under *object_id*, or None."""
+        return self._objects.get(object_id)
+
+    def object_id_for_name(self, name: str) -> str | None:
+        """The object id connected under *name*, or None."""
+        return self._names.get(name)
+
+    @property
+    def sync_methods(self) -> dict[tuple[str, str], Callable[..., Any]]:
+        """``(object id, method) -> bound method`` for every plain method looked up so
+        far (read by the daemon's hot path; do not modify)."""
+        return self._sync
+
+    def lookup(self, object_id: str, method: str) -> tuple[Callable[..., Any], bool]:
+        """The bound method and whether it is a coroutine function; cached.
+
+        Raises :class:`LookupFailed` with a clear error for an unknown object, a
+        private name, a missing method or an attribute that is not a method.
+        """
+        key = (object_id, method)
+        found = self._methods.get(key)
+        if found is not None:
+            return found
+        obj = self._objects.get(object_id)
+        if obj is None:
+            raise LookupFailed(error_to_wire(ProtocolError(f"unknown object {object_id!r}")))
+        if method.startswith("_"):
+            raise LookupFailed(
+                _remote(
+                    "AttributeError",
+                    f"method {method!r} of object {object_id!r} is private "
+                    "(names starting with '_' cannot be called remotely)",
+                )
+            )
+        try:
+            attr = inspect.getattr_static(obj, method)
+        except AttributeError:
+            raise LookupFailed(
+                _remote("AttributeError", f"object {object_id!r} has no method {method!r}")
+            ) from None
+        if isinstance(attr, property) or not _callable_attr(attr):
+            raise LookupFailed(
+                _remote("AttributeError", f"{method!r} of object {object_id!r} is not a method")
+            )
+        bound = getattr(obj, method)
+        if not callable(bound):
+            raise LookupFailed(
+                _remote("AttributeError", f"{method!r} of object {object_id!r} is not a method")
+            )
+        is_async = inspect.iscoroutinefunction(bound)
+        found = (bound, is_async)
+        self._methods[key] = found
+        if not is_async:
+            self._sync[key] = bound
+        return found
+
+
+def _callable_attr(attr: object) -> bool:
+    if isinstance(attr, (staticmethod, classmethod)):
+        return True
+    return callable(attr)
+
+
+def _remote(type_name: str, message: str) -> ErrorTriple:
+    return "RemoteCallError", f"{type_name}: {message}", [message, type_name]
+
+
+def describe_call_error(
+    exc: BaseException, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any] | None
+) -> ErrorTriple:
+    """The error reply for an exception raised by calling ``fn(*args, **kwargs)``.
+
+    pairns errors travel as themselves (``NamingError`` stays ``NamingError``);
+    anything else becomes a ``RemoteCallError`` naming the original type. A
+    ``TypeError`` raised because the arguments do not fit the signature gets a message
+    that says so.
+    """
+    if isinstance(exc, TypeError) and not isinstance(exc, PairnsError):
+        try:
+            inspect.signature(fn).bind(*args, **(kwargs or {}))
+        except TypeError as bind_error:
+            name = getattr(fn, "__name__", "method")
+            return _remote("TypeError", f"bad arguments for {name}(): {bind_error}")
+        except ValueError:
+            pass  # no signature available (some builtins): report the error as raised
+    return error_to_wire(exc)
+
+
+def sanitize_error(error: ErrorTriple) -> ErrorTriple:
+    """A version of *error* that always encodes: strings cut and made UTF-8 safe."""
+    type_name, message, args = error
+
+    def clean(text: str) -> str:
+        text = text[:MAX_ERROR_TEXT]
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    clean_args = [clean(a) if isinstance(a, str) else None for a in args]
+    return clean(type_name), clean(message), clean_args
+
+
+def unencodable_result(exc: BaseException, object_id: str, method: str) -> ErrorTriple:
+    """The error reply for a result that could not be sent (not JSON, or too large)."""
+    text = f"the result of {object_id}.{method}() cannot be sent: {exc}"
+    if getattr(exc, "error_code_hint", None) == ErrorCode.FRAME_TOO_LARGE:
+        return error_to_wire(ProtocolError(text))
+    return _remote("TypeError", text)

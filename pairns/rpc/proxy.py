@@ -1,0 +1,393 @@
+"""The blocking proxy: plain sockets, no event loop, safe to share between threads.
+
+One lock makes calls take turns on the wire (one request in flight). A call costs one
+``sendall`` and usually one ``recv_into`` into a buffer the proxy keeps; the first call
+on a new connection sends the handshake response and the request together, saving a
+round trip. Timeouts are socket timeouts (``SO_RCVTIMEO`` where available, so a
+receive costs one system call) plus a deadline for the whole call; a timed-out call
+drops the connection, and the next call connects again.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any, cast
+
+from pairns.errors import (
+    CallTimeoutError,
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from pairns.rpc.client import (
+    Target,
+    URILike,
+    check_timeout,
+    closed_error,
+    denied_error,
+    identification_key,
+    reply_error,
+)
+from pairns.wire import (
+    CLIENT,
+    NEED_DATA,
+    Challenge,
+    Connection,
+    Denied,
+    ErrorCode,
+    ErrorReply,
+    Event,
+    Goodbye,
+    Oneway,
+    Reply,
+    Request,
+    Sentinel,
+    Welcome,
+)
+from pairns.wire.limits import MAX_CORRELATION_ID
+
+__all__ = ["Proxy"]
+
+#: Size of the receive buffer each proxy keeps (a reply larger than this just takes
+#: more than one receive).
+RECV_SIZE = 65536
+
+_LINUX = sys.platform.startswith("linux")
+_TIMEVAL = struct.Struct("@ll")
+
+
+class _Timeout(Exception):
+    """Internal: the call's deadline passed."""
+
+
+class _RemoteMethod:
+    __slots__ = ("_name", "_proxy")
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxy.call(self._name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name} of {self._proxy!r}>"
+
+
+class Proxy:
+    """A blocking proxy for one remote object (Pyro 3's proxy, minus pickle).
+
+    ``Proxy("PYRO://host:port/objectid")`` (a string or a URI object) or
+    ``Proxy.for_address(host, port, object_id)``. ``proxy.resolve(x)`` is
+    ``proxy.call("resolve", x)``; use :meth:`call` for remote methods named like this
+    class's own attributes, and to pass a ``request_id``. Errors are those of
+    :class:`pairns.rpc.AsyncProxy`.
+    """
+
+    def __init__(
+        self,
+        uri: URILike | str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> None:
+        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
+
+    def _init(
+        self,
+        target: Target,
+        identification: str | None,
+        timeout: float | None,
+        max_frame_size: int | None,
+        checksums: bool,
+    ) -> None:
+        self._target = target
+        self._key = identification_key(identification)
+        self._timeout = check_timeout(timeout)
+        self._max_frame_size = max_frame_size
+        self._checksums = checksums
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._conn: Connection | None = None
+        self._poller: Any = None
+        #: The handshake response, when it is to go out with the first request.
+        self._pending = b""
+        self._next_id = 0
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
+        Connection(CLIENT, max_frame_size=max_frame_size)  # fail early on a bad size
+
+    @classmethod
+    def for_address(
+        cls,
+        host: str,
+        port: int,
+        object_id: str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> Proxy:
+        """A proxy for *object_id* served at *host*:*port*."""
+        proxy = cls.__new__(cls)
+        proxy._init(
+            Target.from_address(host, port, object_id),
+            identification,
+            timeout,
+            max_frame_size,
+            checksums,
+        )
+        return proxy
+
+    # -- introspection ---------------------------------------------------------------
+
+    @property
+    def target(self) -> Target:
+        """Where this proxy connects, and to which object."""
+        return self._target
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-call timeout in seconds (None: none)."""
+        return self._timeout
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._sock is not None
+
+    @property
+    def peer_authenticated(self) -> bool | None:
+        """Did the server prove it knows the identification? (None: not known yet.)"""
+        conn = self._conn
+        return None if conn is None else conn.peer_authenticated
+
+    def __repr__(self) -> str:
+        return f"<Proxy {self._target}>"
+
+    # -- calls -----------------------------------------------------------------------
+
+    def call(self, method: str, /, *args: Any, request_id: str | None = None, **kwargs: Any) -> Any:
+        """Call *method* remotely and return its result."""
+        with self._lock:
+            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            try:
+                conn, sock = self._ready(deadline)
+                corr_id = (self._next_id + 1) & MAX_CORRELATION_ID
+                self._next_id = corr_id
+                data = conn.send(
+                    Request(
+                        corr_id, self._target.object_id, method, args, kwargs or None, request_id
+                    )
+                )
+                if self._pending:
+                    data = self._pending + data
+                    self._pending = b""
+                sock.sendall(data)
+                while True:
+                    event = self._next(conn, sock, deadline)
+                    etype = type(event)
+                    if etype is Reply:
+                        reply = cast(Reply, event)
+                        if reply.corr_id == corr_id:
+                            return reply.value
+                    elif etype is ErrorReply:
+                        assert isinstance(event, ErrorReply)
+                        if event.corr_id == corr_id:
+                            raise reply_error(event)
+                    elif etype is not Welcome:
+                        self._unexpected(event)
+            except (_Timeout, TimeoutError, BlockingIOError):
+                self._drop()
+                raise self._timeout_error(method)
+            except RemoteProtocolError as exc:
+                raise self._protocol_error(exc) from exc
+            except OSError as exc:
+                self._drop()
+                raise ConnectionClosedError(
+                    f"connection to {self._target.where} lost: {exc}"
+                ) from exc
+
+    def oneway(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Call *method* remotely without waiting for (or getting) a result."""
+        with self._lock:
+            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            try:
+                conn, sock = self._ready(deadline)
+                if self._pending:
+                    # Learn the verdict first: a denied oneway must not vanish silently.
+                    sock.sendall(self._pending)
+                    self._pending = b""
+                    event = self._next(conn, sock, deadline)
+                    if type(event) is not Welcome:
+                        self._unexpected(event)
+                sock.sendall(
+                    conn.send(Oneway(self._target.object_id, method, args, kwargs or None))
+                )
+            except (_Timeout, TimeoutError, BlockingIOError):
+                self._drop()
+                raise self._timeout_error(method)
+            except RemoteProtocolError as exc:
+                raise self._protocol_error(exc) from exc
+            except OSError as exc:
+                self._drop()
+                raise ConnectionClosedError(
+                    f"connection to {self._target.where} lost: {exc}"
+                ) from exc
+
+    def __getattr__(self, name: str) -> _RemoteMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _RemoteMethod(self, name)
+
+    def close(self) -> None:
+        """Close the connection (a call blocked on it fails; the next call reconnects)."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a call blocked in another thread
+            except OSError:
+                pass
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Proxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _next(self, conn: Connection, sock: socket.socket, deadline: float | None) -> Event:
+        """The next event, receiving as needed."""
+        while True:
+            event = conn.next_event()
+            if event is not NEED_DATA:
+                assert not isinstance(event, Sentinel)
+                return event
+            if deadline is not None and time.monotonic() > deadline:
+                raise _Timeout
+            n = sock.recv_into(self._buf)
+            conn.receive_data(self._view[:n])
+
+    def _unexpected(self, event: Event) -> None:
+        """Denied, Goodbye, end of file: the connection is over."""
+        self._drop()
+        if isinstance(event, Denied):
+            raise denied_error(self._target, event.reason)
+        raise closed_error(self._target, event)
+
+    def _timeout_error(self, method: str) -> CallTimeoutError:
+        return CallTimeoutError(
+            f"{method}() on {self._target}: no reply within {self._timeout:g} s "
+            "(the connection was dropped)"
+        )
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> ProtocolError:
+        """Say goodbye (best effort), drop the connection, describe the failure."""
+        conn, sock = self._conn, self._sock
+        if conn is not None and sock is not None:
+            try:
+                sock.sendall(conn.send(Goodbye(exc.error_code_hint, str(exc))))
+            except Exception:
+                pass
+        self._drop()
+        if exc.error_code_hint == ErrorCode.IDENTIFICATION_FAILED:
+            return ConnectionDeniedError(
+                f"{self._target.where} did not prove that it knows the identification "
+                "(a different identification, or not the server you meant)"
+            )
+        return ConnectionClosedError(f"protocol error from {self._target.where}: {exc}")
+
+    def _drop(self) -> None:
+        sock = self._sock
+        self._sock = None
+        self._conn = None
+        self._poller = None
+        self._pending = b""
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _ready(self, deadline: float | None) -> tuple[Connection, socket.socket]:
+        """The open connection (connecting first when there is none, or it went stale)."""
+        conn, sock = self._conn, self._sock
+        if conn is not None and sock is not None:
+            if self._poller is None or not self._poller.poll(0) or self._still_open(conn, sock):
+                return conn, sock
+            self._drop()
+        return self._connect(deadline)
+
+    def _still_open(self, conn: Connection, sock: socket.socket) -> bool:
+        """Read what arrived on an idle connection: False if the server hung up."""
+        try:
+            n = sock.recv_into(self._buf)
+            conn.receive_data(self._view[:n])
+            while (event := conn.next_event()) is not NEED_DATA:
+                if type(event) is not Welcome:
+                    return False  # Goodbye, end of file: reconnect rather than fail
+            return True
+        except (OSError, RemoteProtocolError):
+            return False
+
+    def _connect(self, deadline: float | None) -> tuple[Connection, socket.socket]:
+        target = self._target
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        try:
+            sock = socket.create_connection(target.address, timeout=timeout)
+        except OSError as exc:
+            if isinstance(exc, TimeoutError):
+                raise _Timeout from exc
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._set_timeouts(sock)
+            conn = Connection(
+                CLIENT,
+                identification=self._key,
+                max_frame_size=self._max_frame_size,
+                checksums=self._checksums,
+            )
+            self._conn, self._sock = conn, sock
+            event = self._next(conn, sock, deadline)
+            if type(event) is not Challenge:
+                self._unexpected(event)
+            # Sent together with the first request (pipelining saves a round trip).
+            self._pending = conn.send(conn.response())
+        except BaseException:
+            self._conn = self._sock = None
+            self._pending = b""
+            sock.close()
+            raise
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
+        return conn, sock
+
+    def _set_timeouts(self, sock: socket.socket) -> None:
+        timeout = self._timeout
+        if timeout is None:
+            sock.settimeout(None)
+        elif _LINUX:
+            # A blocking socket with kernel timeouts: one system call per receive
+            # instead of poll() + recv(). A timeout shows as BlockingIOError.
+            sock.settimeout(None)
+            seconds = int(timeout)
+            value = _TIMEVAL.pack(seconds, int((timeout - seconds) * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        else:
+            sock.settimeout(timeout)
