@@ -114,14 +114,18 @@ def build_batch(
     skip_node: str | None,
     requests: RequestTable,
     now: float,
+    skip_above: int = 0,
     durable_end: int | None = None,
     limit: int = MAX_BATCH_ENTRIES,
     max_bytes: int = MAX_BATCH_BYTES,
 ) -> Batch:
     """The next batch of *ns*'s feed above *start*, up to the durable position *end*.
 
-    Entries stamped by *skip_node* (the twin's own changes, merged here) are not sent
-    back, but the batch's ``upto`` still covers their positions so the twin's ack does.
+    Entries stamped by *skip_node* (the twin's own changes, merged here) at positions
+    above *skip_above* are not sent back, but the batch's ``upto`` still covers their
+    positions so the twin's ack does. (A full resync passes the position the link
+    started at: what the twin sent on this very connection is not echoed, everything
+    older is, in case the twin lost it.)
     ``more`` says whether the feed holds more below *durable_end* (default: *end*; the
     sender passes a smaller *end* when its send window is full).
     """
@@ -134,7 +138,7 @@ def build_batch(
         if seq > end:
             break
         upto = seq
-        if skip_node is None or entry.stamp.node != skip_node:
+        if skip_node is None or seq <= skip_above or entry.stamp.node != skip_node:
             items.append(Item(seq, entry, ns.seen_of(entry.name)))
             size += estimate_size(entry)
             if size >= max_bytes:
@@ -176,6 +180,8 @@ class _Link:
         self.positions = Positions()
         self.positions.restart(acked, applied)
         self.full = full
+        # On a full resync, entries merged from the twin after this point are not echoed.
+        self.started_at_seq = rep.namespace.last_seq
         self.last_contact = trio.current_time()
         self.closed = False
         self.error: str = ""
@@ -281,7 +287,8 @@ class _Link:
             end=end,
             durable_end=durable,
             ack=p.applied,
-            skip_node=None if self.full else self.twin_id,
+            skip_node=self.twin_id,
+            skip_above=self.started_at_seq if self.full else 0,
             requests=rep.requests,
             now=time.time(),
         )
