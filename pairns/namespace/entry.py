@@ -23,6 +23,10 @@ class Kind(enum.IntEnum):
     OBJECT = 1
 
 
+#: ``Kind`` by its integer value, for the fast path of :meth:`Entry.from_row`.
+_KINDS = (Kind.GROUP, Kind.OBJECT)
+
+
 @attrs.frozen(slots=True)
 class Entry:
     """One name in the namespace, or the tombstone of one.
@@ -65,17 +69,23 @@ class Entry:
     @classmethod
     def from_row(cls, row: tuple[Any, ...] | list[Any]) -> Entry:
         """Build an entry from a row made by :meth:`to_row` (raises ``ValueError``)."""
+        # Runs once per stored name at start-up: positional arguments, a tuple lookup
+        # for the kind and no JSON parse for the common null metadata.
         name, kind, uri, meta, created, modified, owner, hlc, node, deleted = row
+        try:
+            kind_value = _KINDS[kind]
+        except (IndexError, TypeError):
+            raise ValueError(f"invalid entry kind in row: {kind!r}") from None
         return cls(
-            name=name,
-            kind=Kind(kind),
-            uri=uri,
-            meta=json.loads(meta),
-            created=float(created),
-            modified=float(modified),
-            owner=owner,
-            stamp=Stamp(int(hlc), node),
-            deleted=bool(deleted),
+            name,
+            kind_value,
+            uri,
+            None if meta == "null" else json.loads(meta),
+            float(created),
+            float(modified),
+            owner,
+            Stamp(int(hlc), node),
+            bool(deleted),
         )
 
     def to_wire(self) -> list[Any]:
