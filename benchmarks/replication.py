@@ -7,10 +7,15 @@ Run: ``.venv/bin/python benchmarks/replication.py`` (add ``--quick`` for a short
   visible there is read from the same clock as the moment the writer got its ack. The
   writing node is a real ``pairns`` process; both directions are measured (-1 -> -2
   travels in poll replies, -2 -> -1 in pushes).
-* **Full resync** - a node holding N names (memory mode) is joined by an empty twin;
-  the time from the twin's hello to ``paired`` with equal digests.
-* **Incremental resync** - a paired twin is cut off (fault proxy partition), 1,000
-  changes are made, the partition heals; the time from the new hello to ``paired``.
+* **Full resync** - a ``pairns`` process holding N names (memory mode) is joined by an
+  empty twin running here: the time from the twin's hello to ``paired`` (digests are
+  then checked equal, untimed).
+* **Incremental resync** - the same, with a twin that was paired, then cut off by a
+  fault-proxy partition while 1,000 changes were made; time from the new hello to
+  ``paired``.
+
+The writer of the lag test is a child process too (``--writer``), so the writing
+client, the writing node and the observing node each have their own process.
 
 Loopback only; every loop is bounded in count and time; the one child process is ended
 by its pid. Figures are printed, never judged: timing never fails this script.
@@ -19,6 +24,8 @@ by its pid. Figures are printed, never judged: timing never fails this script.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -35,6 +42,7 @@ from typing import Any
 import trio
 
 from pairns.config import Config
+from pairns.errors import NamingError
 from pairns.naming.proxy import AsyncNameServerProxy
 from pairns.node import Node, open_node
 from pairns.replication import LinkState
@@ -74,10 +82,16 @@ class Watched:
         return getattr(self._ns, name)
 
 
-def start_child(port: int, role: int, twin: int, storage: str) -> subprocess.Popen[bytes]:
+def child_env(storage: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYRO_")}
-    env["PYRO_STORAGE"] = storage
+    if storage is not None:
+        env["PYRO_STORAGE"] = storage
     env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def start_child(port: int, role: int, twin: int, storage: str) -> subprocess.Popen[bytes]:
+    env = child_env(storage)
     args = ["-n", HOST, "-p", str(port), f"-{role}", f"{HOST}:{twin}"]
     return subprocess.Popen(
         [sys.executable, "-m", "pairns.cli.server", *args],
@@ -100,6 +114,34 @@ async def wait_state(node: Node, state: LinkState, seconds: float) -> None:
             await trio.sleep(0.001)
 
 
+async def writer(port: int, rate: int, count: int, prefix: str) -> None:
+    """Child mode: write *count* names at *rate*/s; print each ack's perf_counter (JSON)."""
+    acks: dict[str, float] = {}
+    async with AsyncNameServerProxy(HOST, port, timeout=5) as client:
+        with contextlib.suppress(NamingError):
+            await client.createGroup(f":{prefix}")
+        start = trio.current_time()
+        with trio.move_on_after(count / rate * 3 + 5):
+            for i in range(count):
+                await trio.sleep_until(start + i / rate)
+                name = f":{prefix}.n{i}"
+                await client.register(name, f"PYRO://{HOST}:1/{i}")
+                acks[name] = time.perf_counter()
+    print(json.dumps(acks), flush=True)
+
+
+async def run_writer(port: int, rate: int, count: int, prefix: str) -> dict[str, float]:
+    """Run :func:`writer` in a child process (its own core); its ack times.
+
+    ``time.perf_counter`` is CLOCK_MONOTONIC on Linux: one clock for every process.
+    """
+    args = [sys.executable, __file__, "--writer", str(port), str(rate), str(count), prefix]
+    with trio.fail_after(count / rate * 3 + 30):
+        done = await trio.run_process(args, capture_stdout=True, env=child_env(None))
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
 async def measure_lag(tmp: str, observer_role: int, rate: int, seconds: float) -> list[float]:
     """Lag (ms) from the writer's ack to visibility on the observer, at *rate* writes/s."""
     p_obs, p_writer = free_port(), free_port()
@@ -112,87 +154,116 @@ async def measure_lag(tmp: str, observer_role: int, rate: int, seconds: float) -
             watched = Watched(obs.replicator.namespace)
             obs.replicator.namespace = watched  # type: ignore[assignment]
             await wait_state(obs, LinkState.PAIRED, 20)
-            acks: dict[str, float] = {}
-            async with AsyncNameServerProxy(HOST, p_writer, timeout=5) as client:
-                await client.createGroup(":lag")
-                count = int(rate * seconds)
-                start = trio.current_time()
-                with trio.move_on_after(seconds * 3 + 5):
-                    for i in range(count):
-                        await trio.sleep_until(start + i / rate)
-                        name = f":lag.n{i}"
-                        await client.register(name, f"PYRO://{HOST}:1/{i}")
-                        acks[name] = time.perf_counter()
-                with trio.move_on_after(5):
-                    while not all(n in watched.seen for n in acks):
-                        await trio.sleep(0.01)
+            acks = await run_writer(p_writer, rate, int(rate * seconds), f"lag{observer_role}")
+            with trio.move_on_after(5):
+                while not all(n in watched.seen for n in acks):
+                    await trio.sleep(0.01)
             return [(watched.seen[n] - t) * 1000 for n, t in acks.items() if n in watched.seen]
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(10)
+        stop_child(child)
 
 
-async def populate(node: Node, count: int) -> None:
-    ns = node.namespace
-    ns.create_group(":bulk")
-    for i in range(count):
-        ns.register(f":bulk.o{i:06d}", f"PYRO://{HOST}:9999/{i:032x}")
-        if i % 5000 == 0:
-            await trio.lowlevel.checkpoint()
+def stop_child(child: subprocess.Popen[bytes]) -> None:
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(10)
+
+
+async def populate_remote(port: int, count: int) -> None:
+    """Register *count* names on the node at *port*, 64 calls in flight."""
+    async with AsyncNameServerProxy(HOST, port, timeout=30) as client:
+        await client.createGroup(":bulk")
+        next_i = 0
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < count:
+                i = next_i
+                next_i += 1
+                await client.register(f":bulk.o{i:06d}", f"PYRO://{HOST}:9999/{i:032x}")
+
+        with trio.fail_after(300):
+            async with trio.open_nursery() as nursery:
+                for _ in range(64):
+                    nursery.start_soon(worker)
 
 
 async def measure_full_resync(tmp: str, count: int) -> tuple[float, int]:
-    """Seconds from hello to paired (equal digests) for an empty twin joining *count* names."""
+    """Seconds from hello to paired for an empty twin joining a node holding *count* names.
+
+    The node holding the names is a real process; the joining twin runs here.
+    """
     p1, p2 = free_port(), free_port()
-    async with open_node(config(tmp, f"full1-{count}", p1, 1, p2)) as n1:
-        await populate(n1, count)
-        n1.replicator.changed()  # type: ignore[union-attr]
+    child = start_child(p1, 1, p2, tmp)
+    try:
+        await wait_port(p1)
+        await populate_remote(p1, count)
         async with open_node(config(tmp, f"full2-{count}", p2, 2, p1)) as n2:
             await wait_state(n2, LinkState.SYNCING, 30)
-            assert n2.replicator is not None and n1.replicator is not None
+            assert n2.replicator is not None
             t0 = n2.replicator.machine.status.since
-            with trio.fail_after(120):
-                while not (
-                    n2.replicator.machine.state is LinkState.PAIRED
-                    and n1.replicator.machine.state is LinkState.PAIRED
-                    and n1.namespace.digest() == n2.namespace.digest()
-                ):
-                    await trio.sleep(0.002)
-            return trio.current_time() - t0, n2.replicator.counters.entries_received
+            await wait_state(n2, LinkState.PAIRED, 120)
+            took = trio.current_time() - t0
+            async with AsyncNameServerProxy(HOST, p1, timeout=30) as c1:
+                with trio.fail_after(30):
+                    while (await c1.status())["digest"] != n2.namespace.digest():
+                        await trio.sleep(0.05)
+            return took, n2.replicator.counters.entries_received
+    finally:
+        stop_child(child)
+
+
+async def wait_port(port: int) -> None:
+    with trio.fail_after(20):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(HOST, port)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
 
 
 async def measure_incremental(tmp: str, base: int, missed: int) -> tuple[float, int]:
     """Seconds from the new hello to paired after an outage that missed *missed* changes."""
     p1, p2 = free_port(), free_port()
-    async with open_node(config(tmp, "inc1", p1, 1, p2)) as n1:
-        await populate(n1, base)
+    child = start_child(p1, 1, p2, tmp)
+    try:
+        await wait_port(p1)
+        await populate_remote(p1, base)
         async with (
             open_fault_proxy((HOST, p1)) as proxy,
             open_node(config(tmp, "inc2", p2, 2, proxy.address[1])) as n2,
+            AsyncNameServerProxy(HOST, p1, timeout=30) as c1,
         ):
-            assert n1.replicator is not None and n2.replicator is not None
+            assert n2.replicator is not None
             await wait_state(n2, LinkState.PAIRED, 60)
             proxy.partition()
             await wait_state(n2, LinkState.DOWN, 10)
-            for i in range(missed):
-                n1.namespace.register(f":bulk.missed{i:05d}", f"PYRO://{HOST}:1/{i}")
-            n1.replicator.changed()
+            async with trio.open_nursery() as nursery:
+                for w in range(16):
+                    nursery.start_soon(_write_some, c1, w, missed // 16 + (w < missed % 16))
             before = n2.replicator.counters.entries_received
             proxy.heal()
             await wait_state(n2, LinkState.SYNCING, 15)
             t0 = n2.replicator.machine.status.since
-            with trio.fail_after(60):
-                while not (
-                    n2.replicator.machine.state is LinkState.PAIRED
-                    and n1.namespace.digest() == n2.namespace.digest()
-                ):
-                    await trio.sleep(0.001)
+            await wait_state(n2, LinkState.PAIRED, 60)
             took = trio.current_time() - t0
+            with trio.fail_after(30):
+                while (await c1.status())["digest"] != n2.namespace.digest():
+                    await trio.sleep(0.05)
             return took, n2.replicator.counters.entries_received - before
+    finally:
+        stop_child(child)
+
+
+async def _write_some(client: AsyncNameServerProxy, worker: int, count: int) -> None:
+    for i in range(count):
+        await client.register(f":bulk.missed{worker:02d}x{i:05d}", f"PYRO://{HOST}:1/{i}")
 
 
 async def main(quick: bool) -> None:
@@ -226,5 +297,13 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter run, 10k resync only")
+    parser.add_argument(
+        "--writer", nargs=4, metavar=("PORT", "RATE", "COUNT", "PREFIX"), help=argparse.SUPPRESS
+    )
     logging.basicConfig(level=logging.ERROR)
-    trio.run(main, parser.parse_args().quick)
+    options = parser.parse_args()
+    if options.writer:
+        port, rate, count, prefix = options.writer
+        trio.run(writer, int(port), int(rate), int(count), prefix)
+    else:
+        trio.run(main, options.quick)

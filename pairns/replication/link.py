@@ -589,17 +589,35 @@ class Replicator:
                 await trio.lowlevel.checkpoint()
 
     async def _poller(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
-        while True:
-            try:
-                reply = await proxy.call("poll", session, link.positions.applied, self.heartbeat)
-            except NamingError as exc:
-                raise LinkFailed(f"the twin closed the link: {exc}") from None
-            try:
-                batch = Batch.from_wire(reply)
-            except ValueError as exc:
-                raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
-            self._last_contact = trio.current_time()
-            link.receive(batch)
+        """Fetch the -1 node's batches; the next poll is in flight while one is merged.
+
+        Batches still apply strictly in order (one merger, a channel of one): the
+        overlap only lets the twin build batch k+1 while this node merges batch k.
+        """
+        send, receive = trio.open_memory_channel[Any](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._merger, receive, link)
+            async with send:
+                while True:
+                    try:
+                        reply = await proxy.call(
+                            "poll", session, link.positions.applied, self.heartbeat
+                        )
+                    except NamingError as exc:
+                        raise LinkFailed(f"the twin closed the link: {exc}") from None
+                    self._last_contact = trio.current_time()
+                    link.contact()
+                    await send.send(reply)
+
+    async def _merger(self, receive: trio.MemoryReceiveChannel[Any], link: _Link) -> None:
+        async with receive:
+            async for reply in receive:
+                try:
+                    batch = Batch.from_wire(reply)
+                except ValueError as exc:
+                    raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
+                link.receive(batch)
+                await trio.lowlevel.checkpoint()
 
     # -- -1: accept hellos, serve polls ----------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from pairns.namespace import ZERO_STAMP, Entry, Stamp
+from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -43,6 +43,9 @@ MAX_BATCH_ENTRIES = 4000
 #: Rough upper bound of one batch's JSON size (the default frame limit is 1 MiB; a batch
 #: of entries with large metadata is cut early so it always fits).
 MAX_BATCH_BYTES = 512 * 1024
+
+
+_KINDS = {int(kind): kind for kind in Kind}
 
 
 def _int(value: Any, what: str) -> int:
@@ -121,10 +124,46 @@ class Item:
 
     @classmethod
     def from_wire(cls, value: Any) -> Item:
-        """Parse the JSON form (raises ``ValueError``)."""
-        if not isinstance(value, list) or len(value) != 3:
+        """Parse the JSON form (raises ``ValueError``).
+
+        The hot path of a resync (100,000 of these for a 100,000-name snapshot): every
+        field is checked here, inline, then the values are built directly.
+        """
+        try:
+            seq, raw, seen = value
+            name, kind, uri, meta, created, modified, owner, hlc, node, deleted = raw
+            seen_hlc, seen_node = seen
+        except (TypeError, ValueError):
+            raise ValueError(f"invalid change: {value!r}") from None
+        if (
+            type(seq) is not int
+            or seq < 0
+            or type(name) is not str
+            or type(owner) is not str
+            or type(node) is not str
+            or type(seen_node) is not str
+            or type(hlc) is not int
+            or hlc < 0
+            or type(seen_hlc) is not int
+            or seen_hlc < 0
+            or (uri is not None and type(uri) is not str)
+            or type(deleted) is not bool
+            or type(created) not in (int, float)
+            or type(modified) not in (int, float)
+        ):
             raise ValueError(f"invalid change: {value!r}")
-        return cls(_int(value[0], "seq"), Entry.from_wire(value[1]), Stamp.from_wire(value[2]))
+        entry = Entry(
+            name,
+            _KINDS[kind] if kind in _KINDS else Kind(kind),
+            uri,
+            meta,
+            float(created),
+            float(modified),
+            owner,
+            Stamp(hlc, node),
+            deleted,
+        )
+        return cls(seq, entry, Stamp(seen_hlc, seen_node) if seen_hlc else ZERO_STAMP)
 
 
 @attrs.frozen
