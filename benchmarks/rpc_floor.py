@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.abspath(__file__)
@@ -206,12 +207,20 @@ def client_floor(port: int, seconds: float, depth: int = 1) -> int:
     return calls
 
 
-CLIENTS = {
+def client_floor1(port: int, seconds: float) -> int:
+    return client_floor(port, seconds, 1)
+
+
+def client_floor16(port: int, seconds: float) -> int:
+    return client_floor(port, seconds, 16)
+
+
+CLIENTS: dict[str, Callable[[int, float], int]] = {
     "blocking": client_blocking,
     "async": client_async,
     "raw": client_raw,
-    "floor1": lambda port, seconds: client_floor(port, seconds, 1),
-    "floor16": lambda port, seconds: client_floor(port, seconds, 16),
+    "floor1": client_floor1,
+    "floor16": client_floor16,
 }
 
 

@@ -160,6 +160,9 @@ class _Session:
         self.waiters.clear()
         for waiter in waiters:
             waiter.finish(None, type(error)(str(error)))
+        # Calls queued for a slot go on to find the connection closed, now.
+        for _ in range(self.slots.statistics().tasks_waiting):
+            self.slots.release()
 
     def timed_out(self) -> None:
         """Some call's deadline passed: fail it with CallTimeoutError, drop the rest."""

@@ -67,6 +67,10 @@ RECV_SIZE: Final = 65536
 #: the peer to close, so the reason is read instead of being lost to a TCP reset.
 GOODBYE_LINGER: Final = 1.0
 
+#: Seconds a stopping daemon gives each connection to deliver its "shutting down"
+#: Goodbye (shielded from the cancellation that is stopping it).
+SHUTDOWN_GOODBYE_TIMEOUT: Final = 0.5
+
 #: Bytes the daemon reads and drops while lingering before it gives up on a peer.
 LINGER_DRAIN_LIMIT: Final = 256 * 1024
 
@@ -168,11 +172,13 @@ class _DaemonObject:
 class _Link:
     """The write side of one connection, shared by its reader loop and its async calls."""
 
-    __slots__ = ("lock", "oneway_tasks", "stream", "tasks")
+    __slots__ = ("lock", "oneway_tasks", "sending", "stream", "tasks")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.lock = trio.StrictFIFOLock()
+        #: True while a write is under way (one cut short leaves half a frame).
+        self.sending = False
         #: Async method calls running; while there are none, the reader loop is the
         #: only writer and skips the lock.
         self.tasks = 0
@@ -184,8 +190,10 @@ class _Link:
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
+        self.sending = True
         try:
             await self.stream.send_all(data)
+            self.sending = False  # not in finally: an interrupted write stays marked
         finally:
             lock.release()
 
@@ -241,6 +249,7 @@ class Daemon:
         self._connections = 0
         self._total_connections = 0
         self._refused = 0
+        self._refusing = False
         self._denied = 0
         self._requests = 0
 
@@ -353,20 +362,25 @@ class Daemon:
             self._serving = False
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno in ACCEPT_CAPACITY_ERRNOS:
-                    log.error(
-                        "accept failed (%s); retrying in %d ms",
-                        errno.errorcode.get(exc.errno or 0, exc.errno),
-                        ACCEPT_RETRY_DELAY * 1000,
-                    )
-                    await trio.sleep(ACCEPT_RETRY_DELAY)
-                    continue
-                raise
-            nursery.start_soon(self._handle, stream)
+        try:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                        log.error(
+                            "accept failed (%s); retrying in %d ms",
+                            errno.errorcode.get(exc.errno or 0, exc.errno),
+                            ACCEPT_RETRY_DELAY * 1000,
+                        )
+                        await trio.sleep(ACCEPT_RETRY_DELAY)
+                        continue
+                    raise
+                nursery.start_soon(self._handle, stream)
+        finally:
+            # Stop accepting at once when the daemon stops: new clients are refused
+            # instead of queueing while the open connections say goodbye.
+            await trio.aclose_forcefully(listener)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         """One connection, from accept to close; never raises an ``Exception``."""
@@ -385,7 +399,12 @@ class Daemon:
         try:
             if self._connections > limits.max_connections:
                 self._refused += 1
-                log.warning("refusing a connection: %d are open", self._connections - 1)
+                if not self._refusing:  # once per episode, not once per connection
+                    self._refusing = True
+                    log.warning(
+                        "refusing connections: %d are open (max_connections)",
+                        self._connections - 1,
+                    )
                 await self._goodbye(
                     link,
                     conn,
@@ -393,6 +412,7 @@ class Daemon:
                     f"too many connections (the limit is {limits.max_connections})",
                 )
                 return
+            self._refusing = False
             async with trio.open_nursery() as nursery:
                 try:
                     if await self._handshake(link, conn):
@@ -405,6 +425,9 @@ class Daemon:
                 except Exception:
                     log.exception("internal error on a connection; closing it")
                     await self._goodbye(link, conn, ErrorCode.INTERNAL_ERROR, "internal error")
+                except trio.Cancelled:
+                    await self._farewell(link, conn)
+                    raise
                 finally:
                     # Async calls still running have nobody to answer to.
                     nursery.cancel_scope.cancel()
@@ -495,10 +518,20 @@ class Daemon:
             self._requests += handled
             if out:
                 data_out = out[0] if len(out) == 1 else b"".join(out)
-                if link.tasks:
+                if idle_timeout:
+                    # A client that stops reading its replies stalls this write: the
+                    # idle timeout bounds that too (the connection is then unusable).
+                    with trio.move_on_after(idle_timeout) as scope:
+                        await link.send(data_out)
+                    if scope.cancelled_caught:
+                        log.info("dropping a connection whose client stopped reading")
+                        return
+                elif link.tasks:
                     await link.send(data_out)
                 else:
+                    link.sending = True
                     await send_all(data_out)
+                    link.sending = False
             # Read after answering: requests pipelined behind the handshake are
             # already buffered when this loop starts.
             if idle_timeout:
@@ -572,6 +605,10 @@ class Daemon:
             await link.send(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
             pass  # the connection is gone or broken: nobody to answer
+        except Exception:
+            # Never let a task fail the connection's nursery (mixed with Cancelled it
+            # would escape the handler as a BaseExceptionGroup).
+            log.exception("internal error answering %s.%s()", object_id, method)
         finally:
             link.tasks -= 1
 
@@ -620,6 +657,21 @@ class Daemon:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         await self._linger(link)
+
+    async def _farewell(self, link: _Link, conn: Connection) -> None:
+        """The daemon is stopping: tell the client why its connection ends (briefly)."""
+        if link.sending:
+            return  # a write was cut short: another frame would be garbage
+        try:
+            data = conn.send(Goodbye(ErrorCode.SHUTDOWN, "the server is shutting down"))
+        except LocalProtocolError:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + SHUTDOWN_GOODBYE_TIMEOUT
+            try:
+                await link.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+                pass
 
     async def _linger(self, link: _Link) -> None:
         """Half-close and read until the peer closes, so our last frame is not reset away."""

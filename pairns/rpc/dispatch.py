@@ -202,8 +202,8 @@ def sanitize_error(error: ErrorTriple) -> ErrorTriple:
     """A version of *error* that always encodes: strings cut and made UTF-8 safe."""
     type_name, message, args = error
 
-    def clean(text: str) -> str:
-        text = text[:MAX_ERROR_TEXT]
+    def clean(value: object) -> str:
+        text = (value if isinstance(value, str) else repr(value))[:MAX_ERROR_TEXT]
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     clean_args = [clean(a) if isinstance(a, str) else None for a in args]

@@ -22,6 +22,7 @@ from pairns.errors import (
     CallTimeoutError,
     ConnectionClosedError,
     ConnectionDeniedError,
+    PairnsError,
     ProtocolError,
     RemoteProtocolError,
 )
@@ -208,7 +209,7 @@ class Proxy:
                         self._unexpected(event)
             except (_Timeout, TimeoutError, BlockingIOError):
                 self._drop()
-                raise self._timeout_error(method)
+                raise self._timeout_error(method) from None
             except RemoteProtocolError as exc:
                 raise self._protocol_error(exc) from exc
             except OSError as exc:
@@ -216,6 +217,11 @@ class Proxy:
                 raise ConnectionClosedError(
                     f"connection to {self._target.where} lost: {exc}"
                 ) from exc
+            except PairnsError:
+                raise  # the remote method's error, or ours: the connection is fine (or gone)
+            except BaseException:
+                self._drop()  # interrupted (KeyboardInterrupt...) mid-call: state unknown
+                raise
 
     def oneway(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Call *method* remotely without waiting for (or getting) a result."""
@@ -235,7 +241,7 @@ class Proxy:
                 )
             except (_Timeout, TimeoutError, BlockingIOError):
                 self._drop()
-                raise self._timeout_error(method)
+                raise self._timeout_error(method) from None
             except RemoteProtocolError as exc:
                 raise self._protocol_error(exc) from exc
             except OSError as exc:
@@ -243,6 +249,11 @@ class Proxy:
                 raise ConnectionClosedError(
                     f"connection to {self._target.where} lost: {exc}"
                 ) from exc
+            except PairnsError:
+                raise  # the remote method's error, or ours: the connection is fine (or gone)
+            except BaseException:
+                self._drop()  # interrupted (KeyboardInterrupt...) mid-call: state unknown
+                raise
 
     def __getattr__(self, name: str) -> _RemoteMethod:
         if name.startswith("_"):

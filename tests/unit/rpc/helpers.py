@@ -41,6 +41,12 @@ class Service:
     def unencodable(self) -> Any:
         return {1, 2}
 
+    def fail_unencodable(self) -> None:
+        raise NamingError(123)  # type: ignore[arg-type]  # a message that is not text
+
+    def fail_surrogate(self) -> None:
+        raise ValueError("lone \ud800 surrogate")
+
     def big(self, size: int) -> str:
         return "x" * size
 

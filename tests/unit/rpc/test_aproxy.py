@@ -166,19 +166,42 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(nursery: trio.Nurs
         assert await p.add(1, 1) == 2  # the late reply of the cancelled call was dropped
 
 
+class StoppableServer:
+    """A daemon in its own cancel scope, so a test can stop it and keep running."""
+
+    def __init__(self, **limits: Any) -> None:
+        self.limits = limits
+        self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
+
+    async def run(self, task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        try:
+            with self.scope:
+                async with trio.open_nursery() as nursery:
+                    _, _, host, port = await start(nursery, **self.limits)
+                    task_status.started((host, port))
+                    await trio.sleep_forever()
+        finally:
+            self.stopped.set()
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+
 async def test_calls_fail_when_the_server_goes_away(nursery: trio.Nursery) -> None:
-    async with trio.open_nursery() as server_scope:
-        _, _, host, port = await start(server_scope)
-        p = proxy(host, port)
-        assert await p.add(1, 1) == 2
+    server = StoppableServer()
+    host, port = await nursery.start(server.run)
+    p = proxy(host, port)
+    assert await p.add(1, 1) == 2
 
-        async def stop_server() -> None:
-            await trio.sleep(0.1)
-            server_scope.cancel_scope.cancel()
+    async def stop_soon() -> None:
+        await trio.sleep(0.1)
+        server.stop()
 
-        server_scope.start_soon(stop_server)
-        with pytest.raises(ConnectionClosedError):
-            await p.slow(5)
+    nursery.start_soon(stop_soon)
+    with pytest.raises(ConnectionClosedError, match="the server is shutting down"):
+        await p.slow(5)
+    await server.stopped.wait()
     with pytest.raises(ConnectionClosedError, match="cannot connect"):
         await p.add(1, 1)
 
@@ -246,3 +269,30 @@ def test_bad_max_frame_size_fails_at_construction() -> None:
     with pytest.raises(ValueError):
         AsyncProxy.for_address("h", 1, "o", max_frame_size=10)
     assert Connection(CLIENT).peer_max_in_flight == 1
+
+
+async def test_calls_waiting_for_a_slot_fail_with_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    server = StoppableServer(max_in_flight=1)
+    host, port = await nursery.start(server.run)
+    p = proxy(host, port, timeout=None)
+    errors: list[str] = []
+
+    async def call(method: str, *args: Any) -> None:
+        try:
+            await p.call(method, *args)
+        except ConnectionClosedError as exc:
+            errors.append(f"{method}: {exc}")
+
+    with trio.fail_after(3):
+        async with trio.open_nursery() as clients:
+            clients.start_soon(call, "slow", 10)
+            await trio.sleep(0.1)
+            clients.start_soon(call, "add", 1, 2)  # waits for the only slot
+            await trio.sleep(0.1)
+            server.stop()
+    assert sorted(errors) == [
+        f"add: {host}:{port} closed the connection: the server is shutting down (SHUTDOWN)",
+        f"slow: {host}:{port} closed the connection: the server is shutting down (SHUTDOWN)",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import resource
 from typing import Any
 
@@ -17,7 +18,7 @@ from pairns.errors import (
 )
 from pairns.rpc import DAEMON_OBJECT_ID, AsyncProxy, Daemon, DaemonLimits
 from pairns.rpc.daemon import raise_descriptor_limit
-from pairns.wire import ErrorCode
+from pairns.wire import CLIENT, Challenge, Connection, ErrorCode, Request, Welcome
 from pairns.wire.frames import HEADER, MessageType
 from pairns.wire.limits import MAGIC, PROTOCOL_VERSION
 
@@ -167,6 +168,10 @@ async def test_calls_and_errors(nursery: trio.Nursery) -> None:
         with pytest.raises(RemoteCallError, match="cannot be sent") as unencodable:
             await p.unencodable()
         assert unencodable.value.remote_type == "TypeError"
+        with pytest.raises(NamingError, match="123"):
+            await p.fail_unencodable()
+        with pytest.raises(RemoteCallError, match=r"lone \\ud800 surrogate"):
+            await p.fail_surrogate()
         assert await p.add(20, 22) == 42  # the connection survived all of that
     async with proxy(host, port, "nobody") as nobody:
         with pytest.raises(ProtocolError, match="unknown object 'nobody'"):
@@ -312,6 +317,26 @@ async def test_idle_connections_are_dropped_and_proxies_reconnect(nursery: trio.
         assert daemon.statistics().total_connections == 2
 
 
+async def test_a_client_that_stops_reading_is_dropped_after_the_idle_timeout(
+    nursery: trio.Nursery,
+) -> None:
+    daemon, _, host, port = await start(nursery, idle_timeout=0.3)
+    stream = await trio.open_tcp_stream(host, port)
+    conn = Connection(CLIENT)
+    conn.receive_data(await stream.receive_some(65536))
+    assert type(conn.next_event()) is Challenge
+    await stream.send_all(conn.send(conn.response()))
+    conn.receive_data(await stream.receive_some(65536))
+    assert type(conn.next_event()) is Welcome
+    # Ask for ~40 MB of replies and never read them: the daemon's write stalls.
+    requests = [conn.send(Request(i, "svc", "big", [400_000])) for i in range(100)]
+    await stream.send_all(b"".join(requests))
+    with trio.fail_after(5):
+        while daemon.statistics().connections:
+            await trio.sleep(0.05)
+    await stream.aclose()
+
+
 async def test_idle_timeout_spares_connections_with_calls_running(nursery: trio.Nursery) -> None:
     _, _, host, port = await start(nursery, idle_timeout=0.2)
     async with proxy(host, port) as p:
@@ -338,3 +363,47 @@ async def test_statistics(nursery: trio.Nursery) -> None:
     assert stats.connections == 1 and stats.total_connections == 1
     assert daemon.statistics().denied_connections == 1
     assert daemon.identification_required
+
+
+class FlakyListener:
+    """Stands in for a SocketListener whose accept() runs out of descriptors."""
+
+    def __init__(self, failures: list[int]) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def accept(self) -> trio.SocketStream:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self.failures:
+            raise OSError(self.failures.pop(0), "simulated")
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_accept_retries_after_running_out_of_resources(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon()
+    listener = FlakyListener([errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._accept_loop, listener, nursery)  # type: ignore[arg-type]
+        start_time = trio.current_time()
+        while listener.calls < 5:
+            await trio.sleep(0.01)
+        assert trio.current_time() - start_time == pytest.approx(0.4, abs=0.02)
+        nursery.cancel_scope.cancel()
+    assert caplog.text.count("retrying in 100 ms") == 4
+    assert listener.closed  # a stopping daemon stops accepting at once
+
+
+async def test_other_accept_errors_propagate() -> None:
+    daemon = Daemon()
+    listener = FlakyListener([errno.EBADF])
+    with pytest.raises(OSError):
+        await daemon._accept_loop(listener, None)  # type: ignore[arg-type]
+    assert listener.closed

@@ -25,7 +25,7 @@ def counter_randomness(seed: int) -> Callable[[int], bytes]:
 
 def events(conn: Connection) -> list[Any]:
     """Every event available now (stops at NEED_DATA or PAUSED, which are not included)."""
-    out = []
+    out: list[Any] = []
     while True:
         event = conn.next_event()
         if event is NEED_DATA or event is PAUSED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,7 @@ SAMPLES = [
 ]
 
 
-def decode_all(
-    data: bytes, max_body: int = DEFAULT_MAX_FRAME_SIZE
-) -> list[tuple[int, int, object]]:
+def decode_all(data: bytes, max_body: int = DEFAULT_MAX_FRAME_SIZE) -> list[tuple[int, int, Any]]:
     decoder = FrameDecoder()
     decoder.feed(data)
     out = []
