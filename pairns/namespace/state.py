@@ -380,8 +380,9 @@ class Namespace:
         self._children.clear()
         self._children.update(children)
         self._seq = seq_of
-        self._by_seq = {s: n for n, s in sorted(seq_of.items(), key=_item_value)}
-        self._by_seq_sorted = True
+        # Sorted lazily by the first entries_since(): start-up does not wait for it.
+        self._by_seq = {s: n for n, s in seq_of.items()}
+        self._by_seq_sorted = False
         self._last_seq = top
         self._seen = {}
         self._digest = None
@@ -755,10 +756,6 @@ def _same_content(a: Entry, b: Entry) -> bool:
 
 def _row_seq(row: tuple[int, Entry]) -> int:
     return row[0]
-
-
-def _item_value(item: tuple[str, int]) -> int:
-    return item[1]
 
 
 def _copy_json(value: Any) -> Any:
