@@ -111,7 +111,7 @@ class Connection:
         "_role",
         "_send_table",
         "_state",
-        "their_role",
+        "_their_role",
     )
 
     def __init__(
@@ -138,7 +138,7 @@ class Connection:
         if identification is not None and not isinstance(identification, bytes):
             raise TypeError("identification must be bytes or None")
         self._role = role
-        self.their_role = SERVER if role is CLIENT else CLIENT
+        self._their_role = SERVER if role is CLIENT else CLIENT
         self._state = State.AWAIT_CHALLENGE
         self._decoder = FrameDecoder()
         self._max_frame_size = max_frame_size
@@ -147,7 +147,7 @@ class Connection:
         self._in_flight: set[int] = set()
         self._goodbye_sent = False
         self._send_table = _BY_SENDER[role]
-        self._recv_table = _BY_SENDER[self.their_role]
+        self._recv_table = _BY_SENDER[self._their_role]
         self._handshake: ServerHandshake | ClientHandshake
         if role is SERVER:
             self._handshake = ServerHandshake(
@@ -172,6 +172,11 @@ class Connection:
     def role(self) -> Role:
         """``CLIENT`` or ``SERVER``."""
         return self._role
+
+    @property
+    def their_role(self) -> Role:
+        """The peer's role."""
+        return self._their_role
 
     @property
     def state(self) -> State:
@@ -213,10 +218,7 @@ class Connection:
     @property
     def server_name(self) -> str | None:
         """The name the server announced (on a client, after the Challenge)."""
-        hs = self._handshake
-        if isinstance(hs, ClientHandshake):
-            return hs.server_name
-        return hs._server_name
+        return self._handshake.server_name
 
     # -- handshake helpers -----------------------------------------------------------
 
@@ -334,7 +336,7 @@ class Connection:
         new_state = self._recv_table[self._state].get(etype)
         if new_state is None:
             raise RemoteProtocolError(
-                f"{etype.__name__} from the {self.their_role.value.lower()} is not allowed "
+                f"{etype.__name__} from the {self._their_role.value.lower()} is not allowed "
                 f"in state {self._state.value}",
                 ErrorCode.UNEXPECTED_MESSAGE,
             )

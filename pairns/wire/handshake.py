@@ -78,10 +78,10 @@ class ServerHandshake:
         "_max_in_flight",
         "_nonce",
         "_randomness",
-        "_server_name",
         "client_authenticated",
         "client_verified",
         "peer_max_frame_size",
+        "server_name",
     )
 
     def __init__(
@@ -95,7 +95,8 @@ class ServerHandshake:
     ) -> None:
         self._key = key
         self._randomness = randomness
-        self._server_name = server_name
+        #: The name announced in the challenge.
+        self.server_name = server_name
         self._max_frame_size = max_frame_size
         self._max_in_flight = max_in_flight
         self._nonce: bytes | None = None
@@ -113,7 +114,7 @@ class ServerHandshake:
         if self._nonce is not None:
             raise LocalProtocolError("the challenge was already made for this connection")
         self._nonce = _nonce(self._randomness)
-        return Challenge(self._nonce, self._key is not None, self._server_name)
+        return Challenge(self._nonce, self._key is not None, self.server_name)
 
     def check_challenge(self, event: Challenge) -> None:
         """Refuse to send a challenge this handshake did not make."""
