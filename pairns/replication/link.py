@@ -50,7 +50,7 @@ from pairns.errors import (
     PairnsError,
     StorageError,
 )
-from pairns.namespace import ChangeSet, Conflict, Namespace
+from pairns.namespace import ChangeSet, Conflict, Entry, Namespace
 from pairns.replication.messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -72,7 +72,14 @@ from pairns.replication.state import (
 from pairns.rpc import AsyncProxy
 from pairns.storage import Storage
 
-__all__ = ["PEER_OBJECT_ID", "LinkFailed", "PeerEndpoint", "Replicator", "build_batch"]
+__all__ = [
+    "PEER_OBJECT_ID",
+    "FeedCursor",
+    "LinkFailed",
+    "PeerEndpoint",
+    "Replicator",
+    "build_batch",
+]
 
 log = logging.getLogger("pairns.replication")
 
@@ -105,6 +112,44 @@ class _Refused(PairnsError):
         self.reason = reason
 
 
+class FeedCursor:
+    """Pages through the change feed above a position without rescanning it per page.
+
+    ``Namespace.entries_since(seq)`` walks the feed from its end, so paging a
+    100,000-name snapshot with it is quadratic. The cursor takes one listing and serves
+    pages from it while every row in the page is still the current entry of its name;
+    a row that was replaced (or undone) since makes it list again from the position
+    asked for, which is always right. Changes made after the listing have higher
+    positions and are listed once the cursor runs out.
+    """
+
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
+        self._rows: list[tuple[int, Entry]] = []
+        self._index = 0
+        self._base = 0  # the position the rows were listed above
+
+    def rows(self, start: int, limit: int) -> list[tuple[int, Entry]]:
+        """Up to *limit* ``(seq, entry)`` rows above *start*, in feed order."""
+        rows, i = self._rows, self._index
+        if start < self._base:
+            rows, i = [], 0  # asked to go back: list again
+        while i < len(rows) and rows[i][0] <= start:
+            i += 1
+        page = rows[i : i + limit]
+        current = self._ns.entry
+        if not page or any(current(entry.name) is not entry for _, entry in page):
+            rows = self._ns.entries_since(start)
+            i = 0
+            page = rows[:limit]
+            self._base = start
+        if len(rows) - i > limit:
+            self._rows, self._index = rows, i
+        else:
+            self._rows, self._index, self._base = [], 0, 0
+        return page
+
+
 def build_batch(
     ns: Namespace,
     *,
@@ -118,6 +163,7 @@ def build_batch(
     durable_end: int | None = None,
     limit: int = MAX_BATCH_ENTRIES,
     max_bytes: int = MAX_BATCH_BYTES,
+    cursor: FeedCursor | None = None,
 ) -> Batch:
     """The next batch of *ns*'s feed above *start*, up to the durable position *end*.
 
@@ -127,9 +173,15 @@ def build_batch(
     started at: what the twin sent on this very connection is not echoed, everything
     older is, in case the twin lost it.)
     ``more`` says whether the feed holds more below *durable_end* (default: *end*; the
-    sender passes a smaller *end* when its send window is full).
+    sender passes a smaller *end* when its send window is full). A *cursor* over *ns*
+    makes paging through a long feed linear.
     """
-    rows = ns.entries_since(start, limit=limit) if end > start else []
+    if end <= start:
+        rows: list[tuple[int, Entry]] = []
+    elif cursor is not None:
+        rows = cursor.rows(start, limit)
+    else:
+        rows = ns.entries_since(start, limit=limit)
     items: list[Item] = []
     size = 0
     upto = start
@@ -182,6 +234,7 @@ class _Link:
         self.full = full
         # On a full resync, entries merged from the twin after this point are not echoed.
         self.started_at_seq = rep.namespace.last_seq
+        self.cursor = FeedCursor(rep.namespace)
         self.last_contact = trio.current_time()
         self.closed = False
         self.error: str = ""
@@ -291,6 +344,7 @@ class _Link:
             skip_above=self.started_at_seq if self.full else 0,
             requests=rep.requests,
             now=time.time(),
+            cursor=self.cursor,
         )
         p.on_sent(batch.upto)
         self.last_ack_sent = p.applied

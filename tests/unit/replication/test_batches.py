@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from pairns.namespace import HybridClock, Namespace
-from pairns.replication.link import build_batch
+from pairns.replication.link import FeedCursor, build_batch
 from pairns.replication.messages import Batch
 from pairns.replication.requests import RequestTable
 
@@ -111,3 +111,27 @@ def test_request_records_travel_with_their_writes() -> None:
         a, start=batch.upto, end=a.last_seq, ack=0, skip_node=None, requests=requests, now=1.0
     )
     assert later.requests == ()
+
+
+def test_cursor_pages_match_the_feed_even_when_names_change_meanwhile() -> None:
+    a = replica("a")
+    a.create_group(":g")
+    for i in range(100):
+        a.register(f":g.o{i}", f"PYRO://127.0.0.1:1/o{i}")
+    cursor = FeedCursor(a)
+    first = cursor.rows(0, 10)
+    assert first == a.entries_since(0, limit=10)
+    # A name in the next page is replaced: the cursor notices and lists again.
+    a.unregister(":g.o15")
+    second = cursor.rows(first[-1][0], 10)
+    assert second == a.entries_since(first[-1][0], limit=10)
+    assert all(a.entry(e.name) is e for _, e in second)
+    # Paging to the end gives every current entry above 0 exactly once.
+    pos, seen = 0, []
+    for _ in range(100):
+        page = cursor.rows(pos, 7)
+        if not page:
+            break
+        seen.extend(page)
+        pos = page[-1][0]
+    assert seen == a.entries_since(0)

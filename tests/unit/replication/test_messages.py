@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -74,10 +75,13 @@ def test_batch_round_trip_with_items_and_requests() -> None:
     "wire",
     [
         {"start": 5, "upto": 4, "ack": 0},  # ends before it starts
-        {"start": 0, "upto": 4, "ack": 0, "items": [[7, entry().to_wire(), [0, ""]]]},
-        {"start": 0, "upto": 4, "ack": 0, "items": [[0, entry().to_wire(), [0, ""]]]},
-        {"start": 0, "upto": 4, "ack": 0, "items": [[1, ["bad"], [0, ""]]]},
-        {"start": 0, "upto": 4, "ack": 0, "items": "nope"},
+        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[7, entry().to_wire(), [0, ""]]])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[0, entry().to_wire(), [0, ""]]])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[1, ["bad"], [0, ""]]])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": "nope"},
+        {"start": 0, "upto": 4, "ack": 0, "changes": "{}"},
+        {"start": 0, "upto": 4, "ack": 0, "changes": "[" * 100_000},
+        {"start": 0, "upto": 4, "ack": 0, "changes": [[1, entry().to_wire(), [0, ""]]]},
         {"start": 0, "upto": 4, "ack": 0, "requests": [["r", None, -1]]},
         {"start": 0, "upto": 4},
     ],
