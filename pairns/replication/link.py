@@ -345,6 +345,7 @@ class _Link:
             requests=rep.requests,
             now=time.time(),
             cursor=self.cursor,
+            max_bytes=rep.max_batch_bytes,
         )
         p.on_sent(batch.upto)
         self.last_ack_sent = p.applied
@@ -446,6 +447,12 @@ class Replicator:
         self.ack_mode = ack_mode
         self.requests = requests if requests is not None else RequestTable()
         self.max_frame_size = max_frame_size
+        # A batch must fit the frame limit (escaping inside the changes text adds some).
+        self.max_batch_bytes = (
+            MAX_BATCH_BYTES
+            if max_frame_size is None
+            else max(4096, min(MAX_BATCH_BYTES, max_frame_size // 3))
+        )
         self.backoff = backoff if backoff is not None else Backoff()
         self.counters = _Counters()
         self.endpoint = PeerEndpoint(self)

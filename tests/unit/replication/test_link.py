@@ -250,3 +250,19 @@ async def test_ack_twin_waits_for_the_twin_and_degrades_without_it(tmp_path: Pat
             assert n2.namespace.exists(":together")
             status = await c1.status()
             assert status["degraded"] is False and status["twin_acks"] >= 1
+
+
+async def test_batches_fit_a_small_frame_limit(tmp_path: Path) -> None:
+    small = {"max_frame_size": 64 * 1024}
+    async with pair(tmp_path, small, small) as (n1, n2, _), client(n1) as c1:
+        await c1.createGroup(":big")
+        for i in range(12):
+            await c1.register(f":big.o{i}", f"PYRO://127.0.0.1:1/o{i}")
+            await c1.setMeta(f":big.o{i}", "m" * 12_000)
+        await paired(n1, n2)
+
+        async def converged() -> bool:
+            return n1.namespace.digest() == n2.namespace.digest()
+
+        await wait_for(converged, 5.0)
+        assert n2.namespace.get_meta(":big.o11") == "m" * 12_000
