@@ -2,12 +2,14 @@
 
 Prints figures, never fails on timing::
 
-    .venv/bin/python benchmarks/rpc_floor.py [--seconds 3] [--only daemon|floor]
+    .venv/bin/python benchmarks/rpc_floor.py [--seconds 3] [--repeat 3] [--only daemon|floor]
 
 The server runs in its own process with a trivial object whose ``resolve(name)`` is a
 dict lookup (what a name server lookup costs at the bottom). Its CPU time is read from
-``/proc/PID/stat`` before and after each phase, so "server CPU per call" is the whole
-process: Trio, sockets, framing, JSON, dispatch.
+``/proc/PID/stat`` just before the clients (connected and warmed up) get their "go"
+and after they finish, so "server CPU per call" is the whole process: Trio, sockets,
+framing, JSON, dispatch. The daemon and the floor phases alternate over ``--repeat``
+rounds, so a noisy neighbour hurts both alike; the best and the median are shown.
 
 Phases, each against the pairns ``Daemon``:
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -103,11 +106,18 @@ def serve_floor() -> None:
 # -- clients ----------------------------------------------------------------------------
 
 
+def ready() -> None:
+    """Connected and warmed up: tell the driver, wait for its go (one line on stdin)."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def client_blocking(port: int, seconds: float) -> int:
     from pairns.rpc import Proxy
 
     with Proxy.for_address("127.0.0.1", port, "bench") as proxy:
         proxy.resolve(KEY)
+        ready()
         calls = 0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -133,6 +143,7 @@ def client_async(port: int, seconds: float, tasks: int = 16) -> int:
     async def main() -> None:
         async with AsyncProxy.for_address("127.0.0.1", port, "bench") as proxy:
             await proxy.resolve(KEY)
+            await trio.to_thread.run_sync(ready)
             end = time.perf_counter() + seconds
             async with trio.open_nursery() as nursery:
                 for _ in range(tasks):
@@ -159,6 +170,7 @@ def client_raw(port: int, seconds: float, depth: int = 16) -> int:
     sock.sendall(conn.send(conn.response()))
     next_event()  # Welcome
     depth = min(depth, conn.peer_max_in_flight)
+    ready()
     corr = 0
     calls = 0
     sock.sendall(b"".join(conn.send(Request(i, "bench", "resolve", [KEY])) for i in range(depth)))
@@ -184,6 +196,7 @@ def client_floor(port: int, seconds: float, depth: int = 1) -> int:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     body = json.dumps({"method": "resolve", "args": [KEY]}).encode()
     frame = len(body).to_bytes(4, "big") + body
+    ready()
     sock.sendall(frame * depth)
     buf = bytearray()
     calls = 0
@@ -243,47 +256,41 @@ def start(kind: str) -> tuple[subprocess.Popen[str], int]:
     return server, port
 
 
-def phase(
-    server: subprocess.Popen[str], port: int, client: str, procs: int, seconds: float
-) -> None:
+PHASES = {
+    "daemon": [("blocking", 1), ("blocking", 4), ("async", 1), ("raw", 1)],
+    "floor": [("floor1", 1), ("floor1", 4), ("floor16", 1)],
+}
+
+
+def phase(pid: int, port: int, client: str, procs: int, seconds: float) -> tuple[float, float]:
+    """Run *procs* clients at once for *seconds*; returns (calls/s, server µs per call)."""
+    command = [sys.executable, HERE, "--client", client, "--port", str(port)]
     clients = [
         subprocess.Popen(
-            [
-                sys.executable,
-                HERE,
-                "--client",
-                client,
-                "--port",
-                str(port),
-                "--seconds",
-                str(seconds),
-            ],
+            [*command, "--seconds", str(seconds)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(procs)
     ]
-    time.sleep(0.5)  # let the clients import and connect (they start timing themselves)
-    cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
-    total = 0
+    for c in clients:  # all connected and warmed up
+        assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+    cpu0 = cpu_seconds(pid)
     for c in clients:
-        out, _ = c.communicate()
-        total += int(out.split()[-1])
-    cpu1, t1 = cpu_seconds(server.pid), time.perf_counter()
-    # The clients ran for `seconds` each; the window we measured CPU over is a little
-    # longer (import + connect overlap), so calls/s uses the clients' own duration.
-    rate = total / seconds
-    print(
-        f"  {client:>8} x{procs}: {rate:9,.0f} calls/s   server CPU "
-        f"{(cpu1 - cpu0) / total * 1e6:6.1f} µs/call   "
-        f"(server busy {100 * (cpu1 - cpu0) / (t1 - t0):3.0f}% of the window)"
-    )
+        assert c.stdin is not None
+        c.stdin.write("go\n")
+        c.stdin.flush()
+    total = sum(int(c.communicate()[0].split()[-1]) for c in clients)
+    cpu1 = cpu_seconds(pid)
+    return total / seconds, (cpu1 - cpu0) / total * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", choices=["daemon", "floor"])
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--serve", choices=["daemon", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--client", choices=sorted(CLIENTS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -297,28 +304,35 @@ def main() -> None:
     if args.client:
         print(CLIENTS[args.client](args.port, args.seconds))
         return
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds:g} s per phase")
-    if args.only in (None, "daemon"):
-        print("pairns Daemon:")
-        server, port = start("daemon")
-        try:
-            phase(server, port, "blocking", 1, args.seconds)
-            phase(server, port, "blocking", 4, args.seconds)
-            phase(server, port, "async", 1, args.seconds)
-            phase(server, port, "raw", 1, args.seconds)
-        finally:
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds:g} s per "
+        f"phase, {args.repeat} rounds (daemon and floor alternate; best and median shown)"
+    )
+    kinds = [args.only] if args.only else ["daemon", "floor"]
+    servers = {kind: start(kind) for kind in kinds}
+    results: dict[tuple[str, str, int], list[tuple[float, float]]] = {}
+    try:
+        for _ in range(args.repeat):
+            for kind in kinds:
+                server, port = servers[kind]
+                for client, procs in PHASES[kind]:
+                    result = phase(server.pid, port, client, procs, args.seconds)
+                    results.setdefault((kind, client, procs), []).append(result)
+    finally:
+        for server, _ in servers.values():
             server.kill()
             server.wait()
-    if args.only in (None, "floor"):
-        print("bare Trio floor (length-prefixed JSON, dict lookup):")
-        server, port = start("floor")
-        try:
-            phase(server, port, "floor1", 1, args.seconds)
-            phase(server, port, "floor1", 4, args.seconds)
-            phase(server, port, "floor16", 1, args.seconds)
-        finally:
-            server.kill()
-            server.wait()
+    for kind in kinds:
+        print("pairns Daemon:" if kind == "daemon" else "bare Trio floor (4-byte length + JSON):")
+        for client, procs in PHASES[kind]:
+            runs = results[(kind, client, procs)]
+            cpus = sorted(cpu for _, cpu in runs)
+            rates = sorted(rate for rate, _ in runs)
+            print(
+                f"  {client:>8} x{procs}: {rates[-1]:9,.0f} calls/s (median "
+                f"{statistics.median(rates):,.0f})   server CPU {cpus[0]:6.1f} µs/call "
+                f"(median {statistics.median(cpus):.1f})"
+            )
 
 
 if __name__ == "__main__":
