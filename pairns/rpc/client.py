@@ -33,13 +33,19 @@ class URILike(Protocol):
     """What a proxy needs from a URI object (``pairns.uri.URI`` has it)."""
 
     @property
-    def protocol(self) -> str: ...
+    def protocol(self) -> str:
+        """``"PYRO"`` (other protocols must be resolved first)."""
+        ...
 
     @property
-    def address(self) -> tuple[str, int]: ...
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` with the default port applied."""
+        ...
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """The object id."""
+        ...
 
 
 @attrs.frozen
