@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -78,6 +79,7 @@ __all__ = [
     "LinkFailed",
     "PeerEndpoint",
     "Replicator",
+    "TwinOrigin",
     "build_batch",
 ]
 
@@ -112,15 +114,60 @@ class _Refused(PairnsError):
         self.reason = reason
 
 
+class _OriginRef(weakref.ref[Entry]):
+    __slots__ = ("key", "link", "twin")
+
+    key: int
+    twin: str
+    link: int
+
+
+class TwinOrigin:
+    """Which entries of the namespace were merged from the twin, by identity.
+
+    The sender does not echo them. Identity, not the stamp's node, decides: a node may
+    write an entry stamped by its twin (a tombstone copied onto the children of a group
+    the twin deleted, see ``docs/namespace-merge.md``), and the twin must receive that
+    one. Weak references: an entry replaced in the namespace drops out by itself.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[int, _OriginRef] = {}
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def add(self, entry: Entry, twin: str, link: int) -> None:
+        """*entry* was merged from *twin* on connection number *link*."""
+        ref = _OriginRef(entry, self._gone)
+        ref.key, ref.twin, ref.link = id(entry), twin, link
+        self._refs[ref.key] = ref
+
+    def came_from(self, entry: Entry, twin: str, link: int | None = None) -> bool:
+        """True if *entry* was merged from *twin* (on connection *link*, if given)."""
+        ref = self._refs.get(id(entry))
+        return (
+            ref is not None
+            and ref() is entry
+            and ref.twin == twin
+            and (link is None or ref.link == link)
+        )
+
+    def _gone(self, ref: weakref.ref[Entry]) -> None:
+        key = getattr(ref, "key", None)
+        if key is not None and self._refs.get(key) is ref:
+            del self._refs[key]
+
+
 class FeedCursor:
     """Pages through the change feed above a position without rescanning it per page.
 
     ``Namespace.entries_since(seq)`` walks the feed from its end, so paging a
     100,000-name snapshot with it is quadratic. The cursor takes one listing and serves
     pages from it while every row in the page is still the current entry of its name;
-    a row that was replaced (or undone) since makes it list again from the position
-    asked for, which is always right. Changes made after the listing have higher
-    positions and are listed once the cursor runs out.
+    a row that was replaced (or undone) since, or a page the listing cannot fill, makes
+    it list again from the position asked for, which is always right (changes made
+    after the listing have higher positions than everything in it).
     """
 
     def __init__(self, ns: Namespace) -> None:
@@ -138,7 +185,9 @@ class FeedCursor:
             i += 1
         page = rows[i : i + limit]
         current = self._ns.entry
-        if not page or any(current(entry.name) is not entry for _, entry in page):
+        # A short page from the listing may just mean the listing ended while the feed
+        # went on: only a full page of current rows is served from it.
+        if len(page) < limit or any(current(entry.name) is not entry for _, entry in page):
             rows = self._ns.entries_since(start)
             i = 0
             page = rows[:limit]
@@ -156,10 +205,9 @@ def build_batch(
     start: int,
     end: int,
     ack: int,
-    skip_node: str | None,
     requests: RequestTable,
     now: float,
-    skip_above: int = 0,
+    skip: Callable[[Entry], bool] | None = None,
     durable_end: int | None = None,
     limit: int = MAX_BATCH_ENTRIES,
     max_bytes: int = MAX_BATCH_BYTES,
@@ -167,11 +215,9 @@ def build_batch(
 ) -> Batch:
     """The next batch of *ns*'s feed above *start*, up to the durable position *end*.
 
-    Entries stamped by *skip_node* (the twin's own changes, merged here) at positions
-    above *skip_above* are not sent back, but the batch's ``upto`` still covers their
-    positions so the twin's ack does. (A full resync passes the position the link
-    started at: what the twin sent on this very connection is not echoed, everything
-    older is, in case the twin lost it.)
+    Entries for which *skip* is true (what the twin itself sent, see
+    :class:`TwinOrigin`) are not sent back, but the batch's ``upto`` still covers their
+    positions so the twin's ack does.
     ``more`` says whether the feed holds more below *durable_end* (default: *end*; the
     sender passes a smaller *end* when its send window is full). A *cursor* over *ns*
     makes paging through a long feed linear.
@@ -190,7 +236,7 @@ def build_batch(
         if seq > end:
             break
         upto = seq
-        if skip_node is None or seq <= skip_above or entry.stamp.node != skip_node:
+        if skip is None or not skip(entry):
             items.append(Item(seq, entry, ns.seen_of(entry.name)))
             size += estimate_size(entry)
             if size >= max_bytes:
@@ -233,7 +279,8 @@ class _Link:
         self.positions.restart(acked, applied)
         self.full = full
         # On a full resync, entries merged from the twin after this point are not echoed.
-        self.started_at_seq = rep.namespace.last_seq
+        rep.link_number += 1
+        self.number = rep.link_number
         self.cursor = FeedCursor(rep.namespace)
         self.last_contact = trio.current_time()
         self.closed = False
@@ -269,6 +316,9 @@ class _Link:
             changes = rep.namespace.merge_all((item.entry, item.seen) for item in batch.items)
         except ValueError as exc:
             raise LinkFailed(f"the twin sent an invalid change: {exc}") from None
+        mark = rep.origin.add
+        for entry in changes.entries:
+            mark(entry, self.twin_id, self.number)
         now = time.time()
         for record in batch.requests:
             rep.requests.learn(record, now)
@@ -340,8 +390,7 @@ class _Link:
             end=end,
             durable_end=durable,
             ack=p.applied,
-            skip_node=self.twin_id,
-            skip_above=self.started_at_seq if self.full else 0,
+            skip=self.echo_filter(),
             requests=rep.requests,
             now=time.time(),
             cursor=self.cursor,
@@ -354,6 +403,18 @@ class _Link:
             self.sent_caught_up = True
             rep._maybe_caught_up(self)
         return batch
+
+    def echo_filter(self) -> Callable[[Entry], bool]:
+        """What not to send back: entries this twin sent (on this connection only, in a
+        full resync, in case the twin lost what it sent before)."""
+        origin = self.rep.origin
+        twin = self.twin_id
+        number = self.number if self.full else None
+
+        def skip(entry: Entry) -> bool:
+            return origin.came_from(entry, twin, number)
+
+        return skip
 
     async def wait_news(self, timeout: float) -> None:
         """Wait until :meth:`has_news` or *timeout* seconds pass."""
@@ -455,6 +516,8 @@ class Replicator:
         )
         self.backoff = backoff if backoff is not None else Backoff()
         self.counters = _Counters()
+        self.origin = TwinOrigin()
+        self.link_number = 0
         self.endpoint = PeerEndpoint(self)
         self.machine = LinkMachine()
         kv = kv or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from pairns.namespace import HybridClock, Namespace
-from pairns.replication.link import FeedCursor, build_batch
+from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.messages import Batch
 from pairns.replication.requests import RequestTable
 
@@ -17,22 +17,38 @@ def replica(node: str) -> Namespace:
     return ns
 
 
-def drain(src: Namespace, dst: Namespace, start: int, *, skip: str | None, limit: int) -> int:
-    """Send *src*'s feed above *start* to *dst* in batches; the final position."""
+def drain(
+    src: Namespace,
+    dst: Namespace,
+    start: int,
+    *,
+    limit: int,
+    origin: TwinOrigin | None = None,
+    mark: TwinOrigin | None = None,
+) -> int:
+    """Send *src*'s feed above *start* to *dst* in batches; the final position.
+
+    *origin* is what *src* merged from *dst* (not echoed); *mark* records what *dst*
+    merges from *src*.
+    """
     requests = RequestTable()
+    skip = None if origin is None else (lambda e: origin.came_from(e, dst.node_id))
     for _ in range(10_000):
         batch = build_batch(
             src,
             start=start,
             end=src.last_seq,
             ack=0,
-            skip_node=skip,
+            skip=skip,
             requests=requests,
             now=0.0,
             limit=limit,
         )
         batch = Batch.from_wire(batch.to_wire())  # through the wire form
-        dst.merge_all((item.entry, item.seen) for item in batch.items)
+        merged = dst.merge_all((item.entry, item.seen) for item in batch.items)
+        for entry in merged.entries:
+            if mark is not None:
+                mark.add(entry, src.node_id, 1)
         assert batch.start == start and batch.upto >= start
         start = batch.upto
         if not batch.more:
@@ -47,30 +63,77 @@ def test_full_then_incremental_exchange_converges() -> None:
         a.register(f":g.o{i}", f"PYRO://127.0.0.1:1/o{i}")
     b.create_group(":h")
     a_end = a.last_seq
-    pos_a = drain(a, b, 0, skip=None, limit=7)
-    pos_b = drain(b, a, 0, skip=None, limit=7)
+    from_b, from_a = TwinOrigin(), TwinOrigin()  # what a merged from b, b from a
+    pos_a = drain(a, b, 0, limit=7, mark=from_a)
+    pos_b = drain(b, a, 0, limit=7, origin=from_a, mark=from_b)
     assert a.digest() == b.digest()
     assert pos_a == a_end
     # Later changes travel incrementally, from the positions reached.
     a.unregister(":g.o3")
     b.set_meta(":h", {"x": 1})
     before = a.last_seq
-    drain(a, b, pos_a, skip="b", limit=7)
-    drain(b, a, pos_b, skip="a", limit=7)
+    drain(a, b, pos_a, limit=7, origin=from_b, mark=from_a)
+    drain(b, a, pos_b, limit=7, origin=from_a, mark=from_b)
     assert a.digest() == b.digest()
     assert a.last_seq > before
 
 
-def test_twin_stamped_entries_are_not_echoed_but_covered() -> None:
+def test_what_the_twin_sent_is_not_echoed_but_covered() -> None:
     a, b = replica("a"), replica("b")
     b.create_group(":from_b")
-    drain(b, a, 0, skip=None, limit=100)
-    start = 0
+    from_b = TwinOrigin()
+    drain(b, a, 0, limit=100, mark=from_b)
+    assert len(from_b) > 0
     batch = build_batch(
-        a, start=start, end=a.last_seq, ack=0, skip_node="b", requests=RequestTable(), now=0.0
+        a,
+        start=0,
+        end=a.last_seq,
+        ack=0,
+        requests=RequestTable(),
+        now=0.0,
+        skip=lambda e: from_b.came_from(e, "b"),
     )
-    assert all(item.entry.stamp.node != "b" for item in batch.items)
+    assert not any(from_b.came_from(item.entry, "b") for item in batch.items)
     assert batch.upto == a.last_seq and not batch.more
+    assert ":from_b" not in {item.entry.name for item in batch.items}
+
+
+def test_an_entry_written_here_with_the_twins_stamp_is_sent() -> None:
+    """A group the twin deleted, re-created here: the tombstone copies this node writes
+    for the children the deletion hid carry the *twin's* stamp, and the twin must get
+    them (else the child shows up again there)."""
+    ticks = itertools.count(1_000_000)
+    a = Namespace("a", HybridClock("a", now=lambda: next(ticks) / 1000))
+    b = Namespace("b", HybridClock("b", now=lambda: next(ticks) / 1000))
+    a.bootstrap(), b.bootstrap()
+    from_b, from_a = TwinOrigin(), TwinOrigin()  # what a merged from b, b from a
+    a.create_group(":g")
+    pos_a = drain(a, b, 0, limit=50, mark=from_a)
+    b.register(":g.x", "PYRO://127.0.0.1:1/x")  # b writes under :g ...
+    a.delete_group(":g")  # ... while a, later, deletes it without knowing :g.x
+    pos_b = drain(b, a, 0, limit=50, origin=from_a, mark=from_b)
+    pos_a = drain(a, b, pos_a, limit=50, origin=from_b, mark=from_a)
+    assert not b.exists(":g.x")  # hidden by the newer deletion
+    b.create_group(":g")  # re-created on b: it buries :g.x with a copy of a's tombstone
+    copy = b.entry(":g.x")
+    assert copy is not None and copy.deleted and copy.stamp.node == "a"
+    drain(b, a, pos_b, limit=50, origin=from_a, mark=from_b)
+    assert a.digest() == b.digest()
+    assert not a.exists(":g.x")
+
+
+def test_origin_forgets_replaced_entries_and_other_twins() -> None:
+    a = replica("a")
+    origin = TwinOrigin()
+    changes = a.create_group(":g")
+    entry = changes.entries[-1]
+    origin.add(entry, "b", 3)
+    assert origin.came_from(entry, "b") and origin.came_from(entry, "b", 3)
+    assert not origin.came_from(entry, "b", 4) and not origin.came_from(entry, "c")
+    del changes
+    a.delete_group(":g")
+    del entry
+    assert len(origin) == 0
 
 
 def test_batches_stop_at_the_durable_end_and_at_the_size_limit() -> None:
@@ -80,9 +143,7 @@ def test_batches_stop_at_the_durable_end_and_at_the_size_limit() -> None:
     for i in range(20):
         a.register(f":g.o{i}", f"PYRO://127.0.0.1:1/o{i}")
     end = a.last_seq - 5  # the last five are not durable yet
-    batch = build_batch(
-        a, start=0, end=end, ack=0, skip_node=None, requests=RequestTable(), now=0.0
-    )
+    batch = build_batch(a, start=0, end=end, ack=0, requests=RequestTable(), now=0.0)
     assert batch.upto == end and all(item.seq <= end for item in batch.items)
     assert not batch.more
     small = build_batch(
@@ -90,7 +151,6 @@ def test_batches_stop_at_the_durable_end_and_at_the_size_limit() -> None:
         start=0,
         end=a.last_seq,
         ack=0,
-        skip_node=None,
         requests=RequestTable(),
         now=0.0,
         max_bytes=2000,
@@ -103,13 +163,9 @@ def test_request_records_travel_with_their_writes() -> None:
     requests = RequestTable()
     changes = a.create_group(":g")
     requests.add("rid-1", None, changes.seqs[-1], now=0.0)
-    batch = build_batch(
-        a, start=0, end=a.last_seq, ack=0, skip_node=None, requests=requests, now=1.0
-    )
+    batch = build_batch(a, start=0, end=a.last_seq, ack=0, requests=requests, now=1.0)
     assert [r.request_id for r in batch.requests] == ["rid-1"]
-    later = build_batch(
-        a, start=batch.upto, end=a.last_seq, ack=0, skip_node=None, requests=requests, now=1.0
-    )
+    later = build_batch(a, start=batch.upto, end=a.last_seq, ack=0, requests=requests, now=1.0)
     assert later.requests == ()
 
 
