@@ -627,9 +627,10 @@ class Replicator:
         rows = self.namespace.entries_since(acked, limit=100_001)
         count = 0
         oldest: float | None = None
+        came_from = self.origin.came_from
         for _, entry in rows:
-            if twin_id and entry.stamp.node == twin_id:
-                continue
+            if twin_id and came_from(entry, twin_id):
+                continue  # the twin's own change: it will not travel back
             count += 1
             if oldest is None:
                 oldest = round(max(0.0, time.time() - entry.stamp.wall_time), 3)
