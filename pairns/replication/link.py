@@ -752,6 +752,11 @@ class Replicator:
             self._transition(
                 LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to connect"
             )
+            log.warning(
+                "serving alone until the twin (-2 at %s) connects; its address is probed with "
+                "backoff of at most 5 s",
+                self.twin_address,
+            )
             while True:
                 session = self._session
                 if session is None or session.done.is_set():
@@ -1059,7 +1064,11 @@ class Replicator:
         self._transition(LinkEvent.FAILED, reason)
         if was in (LinkState.PAIRED, LinkState.SYNCING):
             log.warning("dropped the twin at %s: %s", self.twin_address, reason)
-        elif attempts == 1 or attempts % 10 == 0:
+        elif attempts == 1:
+            log.warning(
+                "serving alone; still looking for the twin at %s (%s)", self.twin_address, reason
+            )
+        elif attempts % 10 == 0:
             log.info("still looking for the twin at %s: %s", self.twin_address, reason)
 
     def _conflict_logger(
