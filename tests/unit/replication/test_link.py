@@ -266,3 +266,16 @@ async def test_batches_fit_a_small_frame_limit(tmp_path: Path) -> None:
 
         await wait_for(converged, 5.0)
         assert n2.namespace.get_meta(":big.o11") == "m" * 12_000
+
+
+async def test_twins_with_the_same_identification_pair(tmp_path: Path) -> None:
+    ident = {"identification": "shared secret"}
+    async with pair(tmp_path, ident, ident) as (n1, n2, _):
+        await paired(n1, n2)
+        async with client(n2, identification="shared secret") as c2:
+            await c2.createGroup(":authenticated")
+
+        async def arrived() -> bool:
+            return n1.namespace.exists(":authenticated")
+
+        await wait_for(arrived, 2.0)
