@@ -209,8 +209,9 @@ class NameServer:
             await self._apply_async(op, args)
             return
         # A retry of a write still in progress waits for it (bounded by the caller's
-        # own timeout), then answers like any retry.
-        for _ in range(2):
+        # own timeout), then answers like any retry; if that attempt failed, this one
+        # applies the write (a few rounds cover several retries racing each other).
+        for _ in range(8):
             known, _ = self._requests.get(request_id, time.time())
             if known:
                 return
