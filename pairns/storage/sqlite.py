@@ -13,18 +13,18 @@ ours or rewritten)::
     node(key PK, value)     -- node_id, last_seq, opened
     kv(key PK, value)       -- Storage.set_kv
 
-``hlc`` is stored as decimal TEXT: a hybrid-clock value (microseconds << 16) is
-larger than SQLite's signed 64-bit INTEGER, and an INTEGER column would silently turn
-it into a lossy REAL.
+``hlc`` is stored as decimal TEXT (older databases hold microsecond stamps, which are
+larger than SQLite's signed 64-bit INTEGER; TEXT keeps any value exact).
 
-Threads: every blocking call runs via ``trio.to_thread.run_sync`` with the default
-``abandon_on_cancel=False``, so a commit is never abandoned half-way. There is one
-write connection, opened with ``check_same_thread=False``: only the committer task
-uses it, and it awaits each call before making the next, so at most one worker
-thread touches it at a time; a dedicated thread would give the same guarantee at the
-cost of a hand-made queue and wake-up protocol. Reads (``entries_since``, integrity
-checks) use a second, query-only connection, serialised by a ``trio.Lock``; in WAL
-mode it reads the last committed state without ever blocking the writer.
+Threads: commits run in one dedicated writer thread (:mod:`pairns.storage.writer`):
+``trio.to_thread.run_sync`` cost more CPU per call than the transaction it carried.
+Like ``to_thread`` with its default ``abandon_on_cancel=False``, a commit is never
+abandoned half-way. Opening, closing and reads still use ``to_thread``. There is one
+write connection, opened with ``check_same_thread=False``: open runs before the first
+commit and close after the last, so one thread at a time touches it. Reads
+(``entries_since``, integrity checks) use a second, query-only connection, serialised
+by a ``trio.Lock``; in WAL mode it reads the last committed state without ever
+blocking the writer.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pairns.namespace.entry import Entry
 from pairns.storage.base import Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
+from pairns.storage.writer import WriterThread
 
 __all__ = [
     "APPLICATION_ID",
@@ -367,6 +368,7 @@ class SqliteStorage(Storage):
         self.directory = os.path.abspath(os.fspath(directory))
         self._db = _Database(self.directory)
         self._read_lock = trio.Lock()
+        self._writer = WriterThread("pairns-sqlite-writer")
 
     @property
     def path(self) -> str:
@@ -392,7 +394,7 @@ class SqliteStorage(Storage):
         return await trio.to_thread.run_sync(self._db.open)
 
     async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
-        return await trio.to_thread.run_sync(self._db.write, changes, kv)
+        return await self._writer.run(self._db.write, changes, kv)
 
     async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
         async with self._read_lock:
@@ -400,6 +402,8 @@ class SqliteStorage(Storage):
 
     async def _backend_close(self) -> None:
         async with self._read_lock:
+            # The committer has no write in flight when close runs: the join is quick.
+            self._writer.stop()
             await trio.to_thread.run_sync(self._db.close)
 
     async def integrity_check(self) -> list[str]:
