@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -154,6 +155,8 @@ async def measure_lag(tmp: str, observer_role: int, rate: int, seconds: float) -
             watched = Watched(obs.replicator.namespace)
             obs.replicator.namespace = watched  # type: ignore[assignment]
             await wait_state(obs, LinkState.PAIRED, 20)
+            gc.collect()
+            gc.freeze()  # as the pairns command does once its node is up
             acks = await run_writer(p_writer, rate, int(rate * seconds), f"lag{observer_role}")
             with trio.move_on_after(5):
                 while not all(n in watched.seen for n in acks):
