@@ -279,3 +279,34 @@ async def test_twins_with_the_same_identification_pair(tmp_path: Path) -> None:
             return n1.namespace.exists(":authenticated")
 
         await wait_for(arrived, 2.0)
+
+
+async def test_persistent_pair_with_ack_twin_survives_a_restart(tmp_path: Path) -> None:
+    def durable(name: str) -> dict[str, Any]:
+        return {"persistent": True, "database": str(tmp_path / name), "ack": "twin"}
+
+    p1, p2 = free_port(), free_port()
+    c1cfg = config(tmp_path, "n1", p1, 1, p2, **durable("db1"))
+    c2cfg = config(tmp_path, "n2", p2, 2, p1, **durable("db2"))
+    async with open_node(c1cfg) as n1, client(n1) as c1:
+        async with open_node(c2cfg) as n2:
+            await paired(n1, n2)
+            await c1.createGroup(":d")
+            for i in range(20):
+                await c1.register(f":d.o{i}", f"PYRO://127.0.0.1:1/o{i}")
+            # Acknowledged only once the twin applied (and stored) it.
+            assert n2.namespace.exists(":d.o19")
+            assert (await c1.status())["twin_acks"] >= 21
+        for i in range(5):  # the twin is gone: acknowledged locally, degraded
+            await c1.register(f":d.late{i}", f"PYRO://127.0.0.1:1/l{i}")
+        assert (await c1.status())["degraded"] is True
+        async with open_node(c2cfg) as n2:  # same database: an incremental resync
+            await paired(n1, n2)
+            assert n2.replicator is not None
+            assert n2.replicator.counters.incremental_resyncs == 1
+            assert n2.replicator.counters.entries_received < 15
+
+            async def converged() -> bool:
+                return n1.namespace.digest() == n2.namespace.digest()
+
+            await wait_for(converged, 5.0)
