@@ -200,8 +200,9 @@ def test_frozen_twin_does_not_stall_writes_and_is_resynced(pair: Pair, frozen_ro
                 client.register(f":during.o{i}", f"PYRO://127.0.0.1:1/o{i}")
                 slowest = max(slowest, time.monotonic() - t)
         elapsed = time.monotonic() - start
-        # Generous bounds: a write that waited for the frozen twin would take >= 1 s.
-        assert slowest < 0.5, f"a write took {slowest:.3f} s while the twin was frozen"
+        # Generous bounds (a loaded CI machine): a write that waited for the frozen twin
+        # would take at least the peer timeout (1 s), or for ever.
+        assert slowest < 0.8, f"a write took {slowest:.3f} s while the twin was frozen"
         assert elapsed < 5.0
         assert wait_until(lambda: status(healthy)["link"] != "paired", 5.0)
         assert status(healthy)["unacked_changes"] >= 200
