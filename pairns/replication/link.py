@@ -278,7 +278,7 @@ class _Link:
         self.positions = Positions()
         self.positions.restart(acked, applied)
         self.full = full
-        # On a full resync, entries merged from the twin after this point are not echoed.
+        # Connections are numbered: a full resync holds back only what this one brought.
         rep.link_number += 1
         self.number = rep.link_number
         self.cursor = FeedCursor(rep.namespace)
@@ -325,22 +325,16 @@ class _Link:
         positions.on_received(batch.upto)
         rep.counters.entries_received += len(batch.items)
         rep.counters.batches_received += 1
-        if rep.durable and changes.entries:
+        if rep.durable and (changes.entries or self._pending):
+            # Durable (and acknowledged) in order: behind any batch still being stored.
             self._pending.append((batch.upto, changes))
             self._pending_event.set()
-        else:
-            if changes.entries:
-                self._pending.append((batch.upto, changes))  # nothing to wait for
-            self._durable(batch.upto)
+        elif self.positions.on_durable(batch.upto):
+            rep._kick()
         if changes.entries:
             rep.changed()
         if not batch.more:
             self._caught_up_received()
-
-    def _durable(self, upto: int) -> None:
-        if self.positions.on_durable(upto):
-            self.rep._kick()
-        self._pending = [p for p in self._pending if p[0] > upto] if self.rep.durable else []
 
     def _caught_up_received(self) -> None:
         if not self.received_caught_up:
