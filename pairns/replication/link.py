@@ -646,7 +646,8 @@ class Replicator:
         attempts = 0
         while True:
             attempts += 1
-            self._transition(LinkEvent.DIAL, f"looking for the twin at {self.twin_address}")
+            if self.machine.state is not LinkState.REFUSED:  # a refusal shows until it ends
+                self._transition(LinkEvent.DIAL, f"looking for the twin at {self.twin_address}")
             try:
                 await self._connect_and_run()
             except _Refused as exc:
@@ -679,6 +680,8 @@ class Replicator:
                 answer = await proxy.call("hello", hello.to_wire())
             except ConnectionDeniedError as exc:
                 raise _Refused(_IDENT_MISMATCH, str(exc)) from None
+            except NamingError as exc:
+                raise _refusal(exc) from None
             self._transition(LinkEvent.CONNECTED)
             theirs, session = _parse_answer(answer)
             self._check_twin(theirs)
@@ -800,9 +803,12 @@ class Replicator:
             )
             try:
                 async with proxy:
-                    answer = await proxy.call(
-                        "hello", self._my_hello(full=False, probe=True).to_wire()
-                    )
+                    try:
+                        answer = await proxy.call(
+                            "hello", self._my_hello(full=False, probe=True).to_wire()
+                        )
+                    except NamingError as exc:
+                        raise _refusal(exc) from None
                 theirs, _ = _parse_answer(answer)
                 self._check_twin(theirs)
             except ConnectionDeniedError as exc:
@@ -1055,6 +1061,11 @@ class Replicator:
 
     def _down(self, reason: str, attempts: int) -> None:
         was = self.machine.state
+        if was is LinkState.REFUSED:
+            # A retry after a refusal failed otherwise: the refusal is still the news.
+            if attempts % 10 == 0:
+                log.info("twin at %s still unreachable: %s", self.twin_address, reason)
+            return
         self._transition(LinkEvent.FAILED, reason)
         if was in (LinkState.PAIRED, LinkState.SYNCING):
             log.warning("dropped the twin at %s: %s", self.twin_address, reason)
@@ -1080,6 +1091,15 @@ class Replicator:
                 previous(conflict)
 
         return on_conflict
+
+
+def _refusal(exc: NamingError) -> _Refused:
+    """The twin's refusal of our hello (``"refused: <reason>: <detail>"``) as a value."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    if text.startswith("refused: "):
+        reason, _, detail = text[len("refused: ") :].partition(": ")
+        return _Refused(reason, detail)
+    return _Refused("refused by the twin", text)
 
 
 def _int_or_zero(text: str | None) -> int:

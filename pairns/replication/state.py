@@ -9,7 +9,9 @@ states itself::
     SYNCING --caught up both ways--> PAIRED
     CONNECTING/HANDSHAKING/SYNCING/PAIRED --failure--> DOWN (reason)
     HANDSHAKING --refusal--> REFUSED (reason: identification mismatch, same role, ...)
-    REFUSED --retry--> CONNECTING          (the operator may fix the other node)
+    REFUSED --retry--> CONNECTING, or straight to HANDSHAKING: the refusal shows until
+                                           a retry gets through (the operator may fix
+                                           the other node)
 """
 
 from __future__ import annotations
@@ -73,7 +75,12 @@ TRANSITIONS: Final[dict[LinkState, dict[LinkEvent, LinkState]]] = {
     _S.HANDSHAKING: {_E.HELLO: _S.SYNCING, _E.FAILED: _S.DOWN, _E.REFUSED: _S.REFUSED},
     _S.SYNCING: {_E.CAUGHT_UP: _S.PAIRED, _E.FAILED: _S.DOWN, _E.REFUSED: _S.REFUSED},
     _S.PAIRED: {_E.CAUGHT_UP: _S.PAIRED, _E.FAILED: _S.DOWN},
-    _S.REFUSED: {_E.DIAL: _S.CONNECTING, _E.REFUSED: _S.REFUSED, _E.FAILED: _S.REFUSED},
+    _S.REFUSED: {
+        _E.DIAL: _S.CONNECTING,
+        _E.CONNECTED: _S.HANDSHAKING,  # a retry after a refusal got through
+        _E.REFUSED: _S.REFUSED,
+        _E.FAILED: _S.REFUSED,
+    },
 }
 
 

@@ -178,17 +178,23 @@ async def test_identification_mismatch_is_refused_on_both_sides(tmp_path: Path) 
         assert not n2.namespace.exists(":still_serving")
 
 
-async def test_same_role_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("role", [1, 2])
+async def test_same_role_is_refused_and_stays_refused(tmp_path: Path, role: int) -> None:
     p1, p2 = free_port(), free_port()
     async with (
-        open_node(config(tmp_path, "a", p1, 1, p2)) as a,
-        open_node(config(tmp_path, "b", p2, 1, p1)) as b,
+        open_node(config(tmp_path, "a", p1, role, p2)) as a,
+        open_node(config(tmp_path, "b", p2, role, p1)) as b,
     ):
 
         async def refused() -> bool:
             return link_state(a) == "refused: same role" and link_state(b) == "refused: same role"
 
         await wait_for(refused, 5.0)
+        seen = set()
+        for _ in range(40):  # across several retries, the state shown stays the refusal
+            await trio.sleep(0.025)
+            seen.update({link_state(a).split(":")[0], link_state(b).split(":")[0]})
+        assert seen == {"refused"}
 
 
 async def test_request_id_is_applied_once_even_on_the_twin(tmp_path: Path) -> None:
