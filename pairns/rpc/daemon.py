@@ -201,7 +201,16 @@ class _Link:
             await lock.acquire()
         self.sending = True
         try:
-            await self.stream.send_all(data)
+            # As in the reader loop: hand the kernel what it takes at once, and go
+            # through Trio (a scheduler round trip) only for the rest.
+            try:
+                sent = _write(self.stream.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
+            if sent < len(data):
+                await self.stream.send_all(memoryview(data)[sent:])
             self.sending = False  # not in finally: an interrupted write stays marked
         finally:
             lock.release()
