@@ -49,6 +49,13 @@ class _Common:
     port: int
     default_group: str
 
+    def _setup(self, host: str, port: int, default_group: str | None) -> None:
+        self.host = host
+        self.port = port
+        self.default_group = (
+            names.check_default_group(default_group) if default_group else _default_group()
+        )
+
     def fullName(self, name: str) -> str:
         """The absolute form of *name*, expanded against this client's default group."""
         return names.absolute(name, self.default_group)
@@ -74,11 +81,7 @@ class NameServerProxy(_Common):
         timeout: float | None = DEFAULT_TIMEOUT,
         default_group: str | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.default_group = (
-            names.check_default_group(default_group) if default_group else _default_group()
-        )
+        self._setup(host, port, default_group)
         self._proxy = Proxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
@@ -86,9 +89,7 @@ class NameServerProxy(_Common):
     @classmethod
     def from_uri(cls, uri: URI | str, **kwargs: Any) -> NameServerProxy:
         """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
-        parsed = URI.from_string(uri)
-        host, port = parsed.address
-        return cls(host, port, **kwargs)
+        return cls(*URI.from_string(uri).address, **kwargs)
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
@@ -179,11 +180,7 @@ class AsyncNameServerProxy(_Common):
         timeout: float | None = DEFAULT_TIMEOUT,
         default_group: str | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.default_group = (
-            names.check_default_group(default_group) if default_group else _default_group()
-        )
+        self._setup(host, port, default_group)
         self._proxy = AsyncProxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
@@ -191,9 +188,7 @@ class AsyncNameServerProxy(_Common):
     @classmethod
     def from_uri(cls, uri: URI | str, **kwargs: Any) -> AsyncNameServerProxy:
         """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
-        parsed = URI.from_string(uri)
-        host, port = parsed.address
-        return cls(host, port, **kwargs)
+        return cls(*URI.from_string(uri).address, **kwargs)
 
     async def aclose(self) -> None:
         """Close the connection (the next call opens a new one)."""
