@@ -207,21 +207,27 @@ class Proxy:
                             raise reply_error(event)
                     elif etype is not Welcome:
                         self._unexpected(event)
-            except (_Timeout, TimeoutError, BlockingIOError):
-                self._drop()
-                raise self._timeout_error(method) from None
-            except RemoteProtocolError as exc:
-                raise self._protocol_error(exc) from exc
-            except OSError as exc:
-                self._drop()
-                raise ConnectionClosedError(
-                    f"connection to {self._target.where} lost: {exc}"
-                ) from exc
-            except PairnsError:
-                raise  # the remote method's error, or ours: the connection is fine (or gone)
-            except BaseException:
-                self._drop()  # interrupted (KeyboardInterrupt...) mid-call: state unknown
-                raise
+            except BaseException as exc:
+                failure = self._failure(method, exc)
+                if failure is exc:
+                    raise
+                raise failure from (None if isinstance(failure, CallTimeoutError) else exc)
+
+    def _failure(self, method: str, exc: BaseException) -> BaseException:
+        """What a call that failed with *exc* raises; drops a connection left unusable."""
+        if isinstance(exc, _Timeout | TimeoutError | BlockingIOError):
+            self._drop()
+            return self._timeout_error(method)
+        if isinstance(exc, RemoteProtocolError):
+            return self._protocol_error(exc)
+        if isinstance(exc, OSError):
+            self._drop()
+            return ConnectionClosedError(f"connection to {self._target.where} lost: {exc}")
+        if not isinstance(exc, PairnsError):
+            self._drop()  # interrupted (KeyboardInterrupt...) mid-call: state unknown
+        # A PairnsError is the remote method's error, or ours: the connection is fine
+        # (or already gone).
+        return exc
 
     def oneway(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Call *method* remotely without waiting for (or getting) a result."""
@@ -239,21 +245,11 @@ class Proxy:
                 sock.sendall(
                     conn.send(Oneway(self._target.object_id, method, args, kwargs or None))
                 )
-            except (_Timeout, TimeoutError, BlockingIOError):
-                self._drop()
-                raise self._timeout_error(method) from None
-            except RemoteProtocolError as exc:
-                raise self._protocol_error(exc) from exc
-            except OSError as exc:
-                self._drop()
-                raise ConnectionClosedError(
-                    f"connection to {self._target.where} lost: {exc}"
-                ) from exc
-            except PairnsError:
-                raise  # the remote method's error, or ours: the connection is fine (or gone)
-            except BaseException:
-                self._drop()  # interrupted (KeyboardInterrupt...) mid-call: state unknown
-                raise
+            except BaseException as exc:
+                failure = self._failure(method, exc)
+                if failure is exc:
+                    raise
+                raise failure from (None if isinstance(failure, CallTimeoutError) else exc)
 
     def __getattr__(self, name: str) -> _RemoteMethod:
         if name.startswith("_"):
