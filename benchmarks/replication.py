@@ -1,6 +1,8 @@
 """Paired-mode figures: replication lag, full resync and incremental resync (issue 12).
 
-Run: ``.venv/bin/python benchmarks/replication.py`` (add ``--quick`` for a short run).
+Run: ``.venv/bin/python benchmarks/replication.py`` (add ``--quick`` for a short run,
+``--only resync`` for the 100,000-name full resync alone, ``--only lag`` or
+``--only incremental`` for the other parts).
 
 * **Lag** - a client writes to one node at a paced 1,000 writes/s; the other node runs
   inside this process with its namespace wrapped, so the moment each change becomes
@@ -269,37 +271,56 @@ async def _write_some(client: AsyncNameServerProxy, worker: int, count: int) -> 
         await client.register(f":bulk.missed{worker:02d}x{i:05d}", f"PYRO://{HOST}:1/{i}")
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: str | None = None) -> None:
     with TemporaryDirectory(prefix="pairns-bench-") as tmp:
-        seconds = 2.0 if quick else 5.0
-        print(f"replication lag at 1000 writes/s for {seconds:g} s (ack -> visible on twin):")
-        for observer in (2, 1):
-            lags = await measure_lag(tmp, observer, 1000, seconds)
-            direction = "-1 -> -2" if observer == 2 else "-2 -> -1"
-            if lags:
-                print(
-                    f"  {direction}: n={len(lags)} p50={statistics.median(lags):.2f} ms "
-                    f"p99={pct(lags, 0.99):.2f} ms max={max(lags):.2f} ms   (target p99 <= 5 ms)"
-                )
-            else:
-                print(f"  {direction}: no change became visible")
-        sizes = (10_000,) if quick else (10_000, 100_000)
-        for count in sizes:
-            took, received = await measure_full_resync(tmp, count)
+        if only == "resync":
+            took, received = await measure_full_resync(tmp, 100_000)
             print(
-                f"full resync of {count:,} names: {took:.3f} s ({received:,} entries received)"
-                + ("   (target <= 3 s)" if count == 100_000 else "")
+                f"full resync of 100,000 names: {took:.3f} s ({received:,} entries received)"
+                "   (target <= 3 s)"
             )
-        took, received = await measure_incremental(tmp, 10_000, 1000)
-        print(
-            f"incremental resync after missing 1,000 changes (namespace of 10,000): "
-            f"{took:.3f} s ({received:,} entries received)   (target <= 0.2 s)"
-        )
+            return
+        seconds = 2.0 if quick else 5.0
+        if only in (None, "lag"):
+            await report_lag(tmp, seconds)
+        if only is None:
+            sizes = (10_000,) if quick else (10_000, 100_000)
+            for count in sizes:
+                took, received = await measure_full_resync(tmp, count)
+                print(
+                    f"full resync of {count:,} names: {took:.3f} s ({received:,} entries received)"
+                    + ("   (target <= 3 s)" if count == 100_000 else "")
+                )
+        if only in (None, "incremental"):
+            took, received = await measure_incremental(tmp, 10_000, 1000)
+            print(
+                f"incremental resync after missing 1,000 changes (namespace of 10,000): "
+                f"{took:.3f} s ({received:,} entries received)   (target <= 0.2 s)"
+            )
+
+
+async def report_lag(tmp: str, seconds: float) -> None:
+    print(f"replication lag at 1000 writes/s for {seconds:g} s (ack -> visible on twin):")
+    for observer in (2, 1):
+        lags = await measure_lag(tmp, observer, 1000, seconds)
+        direction = "-1 -> -2" if observer == 2 else "-2 -> -1"
+        if lags:
+            print(
+                f"  {direction}: n={len(lags)} p50={statistics.median(lags):.2f} ms "
+                f"p99={pct(lags, 0.99):.2f} ms max={max(lags):.2f} ms   (target p99 <= 5 ms)"
+            )
+        else:
+            print(f"  {direction}: no change became visible")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter run, 10k resync only")
+    parser.add_argument(
+        "--only",
+        choices=("lag", "resync", "incremental"),
+        help="run one part only (resync: the 100,000-name full resync)",
+    )
     parser.add_argument(
         "--writer", nargs=4, metavar=("PORT", "RATE", "COUNT", "PREFIX"), help=argparse.SUPPRESS
     )
@@ -309,4 +330,4 @@ if __name__ == "__main__":
         port, rate, count, prefix = options.writer
         trio.run(writer, int(port), int(rate), int(count), prefix)
     else:
-        trio.run(main, options.quick)
+        trio.run(main, options.quick, options.only)

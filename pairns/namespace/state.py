@@ -84,6 +84,21 @@ counts them in :attr:`Namespace.conflict_count`):
 * ``"hidden"`` - a visible entry was hidden by a remote group deletion (or by its
   parent becoming an object) that did not know about it.
 * ``"revived"`` - a deleted group came back because of a newer remote write under it.
+
+Bulk merge
+----------
+:meth:`~Namespace.merge_all` merges a batch of at least :data:`BULK_MERGE_MIN` entries
+(a resync sends 2,000 at a time) with the cyclic garbage collector paused, and through a
+bulk path when this rule holds: no tombstone is stored or in the batch, every entry is
+valid and no name changes kind. Then no merge can hide or revive anything, so entries
+go into the dicts (last writer wins, ``"version"`` conflicts decided per entry, the
+change set recorded as usual) and the view is updated once for the batch
+(:meth:`View.add_bulk <pairns.namespace.visibility.View.add_bulk>`); the digest is
+updated per entry only when the batch is small next to the namespace, else recomputed
+when next asked for. The outcome is the same as merging one by one (entries, feed,
+knowledge, view, digest, conflicts, undo); only ``on_conflict`` runs once the whole
+batch is applied. A full resync to a fresh node takes this path unless the twin holds
+tombstones; any other batch takes the per-entry path.
 """
 
 from __future__ import annotations
@@ -106,12 +121,15 @@ from pairns.namespace.stamps import ZERO_STAMP, HybridClock, Stamp
 from pairns.namespace.visibility import View, depth, newer, parent_of, upper_ancestors
 from pairns.uri import URI
 
-__all__ = ["MAX_META_BYTES", "ChangeSet", "Conflict", "Namespace"]
+__all__ = ["BULK_MERGE_MIN", "MAX_META_BYTES", "ChangeSet", "Conflict", "Namespace"]
 
 #: Largest user metadata accepted by ``set_meta``, as compact JSON (UTF-8 bytes). Pyro
 #: programs keep small descriptions there; 64 KiB leaves plenty of room while one name
 #: cannot bloat every snapshot, resync and wire frame.
 MAX_META_BYTES = 64 * 1024
+
+#: Smallest batch :meth:`Namespace.merge_all` merges as a bulk (a resync sends 2,000).
+BULK_MERGE_MIN = 256
 
 _ROOT = names.ROOT
 _GROUP = Kind.GROUP
@@ -121,6 +139,7 @@ _OBJECT = Kind.OBJECT
 _Rows = list[tuple[int, Entry]]
 _Pairs = list[tuple[str, str]]
 _Page = tuple[list[dict[str, Any]], bool]
+_Merges = list[tuple[Entry, Stamp | None]]
 
 
 @attrs.define(eq=False)
@@ -147,6 +166,8 @@ class Namespace:
     _last_seq: int = attrs.field(init=False, repr=False, default=0)
     _seen: dict[str, Stamp] = attrs.field(init=False, repr=False, factory=dict)
     _children: dict[str, set[str]] = attrs.field(init=False, repr=False, factory=dict)
+    # How many stored entries are tombstones (the bulk merge path needs none).
+    _tombstones: int = attrs.field(init=False, repr=False, default=0)
     _view: View = attrs.field(init=False, repr=False)
     # The view's dicts, bound here too: resolve is the hot path.
     _objects: dict[str, str] = attrs.field(init=False, repr=False)
@@ -380,6 +401,7 @@ class Namespace:
         self._children.clear()
         self._children.update(children)
         self._seq = seq_of
+        self._tombstones = sum(1 for entry in entries.values() if entry.deleted)
         # Sorted lazily by the first entries_since(): start-up does not wait for it.
         self._by_seq = {s: n for n, s in seq_of.items()}
         self._by_seq_sorted = False
@@ -555,14 +577,145 @@ class Namespace:
 
     def merge_all(self, items: Iterable[Entry | tuple[Entry, Stamp | None]]) -> ChangeSet:
         """Merge many remote entries (or ``(entry, seen)`` pairs) in order; the change
-        set holds those applied, for storage and :meth:`undo`."""
+        set holds those applied, for storage and :meth:`undo`.
+
+        A batch of at least :data:`BULK_MERGE_MIN` entries merges with the cyclic
+        garbage collector paused and, when the bulk rule holds (see
+        :meth:`_bulk_eligible`), through a bulk path: entries go into the dicts first,
+        then the view is brought up to date once for the whole batch. The result
+        (entries, change set, feed, view, digest, conflicts) is the one of merging the
+        entries one by one; ``on_conflict`` is then called after the whole batch is
+        applied rather than in the middle of it.
+        """
+        pairs: _Merges = [(item, None) if isinstance(item, Entry) else item for item in items]
         changes = self._new_changes()
-        for item in items:
-            if isinstance(item, Entry):
-                self._merge_one(item, None, changes)
+        if len(pairs) < BULK_MERGE_MIN:
+            for entry, seen in pairs:
+                self._merge_one(entry, seen, changes)
+            return changes
+        # Merging makes a dozen long-lived objects per entry: as in load, the cyclic
+        # collector would rescan the growing namespace again and again, for no gain.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if self._bulk_eligible(pairs):
+                self._merge_bulk(pairs, changes)
             else:
-                self._merge_one(item[0], item[1], changes)
+                for entry, seen in pairs:
+                    self._merge_one(entry, seen, changes)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return changes
+
+    def _bulk_eligible(self, pairs: _Merges) -> bool:
+        """The bulk rule: no tombstone is stored or merged, every entry is valid and no
+        name changes kind (neither against its stored entry nor inside the batch).
+
+        Then no merge can hide a visible name or revive a deleted one (both need a
+        tombstone or a group turned into an object), so the only conflicts are
+        ``"version"`` ones, decided per entry, and the view only ever gains names or
+        changes an object's URI: :meth:`View.add_bulk` does that for a whole batch.
+        A full snapshot sent to a fresh node (the 100,000-name resync) is such a batch
+        unless the twin holds tombstones; any other batch takes the per-entry path.
+        """
+        if self._tombstones:
+            return False
+        entries = self._entries
+        kinds: dict[str, Kind] = {}
+        try:
+            for entry, _seen in pairs:
+                _check_remote_entry(entry)
+                if entry.deleted:
+                    return False
+                name = entry.name
+                kind = kinds.get(name)
+                if kind is None:
+                    current = entries.get(name)
+                    if current is not None and current.kind is not entry.kind:
+                        return False
+                    kinds[name] = entry.kind
+                elif kind is not entry.kind:
+                    return False
+        except ValueError:
+            return False  # the per-entry path applies what comes first, then raises
+        return True
+
+    def _merge_bulk(self, pairs: _Merges, changes: ChangeSet) -> None:
+        """Merge *pairs* (which satisfy :meth:`_bulk_eligible`) into *changes*."""
+        entries, seq_of, by_seq, seen_of = self._entries, self._seq, self._by_seq, self._seen
+        children = self._children
+        observe = self.clock.observe
+        c_entries, c_seqs, c_prev = changes.entries, changes.seqs, changes.previous
+        c_prev_seqs, c_prev_seen, c_seen = (
+            changes.previous_seqs,
+            changes.previous_seen,
+            changes.seen,
+        )
+        conflicts: list[Conflict] = []
+        changed: dict[str, None] = {}
+        digest = self._digest
+        if digest is not None and len(pairs) * 8 >= len(entries):
+            digest = None  # cheaper to recompute on demand than to update per entry
+        last_seq = self._last_seq
+        by_seq_sorted = self._by_seq_sorted
+        top = next(reversed(by_seq)) if by_seq else 0
+        for entry, seen in pairs:
+            observe(entry.stamp)
+            name = entry.name
+            old = entries.get(name)
+            if old is not None:
+                stamp, current = entry.stamp, old.stamp
+                if not newer(stamp, current):
+                    continue
+                if (
+                    seen is not None
+                    and current.node != stamp.node
+                    and seen < current
+                    and not _same_content(old, entry)
+                ):
+                    conflicts.append(Conflict("version", name, entry, old))
+                del by_seq[seq_of[name]]
+                c_prev_seqs.append(seq_of[name])
+            else:
+                c_prev_seqs.append(0)
+                if name != _ROOT:
+                    idx = name.rfind(".")
+                    parent = name[:idx] if idx > 0 else _ROOT
+                    siblings = children.get(parent)
+                    if siblings is None:
+                        children[parent] = {name}
+                    else:
+                        siblings.add(name)
+            last_seq += 1
+            c_entries.append(entry)
+            c_seqs.append(last_seq)
+            c_prev.append(old)
+            c_prev_seen.append(seen_of.get(name))
+            if seen is None or seen == ZERO_STAMP:
+                c_seen.append(ZERO_STAMP)
+                seen_of.pop(name, None)
+            else:
+                c_seen.append(seen)
+                seen_of[name] = seen
+            entries[name] = entry
+            seq_of[name] = last_seq
+            if last_seq < top:
+                by_seq_sorted = False
+            by_seq[last_seq] = name
+            if digest is not None:
+                if old is not None:
+                    digest -= entry_hash(old)
+                digest += entry_hash(entry)
+            changed[name] = None
+        self._last_seq = last_seq
+        self._by_seq_sorted = by_seq_sorted
+        self._digest = None if digest is None else digest % DIGEST_MODULUS
+        if changed:
+            self._version += 1
+            self._view.add_bulk(changed)
+        for conflict in conflicts:
+            self._report(conflict)
 
     def _merge_one(self, entry: Entry, seen: Stamp | None, changes: ChangeSet | None) -> bool:
         _check_remote_entry(entry)
@@ -670,6 +823,10 @@ class Namespace:
         """Make *new* (or nothing) the entry of *name*, then refresh what it affects."""
         if old is not None:
             del self._by_seq[self._seq[name]]
+            if old.deleted:
+                self._tombstones -= 1
+        if new is not None and new.deleted:
+            self._tombstones += 1
         if new is None:
             del self._entries[name]
             del self._seq[name]

@@ -20,6 +20,8 @@ tombstone stamp) - its stored descendants.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from pairns import names
@@ -136,6 +138,53 @@ class View:
             if self._update(touched_name):
                 revived.append(touched_name)
         return [h for h in hidden if h != name], revived
+
+    def add_bulk(self, changed: Iterable[str]) -> None:
+        """Bring the view up to date after the entries of *changed* names were stored,
+        when no entry is a tombstone and none of them changed kind (the bulk merge rule,
+        see :meth:`pairns.namespace.Namespace.merge_all`).
+
+        Then a name is self-visible exactly when its parent is the root or a
+        self-visible group, nothing visible can become hidden or revived, and a change
+        can only make names visible (the new name, and the stored names below it that
+        waited for it) or change an object's URI. Leaves the same ``objects``,
+        ``listing`` and bookkeeping as :meth:`refresh` called once per name.
+        """
+        entries, objects, listing = self.entries, self.objects, self.listing
+        self_ok, support, children = self._self_ok, self._support, self.children
+        for name in sorted(changed, key=depth):
+            if name == _ROOT:
+                continue
+            if name in self_ok:
+                entry = entries[name]
+                if entry.kind is _OBJECT and entry.uri is not None:
+                    objects[name] = entry.uri
+                continue
+            idx = name.rfind(_SEP)
+            parent = name[:idx] if idx > 0 else _ROOT
+            if parent != _ROOT and (parent not in self_ok or entries[parent].kind is _OBJECT):
+                continue
+            # *name* and every stored name below it whose path is all groups appear.
+            stack = [(parent, name)]
+            while stack:
+                above, below = stack.pop()
+                entry = entries[below]
+                self_ok.add(below)
+                ancestor = above
+                while ancestor != _ROOT:
+                    support[ancestor] = support.get(ancestor, 0) + 1
+                    idx = ancestor.rfind(_SEP)
+                    ancestor = ancestor[:idx] if idx > 0 else _ROOT
+                base = below[1:] if above == _ROOT else below[len(above) + 1 :]
+                if entry.kind is _OBJECT and entry.uri is not None:
+                    objects[below] = entry.uri
+                    listing[above][base] = 1
+                    continue
+                listing[below] = {}
+                listing[above][base] = 0
+                for child in children.get(below, ()):
+                    if child not in self_ok:
+                        stack.append((below, child))
 
     def rebuild(self) -> None:
         """Compute the whole view from scratch (after a bulk load)."""

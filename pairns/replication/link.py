@@ -33,11 +33,13 @@ the twin is away.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -251,6 +253,24 @@ def build_batch(
     return Batch(
         start=start, upto=upto, ack=ack, items=tuple(items), requests=records, more=upto < last
     )
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector while one batch is parsed and merged (synchronous).
+
+    A resync batch makes tens of thousands of objects that all live on (entries,
+    stamps, request records): the collector would only rescan them, and the growing
+    namespace with them, again and again (as in ``Namespace.load``).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @attrs.define(eq=False)
@@ -734,11 +754,12 @@ class Replicator:
     async def _merger(self, receive: trio.MemoryReceiveChannel[Any], link: _Link) -> None:
         async with receive:
             async for reply in receive:
-                try:
-                    batch = Batch.from_wire(reply)
-                except ValueError as exc:
-                    raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
-                link.receive(batch)
+                with _gc_paused():
+                    try:
+                        batch = Batch.from_wire(reply)
+                    except ValueError as exc:
+                        raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
+                    link.receive(batch)
                 await trio.lowlevel.checkpoint()
 
     # -- -1: accept hellos, serve polls ----------------------------------------------
@@ -866,7 +887,8 @@ class Replicator:
             return  # a stale connection: the dialler finds out on its next poll
         link = session.link
         try:
-            link.receive(Batch.from_wire(raw))
+            with _gc_paused():
+                link.receive(Batch.from_wire(raw))
         except (LinkFailed, ValueError) as exc:
             self._fail(link, f"bad batch from the twin: {exc}")
             return
