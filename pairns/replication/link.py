@@ -255,6 +255,10 @@ def build_batch(
     )
 
 
+#: Longest the cyclic collector stays paused for one link's catch-up stream (seconds).
+GC_HOLD_MAX = 10.0
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic collector while one batch is parsed and merged (synchronous).
@@ -311,6 +315,9 @@ class _Link:
         self._pending: list[tuple[int, ChangeSet]] = []
         self._pending_event = trio.Event()
         self.last_ack_sent = -1
+        # When the collector was paused for this link's catch-up stream (see hold_gc).
+        self._gc_held_since: float | None = None
+        self._gc_hold_used = False
 
     # -- receiving -------------------------------------------------------------------
 
@@ -355,6 +362,31 @@ class _Link:
             rep.changed()
         if not batch.more:
             self._caught_up_received()
+
+    def hold_gc(self, more: bool) -> None:
+        """Keep the cyclic collector paused while the twin streams a backlog.
+
+        A resync arrives as a run of batches flagged ``more``, each making tens of
+        thousands of long-lived objects; collecting between them only rescans the
+        growing namespace (as ``Namespace.load`` avoids for a bulk load). The pause
+        starts with the first such batch, ends with the first batch that is not (the
+        twin caught up), when the link ends, or after :data:`GC_HOLD_MAX` seconds -
+        once per link - so the garbage it lets pile up stays bounded.
+        """
+        since = self._gc_held_since
+        if since is None:
+            if more and not self._gc_hold_used and not self.closed and gc.isenabled():
+                gc.disable()
+                self._gc_held_since = trio.current_time()
+                self._gc_hold_used = True
+        elif not more or self.closed or trio.current_time() - since > GC_HOLD_MAX:
+            self.release_gc()
+
+    def release_gc(self) -> None:
+        """End the pause :meth:`hold_gc` started, if any."""
+        if self._gc_held_since is not None:
+            self._gc_held_since = None
+            gc.enable()
 
     def _caught_up_received(self) -> None:
         if not self.received_caught_up:
@@ -760,6 +792,7 @@ class Replicator:
                     except ValueError as exc:
                         raise LinkFailed(f"the twin sent an invalid batch: {exc}") from None
                     link.receive(batch)
+                link.hold_gc(batch.more)
                 await trio.lowlevel.checkpoint()
 
     # -- -1: accept hellos, serve polls ----------------------------------------------
@@ -888,10 +921,12 @@ class Replicator:
         link = session.link
         try:
             with _gc_paused():
-                link.receive(Batch.from_wire(raw))
+                batch = Batch.from_wire(raw)
+                link.receive(batch)
         except (LinkFailed, ValueError) as exc:
             self._fail(link, f"bad batch from the twin: {exc}")
             return
+        link.hold_gc(batch.more)
         self._last_contact = trio.current_time()
 
     async def _on_poll(self, session_id: str, ack: Any, wait: Any) -> dict[str, Any]:
@@ -991,6 +1026,7 @@ class Replicator:
 
     async def _end_link(self, link: _Link) -> None:
         link.closed = True
+        link.release_gc()
         self.counters.drops += 1
         if self._link is link:
             self._link = None
@@ -1027,6 +1063,7 @@ class Replicator:
         if not link.closed:
             link.error = link.error or reason
             link.closed = True
+            link.release_gc()
             link.cancel_scope.cancel()
             self._kick()
 
