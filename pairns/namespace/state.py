@@ -660,8 +660,10 @@ class Namespace:
         last_seq = self._last_seq
         by_seq_sorted = self._by_seq_sorted
         top = next(reversed(by_seq)) if by_seq else 0
+        highest = pairs[0][0].stamp
         for entry, seen in pairs:
-            observe(entry.stamp)
+            if entry.stamp.hlc > highest.hlc:
+                highest = entry.stamp
             name = entry.name
             old = entries.get(name)
             if old is not None:
@@ -708,6 +710,7 @@ class Namespace:
                     digest -= entry_hash(old)
                 digest += entry_hash(entry)
             changed[name] = None
+        observe(highest)  # observing each stamp in turn ends the same
         self._last_seq = last_seq
         self._by_seq_sorted = by_seq_sorted
         self._digest = None if digest is None else digest % DIGEST_MODULUS

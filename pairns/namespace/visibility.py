@@ -152,6 +152,7 @@ class View:
         """
         entries, objects, listing = self.entries, self.objects, self.listing
         self_ok, support, children = self._self_ok, self._support, self.children
+        chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
         for name in sorted(changed, key=depth):
             if name == _ROOT:
                 continue
@@ -170,11 +171,12 @@ class View:
                 above, below = stack.pop()
                 entry = entries[below]
                 self_ok.add(below)
-                ancestor = above
-                while ancestor != _ROOT:
+                chain = chains.get(above)
+                if chain is None:
+                    chain = [*upper_ancestors(above), above] if above != _ROOT else []
+                    chains[above] = chain
+                for ancestor in chain:
                     support[ancestor] = support.get(ancestor, 0) + 1
-                    idx = ancestor.rfind(_SEP)
-                    ancestor = ancestor[:idx] if idx > 0 else _ROOT
                 base = below[1:] if above == _ROOT else below[len(above) + 1 :]
                 if entry.kind is _OBJECT and entry.uri is not None:
                     objects[below] = entry.uri
