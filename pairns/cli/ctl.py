@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -355,6 +356,11 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     try:
         with ns:
             return entry[0](ns, args.args, out)
+    except BrokenPipeError:
+        # The reader went away (`pairns-ctl listall | head`): stop quietly, as cat does,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except UsageError as exc:
         print(f"pairns-ctl {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
