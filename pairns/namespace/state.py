@@ -476,11 +476,7 @@ class Namespace:
         self._check_parent(name)
         if self.exists(name):
             raise NamingError("name already exists", name)
-        changes = self._new_changes()
-        stamp = self.clock.tick()
-        entry = self._new_entry(name, _OBJECT, canonical, None, stamp, self.clock.now())
-        self._write_live(entry, changes)
-        return changes
+        return self._create(name, _OBJECT, canonical)
 
     def unregister(self, name: str) -> ChangeSet:
         """Remove object *name*. Pyro 3 errors: ``"invalid name"`` (the root),
@@ -508,11 +504,7 @@ class Namespace:
         self._check_parent(name)
         if self.exists(name):
             raise NamingError("group already exists", name)
-        changes = self._new_changes()
-        stamp = self.clock.tick()
-        entry = self._new_entry(name, _GROUP, None, None, stamp, self.clock.now())
-        self._write_live(entry, changes)
-        return changes
+        return self._create(name, _GROUP, None)
 
     def delete_group(self, name: str) -> ChangeSet:
         """Delete group *name* and everything under it (tombstones for all, children
@@ -771,6 +763,13 @@ class Namespace:
             stamp=stamp,
             deleted=True,
         )
+
+    def _create(self, name: str, kind: Kind, uri: str | None) -> ChangeSet:
+        """A new live entry for *name* (already validated), as its own change set."""
+        changes = self._new_changes()
+        stamp = self.clock.tick()
+        self._write_live(self._new_entry(name, kind, uri, None, stamp, self.clock.now()), changes)
+        return changes
 
     def _write_live(self, entry: Entry, changes: ChangeSet) -> None:
         """Apply a local live write; if it replaces a tombstone, first bury the live

@@ -166,7 +166,7 @@ class NameServer:
 
     def register(self, name: str, uri: str) -> None:
         """Register *uri* under *name* (its parent group must exist)."""
-        self._write(self._ns.register, self._abs(name), _uri_text(uri, name))
+        self._write(self._ns.register, self._abs(name), uri)
 
     def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
@@ -251,7 +251,7 @@ class NameServer:
             raise
 
     async def _register_durable(self, name: str, uri: str) -> None:
-        await self._write_async(self._ns.register, self._abs(name), _uri_text(uri, name))
+        await self._write_async(self._ns.register, self._abs(name), uri)
 
     async def _unregister_durable(self, name: str) -> None:
         await self._write_async(self._ns.unregister, self._abs(name))
@@ -269,13 +269,3 @@ class NameServer:
 def _last_seq(changes: ChangeSet, ns: Namespace) -> int:
     """The feed position of a change set's last entry (what the twin must ack)."""
     return changes.seqs[-1] if changes.seqs else ns.last_seq
-
-
-def _uri_text(uri: Any, name: Any) -> str:
-    """Check that *uri* parses (Pyro 3: "invalid URI") and return its canonical text."""
-    if not isinstance(uri, str):
-        raise NamingError("invalid URI", str(name))
-    try:
-        return str(URI.from_string(uri))
-    except Exception:
-        raise NamingError("invalid URI", str(name)) from None
