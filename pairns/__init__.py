@@ -23,7 +23,7 @@ from pairns.naming.locator import (
 )
 from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
 from pairns.node import NameServerStarter, Node, open_node, run
-from pairns.rpc import AsyncProxy, Daemon, DaemonLimits, Proxy, current_request_id
+from pairns.rpc import AsyncProxy, Daemon, DaemonLimits, Deferred, Proxy, current_request_id
 from pairns.uri import URI
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "Daemon",
     "DaemonLimits",
+    "Deferred",
     "NameServerLocator",
     "NameServerProxy",
     "NameServerStarter",

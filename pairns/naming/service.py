@@ -5,14 +5,16 @@ daemon answers them inline, so a resolve costs a name check and a dict lookup. W
 validate and apply the change to the in-memory namespace (the serialisation point that
 makes "name already exists" exact under concurrency), then wait until storage says the
 change is durable before they answer. In memory mode there is nothing to wait for, so
-the write methods are plain methods too and no task is spawned per call.
+the write methods are plain methods answered inline. In persistent mode they are plain
+methods too: they return a :class:`~pairns.rpc.Deferred` that the storage's group
+commit finishes, so no task is spawned per write either.
 
 Paired mode: every write wakes the replicator (the change feed is its outgoing buffer,
 so a write never waits for the twin), and with ``--ack twin`` the write then waits,
-bounded, until the twin has applied it. A write that carries a client request id
-(``rpc.current_request_id``) is remembered with its result in a bounded, time-limited
-table shared with the twin; a retry with a known id gets the first result back instead
-of being applied again.
+bounded, until the twin has applied it (these writes run as tasks). A write that
+carries a client request id (``rpc.current_request_id``) is remembered with its result
+in a bounded, time-limited table shared with the twin; a retry with a known id gets the
+first result back instead of being applied again.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import outcome
 import trio
 
 from pairns import names
 from pairns.errors import NamingError, StorageError
 from pairns.namespace import ChangeSet, Namespace
 from pairns.replication import Replicator, RequestTable
-from pairns.rpc import current_request_id
+from pairns.rpc import Deferred, current_request_id
 from pairns.storage import Storage
 from pairns.uri import URI
 
@@ -67,15 +70,25 @@ class NameServer:
         self._requests = requests if requests is not None else RequestTable()
         # Writes with a request id still being applied: a retry waits for the first.
         self._in_flight: dict[str, trio.Event] = {}
+        self._deferred: dict[str, Deferred] = {}
         self._ack_twin = replicator is not None and replicator.ack_mode == "twin"
-        if durable or self._ack_twin:
-            # Instance attributes shadow the class's in-memory methods: the daemon then
-            # sees coroutine functions and runs these calls as tasks that await the disk.
+        # Instance attributes shadow the class's in-memory methods.
+        if self._ack_twin:
+            # The daemon sees coroutine functions and runs these calls as tasks that
+            # await the disk and then the twin.
             self.register = self._register_durable  # type: ignore[method-assign,assignment]
             self.unregister = self._unregister_durable  # type: ignore[method-assign,assignment]
             self.createGroup = self._create_group_durable  # type: ignore[method-assign,assignment]
             self.deleteGroup = self._delete_group_durable  # type: ignore[method-assign,assignment]
             self.setMeta = self._set_meta_durable  # type: ignore[method-assign,assignment]
+        elif durable:
+            # Plain methods that hand the daemon a Deferred, finished by the group
+            # commit: no task per write (a task cost more CPU than the write itself).
+            self.register = self._register_deferred  # type: ignore[method-assign,assignment]
+            self.unregister = self._unregister_deferred  # type: ignore[method-assign,assignment]
+            self.createGroup = self._create_group_deferred  # type: ignore[method-assign,assignment]
+            self.deleteGroup = self._delete_group_deferred  # type: ignore[method-assign,assignment]
+            self.setMeta = self._set_meta_deferred  # type: ignore[method-assign,assignment]
 
     # -- reads: answered inline by the daemon -------------------------------------------
 
@@ -201,7 +214,110 @@ class NameServer:
         if self._replicator is not None:
             self._replicator.changed()
 
-    # -- writes, persistent or --ack twin: answered once durable (and acked) ---------------
+    # -- writes, persistent: answered by the group commit once durable -------------------
+
+    def _write_deferred(
+        self, op: Callable[..., ChangeSet], args: tuple[Any, ...], request_id: str | None
+    ) -> Deferred | None:
+        """Apply a write now and return a Deferred the group commit finishes.
+
+        None: the request id says the write was applied already (its result, None, is
+        the answer). A validation error (``NamingError``) is raised at once.
+        """
+        if request_id is not None:
+            known, _ = self._requests.get(request_id, time.time())
+            if known:
+                return None
+            first = self._deferred.get(request_id)
+            if first is not None:
+                # A retry of a write still being committed answers with the first
+                # attempt; if that failed, the retry applies the write itself.
+                retry = Deferred()
+                first.add_done_callback(
+                    lambda result: self._after_first(retry, result, op, args, request_id)
+                )
+                return retry
+        changes = op(*args)
+        later = Deferred()
+        if request_id is not None:
+            self._deferred[request_id] = later
+        try:
+            self._storage.commit_soon(
+                changes.rows, lambda error: self._committed(later, changes, request_id, error)
+            )
+        except BaseException:
+            if request_id is not None:
+                del self._deferred[request_id]
+            self._ns.undo(changes)
+            raise
+        return later
+
+    def _committed(
+        self,
+        later: Deferred,
+        changes: ChangeSet,
+        request_id: str | None,
+        error: StorageError | None,
+    ) -> None:
+        if request_id is not None:
+            self._deferred.pop(request_id, None)
+        if error is not None:
+            self._ns.undo(changes)
+            later.fail(error)
+            return
+        if request_id is not None:
+            self._requests.add(request_id, None, _last_seq(changes, self._ns), time.time())
+        if self._replicator is not None:
+            self._replicator.changed()
+        later.resolve(None)
+
+    def _after_first(
+        self,
+        retry: Deferred,
+        first: outcome.Outcome[Any],
+        op: Callable[..., ChangeSet],
+        args: tuple[Any, ...],
+        request_id: str,
+    ) -> None:
+        if type(first) is outcome.Value:
+            retry.resolve(first.value)
+            return
+        try:
+            again = self._write_deferred(op, args, request_id)
+        except Exception as exc:
+            retry.fail(exc)
+            return
+        if again is None:
+            retry.resolve(None)
+        else:
+            again.add_done_callback(lambda result: _finish_from(retry, result))
+
+    def _register_deferred(self, name: str, uri: str) -> Deferred | None:
+        return self._write_deferred(
+            self._ns.register, (self._abs(name), uri), current_request_id.get()
+        )
+
+    def _unregister_deferred(self, name: str) -> Deferred | None:
+        return self._write_deferred(
+            self._ns.unregister, (self._abs(name),), current_request_id.get()
+        )
+
+    def _create_group_deferred(self, name: str) -> Deferred | None:
+        return self._write_deferred(
+            self._ns.create_group, (self._abs(name),), current_request_id.get()
+        )
+
+    def _delete_group_deferred(self, name: str) -> Deferred | None:
+        return self._write_deferred(
+            self._ns.delete_group, (self._abs(name),), current_request_id.get()
+        )
+
+    def _set_meta_deferred(self, name: str, meta: Any) -> Deferred | None:
+        return self._write_deferred(
+            self._ns.set_meta, (self._abs(name), meta), current_request_id.get()
+        )
+
+    # -- writes with --ack twin: answered once durable and applied by the twin ------------
 
     async def _write_async(self, op: Callable[..., ChangeSet], *args: Any) -> None:
         request_id = current_request_id.get()
@@ -264,6 +380,13 @@ class NameServer:
 
     async def _set_meta_durable(self, name: str, meta: Any) -> None:
         await self._write_async(self._ns.set_meta, self._abs(name), meta)
+
+
+def _finish_from(later: Deferred, result: outcome.Outcome[Any]) -> None:
+    if type(result) is outcome.Value:
+        later.resolve(result.value)
+    else:
+        later.fail(cast(outcome.Error, result).error)
 
 
 def _last_seq(changes: ChangeSet, ns: Namespace) -> int:

@@ -5,7 +5,9 @@ decisions live in the wire state machine and in :mod:`pairns.rpc.dispatch`. One 
 per connection runs h11's loop: read a chunk, feed it, answer every complete request
 (sync methods inline, no task per call), write all the replies with one ``send_all``.
 Coroutine methods run as tasks in the connection's nursery (at most ``max_in_flight``
-per connection, a wire limit) and write their replies when they finish.
+per connection, a wire limit) and write their replies when they finish. A sync method
+may return a :class:`~pairns.rpc.Deferred`; its reply is written by whichever task
+finishes it, with no task per call.
 
 A connection that breaks a limit or the protocol gets a ``Goodbye`` with the reason and
 is closed; nothing a client sends can stop the daemon serving the others.
@@ -23,10 +25,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 import attrs
+import outcome
 import trio
 
 from pairns.errors import LocalProtocolError, NamingError, RemoteProtocolError
 from pairns.rpc.context import current_request_id
+from pairns.rpc.deferred import Deferred
 from pairns.rpc.dispatch import (
     DAEMON_OBJECT_ID,
     ErrorTriple,
@@ -179,19 +183,36 @@ class _DaemonObject:
 
 
 class _Link:
-    """The write side of one connection, shared by its reader loop and its async calls."""
+    """The write side of one connection, shared by its reader loop, its async calls and
+    its :class:`Deferred` replies.
 
-    __slots__ = ("lock", "oneway_tasks", "sending", "stream", "tasks")
+    The rule every writer follows: a frame is either written whole in one synchronous
+    step while ``lock`` is free, or written while holding ``lock``. ``lock`` is a
+    semaphore, not a lock, because a deferred reply cut short by a full socket buffer
+    takes it in the task that finished the call and a helper task releases it.
+    """
+
+    __slots__ = ("closed", "lock", "nursery", "oneway_tasks", "sending", "stream", "tasks")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.lock = trio.StrictFIFOLock()
+        self.lock = trio.Semaphore(1)
         #: True while a write is under way (one cut short leaves half a frame).
         self.sending = False
-        #: Async method calls running; while there are none, the reader loop is the
-        #: only writer and skips the lock.
+        #: Async method calls running and deferred replies being written; while there
+        #: are none, the reader loop is the only writer and skips the lock.
         self.tasks = 0
         self.oneway_tasks = 0
+        #: The connection's nursery (helper tasks of deferred replies run there).
+        self.nursery: trio.Nursery | None = None
+        #: Set once the connection is over: a reply finished later is dropped (its
+        #: descriptor may already belong to another connection).
+        self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        """True when no other writer holds or waits for the write side."""
+        return self.lock.value == 1 and not self.tasks
 
     async def send(self, data: bytes) -> None:
         lock = self.lock
@@ -214,6 +235,57 @@ class _Link:
             self.sending = False  # not in finally: an interrupted write stays marked
         finally:
             lock.release()
+
+    def send_soon(self, data: bytes) -> None:
+        """Write *data* now if the socket takes it, else finish in a helper task.
+
+        Synchronous: callable from any task of the run (the one that finished a
+        :class:`Deferred`). Write errors are dropped: the reader loop sees the broken
+        connection itself.
+        """
+        if self.closed:
+            return
+        if self.lock.value == 0:
+            self._spawn(self.send, data)  # another write is under way: queue behind it
+            return
+        try:
+            sent = _write(self.stream.socket.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return
+        if sent < len(data):
+            self.lock.acquire_nowait()  # free (checked above, nothing awaited since)
+            self.sending = True
+            if not self._spawn(self._send_rest, memoryview(data)[sent:]):
+                self.lock.release()
+
+    async def _send_rest(self, rest: memoryview) -> None:
+        try:
+            await self.stream.send_all(rest)
+            self.sending = False
+        finally:
+            self.lock.release()
+
+    def _spawn(self, fn: Callable[[Any], Coroutine[Any, Any, None]], data: Any) -> bool:
+        nursery = self.nursery
+        if nursery is None:
+            return False
+        self.tasks += 1
+        try:
+            nursery.start_soon(self._run_spawned, fn, data)
+        except RuntimeError:  # the connection's nursery is closing: nobody to answer
+            self.tasks -= 1
+            return False
+        return True
+
+    async def _run_spawned(self, fn: Callable[[Any], Coroutine[Any, Any, None]], data: Any) -> None:
+        try:
+            await fn(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the reader loop notices the broken connection itself
+        finally:
+            self.tasks -= 1
 
     async def send_eof(self) -> None:
         lock = self.lock
@@ -432,6 +504,7 @@ class Daemon:
                 return
             self._refusing = False
             async with trio.open_nursery() as nursery:
+                link.nursery = nursery
                 try:
                     if await self._handshake(link, conn):
                         await self._serve_requests(link, conn, nursery)
@@ -449,9 +522,11 @@ class Daemon:
                 finally:
                     # Async calls still running have nobody to answer to.
                     nursery.cancel_scope.cancel()
+                    link.closed = True
         except Exception:
             log.exception("internal error while closing a connection")
         finally:
+            link.closed = True
             self._connections -= 1
             await trio.aclose_forcefully(stream)
 
@@ -491,6 +566,7 @@ class Daemon:
         next_event = conn.next_event
         reply = conn.reply
         sync_methods = self._objects.sync_methods
+        deferred_type = Deferred
         idle_timeout = self.limits.idle_timeout
         fd = stream.socket.fileno()
         # Requests answered since this loop last waited for the socket: a client
@@ -522,6 +598,9 @@ class Daemon:
                         error = describe_call_error(exc, fn, args, kwargs)
                         out.append(self._error_bytes(conn, corr_id, error))
                         continue
+                    if type(result) is deferred_type:
+                        self._defer(link, conn, request, fn, result)
+                        continue
                     try:
                         out.append(reply(corr_id, result))
                     except LocalProtocolError as exc:
@@ -552,7 +631,7 @@ class Daemon:
                     if scope.cancelled_caught:
                         log.info("dropping a connection whose client stopped reading")
                         return
-                elif link.tasks:
+                elif not link.idle:
                     await link.send(data_out)
                 else:
                     # The reader loop is the only writer: write straight to the
@@ -566,9 +645,14 @@ class Daemon:
                     except OSError as exc:
                         raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
                     if sent < len(data_out):
+                        # Half a frame is out: hold the write side until the rest is.
+                        link.lock.acquire_nowait()
                         link.sending = True
-                        await send_all(memoryview(data_out)[sent:])
-                        link.sending = False
+                        try:
+                            await send_all(memoryview(data_out)[sent:])
+                            link.sending = False
+                        finally:
+                            link.lock.release()
             # Read after answering: requests pipelined behind the handshake are
             # already buffered when this loop starts.
             if idle_timeout:
@@ -626,10 +710,46 @@ class Daemon:
         finally:
             if token is not None:
                 current_request_id.reset(token)
+        if type(result) is Deferred:
+            self._defer(link, conn, request, fn, result)
+            return None
         try:
             return conn.reply(corr_id, result)
         except LocalProtocolError as exc:
             return self._error_bytes(conn, corr_id, unencodable_result(exc, object_id, method))
+
+    def _defer(
+        self,
+        link: _Link,
+        conn: Connection,
+        request: Request,
+        fn: Callable[..., Any],
+        later: Deferred,
+    ) -> None:
+        """Answer *request* when *later* is finished, from the task that finishes it."""
+        link.tasks += 1  # a second writer now exists: the reader loop takes the lock
+
+        def deliver(result: outcome.Outcome[Any]) -> None:
+            link.tasks -= 1
+            if link.closed:
+                return
+            corr_id, object_id, method, args, kwargs, _ = request
+            try:
+                if type(result) is outcome.Value:
+                    try:
+                        data = conn.reply(corr_id, result.value)
+                    except LocalProtocolError as exc:
+                        error = unencodable_result(exc, object_id, method)
+                        data = self._error_bytes(conn, corr_id, error)
+                else:
+                    raised = cast(outcome.Error, result).error
+                    error = describe_call_error(raised, fn, args, kwargs)
+                    data = self._error_bytes(conn, corr_id, error)
+            except LocalProtocolError:
+                return  # the connection said goodbye meanwhile: nobody to answer
+            link.send_soon(data)
+
+        later.add_done_callback(deliver)
 
     def _error_bytes(self, conn: Connection, corr_id: int, error: ErrorTriple) -> bytes:
         try:

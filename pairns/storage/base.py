@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -34,7 +35,9 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry
 
-__all__ = ["Loaded", "Storage", "StorageStatistics"]
+__all__ = ["CommitCallback", "Loaded", "Storage", "StorageStatistics"]
+
+log = logging.getLogger("pairns.storage")
 
 
 @attrs.frozen
@@ -90,15 +93,43 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@attrs.define(eq=False)
+#: What :meth:`Storage.commit_soon` calls when its changes are written (None) or not.
+CommitCallback = Callable[["StorageError | None"], None]
+
+
+@attrs.define(eq=False, slots=True)
 class _Request:
-    """One caller's share of a batch; ``done`` is set once it is written or failed."""
+    """One caller's share of a batch.
+
+    A waiting caller (``commit``, ``set_kv``) has ``done``, set once the batch is written
+    or failed; a ``commit_soon`` caller has ``callback`` instead.
+    """
 
     changes: list[Any]
     kv: dict[str, str] | None
-    done: trio.Event = attrs.field(factory=trio.Event)
+    done: trio.Event | None = None
+    callback: CommitCallback | None = None
     error: str | None = None
     cause: BaseException | None = None
+    finished: bool = False
+
+    def finish(self) -> None:
+        """Tell the caller: wake it, or call its callback (never raises)."""
+        self.finished = True
+        if self.done is not None:
+            self.done.set()
+            return
+        callback = self.callback
+        if callback is None:
+            return
+        error = None
+        if self.error is not None:
+            error = StorageError(self.error)
+            error.__cause__ = self.cause
+        try:
+            callback(error)
+        except Exception:
+            log.exception("internal error in a commit callback")
 
 
 class Storage(abc.ABC):
@@ -194,13 +225,32 @@ class Storage(abc.ABC):
         if not changes:
             await trio.lowlevel.checkpoint()
             return
-        await self._submit(_Request(self._prepare(changes), None))
+        await self._submit(_Request(self._prepare(changes), None, trio.Event()))
+
+    def commit_soon(self, changes: Sequence[tuple[int, Entry]], callback: CommitCallback) -> None:
+        """Queue changes for the next transaction; ``callback(error)`` once it is written.
+
+        The callback-style :meth:`commit`, for callers that must not spend a task per
+        write: *callback* gets ``None`` when the changes are durable, or the
+        :class:`StorageError` that kept them from being written. It runs in the
+        committer task, must not block, and is called exactly once: also when the
+        storage closes first (with an error), also for an empty *changes* (at once).
+        Raises at once, without calling it, if the storage is not open or *changes*
+        are malformed.
+        """
+        self._check_open()
+        prepared = self._prepare(changes)
+        if not prepared:
+            callback(None)
+            return
+        self._queue.append(_Request(prepared, None, callback=callback))
+        self._wakeup.set()
 
     async def set_kv(self, key: str, value: str) -> None:
         """Durably store a small metadata string (it rides in the next transaction)."""
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("storage metadata keys and values must be str")
-        await self._submit(_Request([], {key: value}))
+        await self._submit(_Request([], {key: value}, trio.Event()))
 
     async def get_kv(self, key: str, default: str | None = None) -> str | None:
         """The value last durably stored under *key*, or *default*."""
@@ -212,6 +262,7 @@ class Storage(abc.ABC):
         self._check_open()
         self._queue.append(request)
         self._wakeup.set()
+        assert request.done is not None
         with trio.CancelScope(shield=True):
             await request.done.wait()
         if request.error is not None:
@@ -231,6 +282,8 @@ class Storage(abc.ABC):
     ) -> None:
         self._committer_running = True
         task_status.started()
+        # A batch that is written, but whose callers are not told yet.
+        answer: tuple[list[_Request], StorageError | None] | None = None
         try:
             while True:
                 if not self._queue:
@@ -239,48 +292,71 @@ class Storage(abc.ABC):
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                     continue
+                # A cancelled committer starts no new transaction (what is queued is
+                # refused below); one already started is always waited for.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 batch, self._queue = self._queue, []
                 self._in_flight = batch
-                await self._write_batch(batch)
+                written = self._start_batch(batch)
+                if answer is not None:
+                    # The callers of the last batch are told while this one is being
+                    # written: their replies are not on the path of the next sync.
+                    self._finish_batch(*answer)
+                    answer = None
+                answer = await self._wait_batch(batch, written)
                 self._in_flight = []
+                if not self._queue:
+                    self._finish_batch(*answer)
+                    answer = None
         finally:
+            if answer is not None:
+                self._finish_batch(*answer)
             self._committer_running = False
             # Reached on close, on cancellation and on a crash: nobody may wait forever.
             for request in [*self._in_flight, *self._queue]:
-                if not request.done.is_set():
+                if not request.finished:
                     request.error = (
                         f"storage closed before the change was written: {self.describe()}"
                     )
-                    request.done.set()
+                    request.finish()
             self._in_flight = []
             self._queue = []
             self._committer_done.set()
 
-    async def _write_batch(self, batch: list[_Request]) -> None:
+    def _start_batch(self, batch: list[_Request]) -> tuple[Awaitable[int], int, dict[str, str]]:
         changes: list[Any] = []
         kv: dict[str, str] = {}
         for request in batch:
             changes.extend(request.changes)
             if request.kv:
                 kv.update(request.kv)
-        try:
-            last_seq = await self._backend_write(changes, kv)
-        except StorageError as exc:
-            self._commits += len(batch)
-            self._transactions += 1
-            self._failed_transactions += 1
-            for request in batch:
-                request.error = str(exc)
-                request.cause = exc.__cause__
-                request.done.set()
-            return
+        return self._backend_start_write(changes, kv), len(changes), kv
+
+    async def _wait_batch(
+        self, batch: list[_Request], written: tuple[Awaitable[int], int, dict[str, str]]
+    ) -> tuple[list[_Request], StorageError | None]:
+        """Wait until the batch is written; the storage's own state is updated at once."""
+        pending, n_changes, kv = written
         self._commits += len(batch)
         self._transactions += 1
-        self._changes += len(changes)
+        try:
+            last_seq = await pending
+        except StorageError as exc:
+            self._failed_transactions += 1
+            return batch, exc
+        self._changes += n_changes
         self._kv.update(kv)
         self._last_seq = max(self._last_seq, last_seq)
+        return batch, None
+
+    @staticmethod
+    def _finish_batch(batch: list[_Request], error: StorageError | None) -> None:
+        if error is not None:
+            for request in batch:
+                request.error = str(error)
+                request.cause = error.__cause__
         for request in batch:
-            request.done.set()
+            request.finish()
 
     # --------------------------------------------------------------------- reads
 
@@ -332,6 +408,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def _backend_open(self) -> Loaded:
         """Open the store and load it."""
+
+    def _backend_start_write(self, changes: list[Any], kv: dict[str, str]) -> Awaitable[int]:
+        """Start writing one batch; the awaitable gives what :meth:`_backend_write` does.
+
+        A backend whose writes run elsewhere (a thread) starts the write here, so the
+        committer can answer the previous batch's callers meanwhile. The default
+        writes only when awaited.
+        """
+        return self._backend_write(changes, kv)
 
     @abc.abstractmethod
     async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:

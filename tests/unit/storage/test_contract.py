@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,50 @@ async def test_store_matches_a_last_writer_wins_model(
             assert loaded.rows == expected
             assert loaded.last_seq == seq
             assert await storage.entries_since(since) == [r for r in expected if r[0] > since]
+
+
+async def test_commit_soon_calls_back_once_durable_in_order(backend: Backend) -> None:
+    """The task-less commit: callbacks run once written, batches pipeline behind each
+    other, and what was called back as written is there after a reopen."""
+    async with backend.opened() as (storage, _):
+        called: list[tuple[int, object]] = []
+        everything = trio.Event()
+
+        def callback_for(seq: int) -> Callable[[StorageError | None], None]:
+            def done(error: StorageError | None) -> None:
+                assert seq <= storage.last_seq  # written before we are told
+                called.append((seq, error))
+                if len(called) == 40:
+                    everything.set()
+
+            return done
+
+        for seq in range(1, 41):
+            storage.commit_soon([(seq, entry(f":s{seq % 7}", seq))], callback_for(seq))
+            if seq % 9 == 0:
+                await trio.sleep(0)  # some arrive while a batch is being written
+        with trio.fail_after(10):
+            await everything.wait()
+        assert called == [(seq, None) for seq in range(1, 41)]
+        assert storage.statistics().transactions < 40  # they shared transactions
+        empty: list[object] = []
+        storage.commit_soon([], empty.append)
+        assert empty == [None]
+        with pytest.raises(TypeError):
+            storage.commit_soon([(0, entry(":bad", 1))], empty.append)
+        assert empty == [None]
+    async with backend.opened() as (storage, loaded):
+        assert sorted(seq for seq, _ in loaded.rows) == list(range(34, 41))
+
+
+async def test_commit_soon_on_a_closing_storage_is_refused_or_called_back(
+    backend: Backend,
+) -> None:
+    errors: list[StorageError | None] = []
+    async with backend.opened() as (storage, _):
+        storage.commit_soon([(1, entry(":a", 1))], errors.append)
+    # Leaving the block waited for the queued change: it was written, then closed.
+    assert errors == [None]
+    with pytest.raises(StorageError, match="closed"):
+        storage.commit_soon([(2, entry(":b", 2))], errors.append)
+    assert errors == [None]

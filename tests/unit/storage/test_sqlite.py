@@ -472,3 +472,25 @@ def test_every_acknowledged_commit_survives_sigkill(tmp_path: Path) -> None:
         missing = acknowledged - stored
         assert not missing, f"acknowledged but lost: {sorted(missing)[:10]} (seed={seed})"
     assert integrity_check(tmp_path) == []
+
+
+async def test_a_failed_batch_calls_every_commit_soon_caller_back_with_the_error(
+    tmp_path: Path,
+) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        faulty = _FaultyConnection(storage._db._conn)
+        storage._db._conn = faulty
+        faulty.fail_next_commit = sqlite3.OperationalError("disk I/O error")
+        errors: list[StorageError | None] = []
+        for seq in (1, 2, 3):
+            storage.commit_soon([(seq, entry(f":x{seq}", seq))], errors.append)
+        with trio.fail_after(10):
+            while len(errors) < 3:
+                await trio.sleep(0.001)
+        assert errors[0] is not None and "I/O error" in str(errors[0])
+        assert isinstance(errors[0].__cause__, sqlite3.OperationalError)
+        # The first batch failed; whatever queued behind it is written afterwards.
+        written = [seq for seq, error in zip((1, 2, 3), errors, strict=True) if error is None]
+        assert [seq for seq, _ in await storage.entries_since(0)] == written
