@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import Any, Self
 
 from pairns import names
 from pairns.naming.service import NAMESERVER_OBJECT_ID
@@ -43,18 +43,38 @@ def new_request_id() -> str:
 
 
 class _Common:
-    """Name handling shared by both proxies (no IO here)."""
+    """What both proxies share: construction and name handling (no IO here)."""
 
     host: str
     port: int
     default_group: str
 
-    def _setup(self, host: str, port: int, default_group: str | None) -> None:
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = DEFAULT_NS_PORT,
+        *,
+        identification: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        default_group: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.default_group = (
             names.check_default_group(default_group) if default_group else _default_group()
         )
+        self._connect_to(host, port, identification, timeout)
+
+    def _connect_to(
+        self, host: str, port: int, identification: str | None, timeout: float | None
+    ) -> None:
+        """Make the RPC proxy (no IO: it connects on the first call)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_uri(cls, uri: URI | str, **kwargs: Any) -> Self:
+        """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
+        return cls(*URI.from_string(uri).address, **kwargs)
 
     def fullName(self, name: str) -> str:
         """The absolute form of *name*, expanded against this client's default group."""
@@ -72,24 +92,14 @@ class _Common:
 class NameServerProxy(_Common):
     """A blocking proxy for a name server; safe to share between threads."""
 
-    def __init__(
-        self,
-        host: str = "localhost",
-        port: int = DEFAULT_NS_PORT,
-        *,
-        identification: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        default_group: str | None = None,
+    _proxy: Proxy
+
+    def _connect_to(
+        self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
-        self._setup(host, port, default_group)
         self._proxy = Proxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
-
-    @classmethod
-    def from_uri(cls, uri: URI | str, **kwargs: Any) -> NameServerProxy:
-        """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
-        return cls(*URI.from_string(uri).address, **kwargs)
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
@@ -171,24 +181,14 @@ class NameServerProxy(_Common):
 class AsyncNameServerProxy(_Common):
     """The Trio twin of :class:`NameServerProxy`; many tasks may call it at once."""
 
-    def __init__(
-        self,
-        host: str = "localhost",
-        port: int = DEFAULT_NS_PORT,
-        *,
-        identification: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        default_group: str | None = None,
+    _proxy: AsyncProxy
+
+    def _connect_to(
+        self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
-        self._setup(host, port, default_group)
         self._proxy = AsyncProxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
-
-    @classmethod
-    def from_uri(cls, uri: URI | str, **kwargs: Any) -> AsyncNameServerProxy:
-        """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
-        return cls(*URI.from_string(uri).address, **kwargs)
 
     async def aclose(self) -> None:
         """Close the connection (the next call opens a new one)."""

@@ -34,12 +34,10 @@ from pairns.errors import (
     RemoteProtocolError,
 )
 from pairns.rpc.client import (
+    ProxyBase,
     Target,
-    URILike,
-    check_timeout,
     closed_error,
     denied_error,
-    identification_key,
     reply_error,
 )
 from pairns.wire import (
@@ -311,7 +309,7 @@ class _AsyncMethod:
         return f"<remote method {self._name} of {self._proxy!r}>"
 
 
-class AsyncProxy:
+class AsyncProxy(ProxyBase):
     """A Trio proxy for one remote object; share it between as many tasks as you like.
 
     ``AsyncProxy("PYRO://host:port/objectid")`` (a string or a URI object) or
@@ -329,69 +327,11 @@ class AsyncProxy:
     ``RemoteCallError``).
     """
 
-    def __init__(
-        self,
-        uri: URILike | str,
-        *,
-        identification: str | None = None,
-        timeout: float | None = 30.0,
-        max_frame_size: int | None = None,
-        checksums: bool = False,
-    ) -> None:
-        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
-
-    def _init(
-        self,
-        target: Target,
-        identification: str | None,
-        timeout: float | None,
-        max_frame_size: int | None,
-        checksums: bool,
-    ) -> None:
-        self._target = target
-        self._key = identification_key(identification)
-        self._timeout = check_timeout(timeout)
-        self._max_frame_size = max_frame_size
-        self._checksums = checksums
+    def _init_transport(self) -> None:
         self._session: _Session | None = None
         self._connect_lock = trio.Lock()
-        # Fail early on a bad max_frame_size rather than at the first call.
-        Connection(CLIENT, max_frame_size=max_frame_size)
-
-    @classmethod
-    def for_address(
-        cls,
-        host: str,
-        port: int,
-        object_id: str,
-        *,
-        identification: str | None = None,
-        timeout: float | None = 30.0,
-        max_frame_size: int | None = None,
-        checksums: bool = False,
-    ) -> AsyncProxy:
-        """A proxy for *object_id* served at *host*:*port*."""
-        proxy = cls.__new__(cls)
-        proxy._init(
-            Target.from_address(host, port, object_id),
-            identification,
-            timeout,
-            max_frame_size,
-            checksums,
-        )
-        return proxy
 
     # -- introspection ---------------------------------------------------------------
-
-    @property
-    def target(self) -> Target:
-        """Where this proxy connects, and to which object."""
-        return self._target
-
-    @property
-    def timeout(self) -> float | None:
-        """The per-call timeout in seconds (None: none)."""
-        return self._timeout
 
     @property
     def connected(self) -> bool:

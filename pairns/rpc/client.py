@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import attrs
 
@@ -16,9 +16,10 @@ from pairns.errors import (
 )
 from pairns.rpc.dispatch import check_object_id
 from pairns.uri import URI
-from pairns.wire import ErrorCode, ErrorReply, Goodbye
+from pairns.wire import CLIENT, Connection, ErrorCode, ErrorReply, Goodbye
 
 __all__ = [
+    "ProxyBase",
     "Target",
     "URILike",
     "check_timeout",
@@ -141,3 +142,81 @@ def denied_error(target: Target, reason: str) -> ConnectionDeniedError:
 def reply_error(event: ErrorReply) -> PairnsError:
     """The exception an error reply describes (see ``pairns.errors.error_from_wire``)."""
     return error_from_wire(event.error_type, event.message, event.args)
+
+
+class ProxyBase:
+    """What both proxies share: the constructor, ``for_address`` and the settings.
+
+    A subclass sets up its transport in :meth:`_init_transport`.
+    """
+
+    _target: Target
+    _key: bytes | None
+    _timeout: float | None
+    _max_frame_size: int | None
+    _checksums: bool
+
+    def __init__(
+        self,
+        uri: URILike | str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> None:
+        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
+
+    def _init(
+        self,
+        target: Target,
+        identification: str | None,
+        timeout: float | None,
+        max_frame_size: int | None,
+        checksums: bool,
+    ) -> None:
+        self._target = target
+        self._key = identification_key(identification)
+        self._timeout = check_timeout(timeout)
+        self._max_frame_size = max_frame_size
+        self._checksums = checksums
+        self._init_transport()
+        # Fail early on a bad max_frame_size rather than at the first call.
+        Connection(CLIENT, max_frame_size=max_frame_size)
+
+    def _init_transport(self) -> None:
+        """Set up the subclass's connection state (no IO)."""
+        raise NotImplementedError
+
+    @classmethod
+    def for_address(
+        cls,
+        host: str,
+        port: int,
+        object_id: str,
+        *,
+        identification: str | None = None,
+        timeout: float | None = 30.0,
+        max_frame_size: int | None = None,
+        checksums: bool = False,
+    ) -> Self:
+        """A proxy for *object_id* served at *host*:*port*."""
+        proxy = cls.__new__(cls)
+        proxy._init(
+            Target.from_address(host, port, object_id),
+            identification,
+            timeout,
+            max_frame_size,
+            checksums,
+        )
+        return proxy
+
+    @property
+    def target(self) -> Target:
+        """Where this proxy connects, and to which object."""
+        return self._target
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-call timeout in seconds (None: none)."""
+        return self._timeout

@@ -27,12 +27,9 @@ from pairns.errors import (
     RemoteProtocolError,
 )
 from pairns.rpc.client import (
-    Target,
-    URILike,
-    check_timeout,
+    ProxyBase,
     closed_error,
     denied_error,
-    identification_key,
     reply_error,
 )
 from pairns.wire import (
@@ -81,7 +78,7 @@ class _RemoteMethod:
         return f"<remote method {self._name} of {self._proxy!r}>"
 
 
-class Proxy:
+class Proxy(ProxyBase):
     """A blocking proxy for one remote object (Pyro 3's proxy, minus pickle).
 
     ``Proxy("PYRO://host:port/objectid")`` (a string or a URI object) or
@@ -91,30 +88,7 @@ class Proxy:
     :class:`pairns.rpc.AsyncProxy`.
     """
 
-    def __init__(
-        self,
-        uri: URILike | str,
-        *,
-        identification: str | None = None,
-        timeout: float | None = 30.0,
-        max_frame_size: int | None = None,
-        checksums: bool = False,
-    ) -> None:
-        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
-
-    def _init(
-        self,
-        target: Target,
-        identification: str | None,
-        timeout: float | None,
-        max_frame_size: int | None,
-        checksums: bool,
-    ) -> None:
-        self._target = target
-        self._key = identification_key(identification)
-        self._timeout = check_timeout(timeout)
-        self._max_frame_size = max_frame_size
-        self._checksums = checksums
+    def _init_transport(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._conn: Connection | None = None
@@ -124,42 +98,8 @@ class Proxy:
         self._next_id = 0
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
-        Connection(CLIENT, max_frame_size=max_frame_size)  # fail early on a bad size
-
-    @classmethod
-    def for_address(
-        cls,
-        host: str,
-        port: int,
-        object_id: str,
-        *,
-        identification: str | None = None,
-        timeout: float | None = 30.0,
-        max_frame_size: int | None = None,
-        checksums: bool = False,
-    ) -> Proxy:
-        """A proxy for *object_id* served at *host*:*port*."""
-        proxy = cls.__new__(cls)
-        proxy._init(
-            Target.from_address(host, port, object_id),
-            identification,
-            timeout,
-            max_frame_size,
-            checksums,
-        )
-        return proxy
 
     # -- introspection ---------------------------------------------------------------
-
-    @property
-    def target(self) -> Target:
-        """Where this proxy connects, and to which object."""
-        return self._target
-
-    @property
-    def timeout(self) -> float | None:
-        """The per-call timeout in seconds (None: none)."""
-        return self._timeout
 
     @property
     def connected(self) -> bool:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +307,20 @@ class _FaultyConnection:
         return getattr(self._conn, name)
 
 
+@asynccontextmanager
+async def _failing_next_commit(
+    tmp_path: Path, error: Exception
+) -> AsyncIterator[tuple[SqliteStorage, _FaultyConnection]]:
+    """An open SQLite storage whose next COMMIT raises *error*."""
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        faulty = _FaultyConnection(storage._db._conn)
+        storage._db._conn = faulty  # type: ignore[assignment]
+        faulty.fail_next_commit = error
+        yield storage, faulty
+
+
 async def _commit_all(storage: Any, batches: list[list[tuple[int, Entry]]]) -> list[str | None]:
     """Commit *batches* concurrently; the error message (or None) of each."""
     results: list[str | None] = [None] * len(batches)
@@ -355,12 +371,8 @@ async def test_disk_full_fails_every_caller_of_the_batch_then_recovers(tmp_path:
 async def test_io_error_at_commit_fails_the_batch_and_later_commits_succeed(
     tmp_path: Path,
 ) -> None:
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
-        faulty = _FaultyConnection(storage._db._conn)
-        storage._db._conn = faulty
-        faulty.fail_next_commit = sqlite3.OperationalError("disk I/O error")
+    io_error = sqlite3.OperationalError("disk I/O error")
+    async with _failing_next_commit(tmp_path, io_error) as (storage, faulty):
         results = await _commit_all(storage, [[(seq, entry(f":x{seq}", seq))] for seq in (1, 2)])
         assert all(m and "(I/O error: disk I/O error)" in m for m in results), results
         assert not faulty.in_transaction  # rolled back
@@ -477,12 +489,8 @@ def test_every_acknowledged_commit_survives_sigkill(tmp_path: Path) -> None:
 async def test_a_failed_batch_calls_every_commit_soon_caller_back_with_the_error(
     tmp_path: Path,
 ) -> None:
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
-        faulty = _FaultyConnection(storage._db._conn)
-        storage._db._conn = faulty
-        faulty.fail_next_commit = sqlite3.OperationalError("disk I/O error")
+    io_error = sqlite3.OperationalError("disk I/O error")
+    async with _failing_next_commit(tmp_path, io_error) as (storage, _):
         errors: list[StorageError | None] = []
         for seq in (1, 2, 3):
             storage.commit_soon([(seq, entry(f":x{seq}", seq))], errors.append)
