@@ -77,6 +77,25 @@ class Stamp:
 
 
 #: Sorts below every real stamp.
+
+
+_new_object = object.__new__
+_set_hlc = vars(Stamp)["hlc"].__set__
+_set_node = vars(Stamp)["node"].__set__
+
+
+def make_stamp(hlc: int, node: str) -> Stamp:
+    """``Stamp(hlc, node)`` for bulk loads: about half the cost of the attrs constructor.
+
+    The frozen constructor goes through ``object.__setattr__`` once per field; this sets
+    the slots directly. No checks: the caller has them (start-up builds 100,000 stamps).
+    """
+    stamp = _new_object(Stamp)
+    _set_hlc(stamp, hlc)
+    _set_node(stamp, node)
+    return stamp
+
+
 ZERO_STAMP = Stamp(0, "")
 
 
