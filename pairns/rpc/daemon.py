@@ -199,8 +199,8 @@ class _Link:
         self.lock = trio.Semaphore(1)
         #: True while a write is under way (one cut short leaves half a frame).
         self.sending = False
-        #: Async method calls running and deferred replies being written; while there
-        #: are none, the reader loop is the only writer and skips the lock.
+        #: Async method calls running and helper tasks finishing a deferred reply; while
+        #: there are none (and the semaphore is free) the reader loop skips the lock.
         self.tasks = 0
         self.oneway_tasks = 0
         #: The connection's nursery (helper tasks of deferred replies run there).
@@ -726,11 +726,14 @@ class Daemon:
         fn: Callable[..., Any],
         later: Deferred,
     ) -> None:
-        """Answer *request* when *later* is finished, from the task that finishes it."""
-        link.tasks += 1  # a second writer now exists: the reader loop takes the lock
+        """Answer *request* when *later* is finished, from the task that finishes it.
+
+        The reply is written in one synchronous step (or under the write semaphore), so
+        the reader loop keeps its lock-free direct writes meanwhile; the pending request
+        counts in ``conn.in_flight`` (the idle timeout spares the connection).
+        """
 
         def deliver(result: outcome.Outcome[Any]) -> None:
-            link.tasks -= 1
             if link.closed:
                 return
             corr_id, object_id, method, args, kwargs, _ = request

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from pairns.errors import NamingError, RemoteCallError
-from pairns.rpc import AsyncProxy, Daemon, Deferred
+from pairns.rpc import AsyncProxy, Daemon, DaemonLimits, Deferred
 
 # -- the value type -------------------------------------------------------------------------
 
@@ -174,3 +174,14 @@ async def test_a_reply_finished_after_the_client_left_goes_nowhere(nursery: trio
         service.parked[0].resolve("late")
         assert await fresh.after(0.01, "mine") == "mine"
         assert await fresh.add(2, 2) == 4
+
+
+async def test_a_pending_deferred_call_keeps_its_connection_past_the_idle_timeout(
+    nursery: trio.Nursery,
+) -> None:
+    daemon = Daemon(limits=DaemonLimits(idle_timeout=0.2))
+    daemon.register(Later(nursery), "later")
+    host, port = await nursery.start(daemon.serve)
+    async with AsyncProxy.for_address(host, port, "later") as p:
+        assert await p.after(0.6, "slow but answered") == "slow but answered"
+        assert daemon.statistics().total_connections == 1
