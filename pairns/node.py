@@ -26,7 +26,7 @@ from pairns.namespace import HybridClock, Namespace
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
 from pairns.replication import PEER_OBJECT_ID, Replicator, RequestTable
 from pairns.rpc import Daemon, DaemonLimits
-from pairns.storage import open_storage
+from pairns.storage import Storage, open_storage
 from pairns.uri import URI
 
 log = logging.getLogger("pairns.node")
@@ -145,6 +145,7 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                     "persistent": config.persistent,
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
+                    **_storage_info(storage),
                 }
 
             service = NameServer(
@@ -189,6 +190,17 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                 yield node
             finally:
                 nursery.cancel_scope.cancel()
+
+
+def _storage_info(storage: Storage) -> dict[str, Any]:
+    """The status fields that tell how the storage is doing."""
+    stats = storage.statistics()
+    return {
+        "storage": storage.describe(),
+        "storage_transactions": stats.transactions,
+        "storage_failed_transactions": stats.failed_transactions,
+        "storage_queued_writes": stats.queued,
+    }
 
 
 async def run(

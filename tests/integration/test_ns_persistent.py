@@ -106,6 +106,9 @@ def test_restart_answers_everything_as_before(start_node: Any, tmp_path: Path) -
             ns.list(":Apps.gone")
         status = ns.status()
         assert status["persistent"] is True
+        assert status["storage"] == str(db / "pairns.sqlite3")
+        assert status["storage_failed_transactions"] == 0
+        assert status["storage_transactions"] >= 1  # the node's own registration
         ns.register(":Apps.after", "PYRO://after:1/a")  # writable after a restart
     after_write = _snapshot(second)
     # A crash (SIGKILL) right after an acknowledged write loses nothing either.
