@@ -34,7 +34,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +45,6 @@ from pairns.namespace.entry import Entry
 from pairns.storage.base import Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
-from pairns.storage.writer import WriterThread
 
 __all__ = [
     "APPLICATION_ID",
@@ -362,15 +361,17 @@ class SqliteStorage(Storage):
     """Durable storage in ``<directory>/pairns.sqlite3`` (see the module docstring).
 
     Only one process at a time may open a directory: a second one gets
-    ``StorageError("database in use by pid N: <dir>")``.
+    ``StorageError("database in use by pid N: <dir>")``. Writes run in the committer
+    thread, on the one write connection.
     """
+
+    WRITES_IN_THREAD = True
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         super().__init__()
         self.directory = os.path.abspath(os.fspath(directory))
         self._db = _Database(self.directory)
         self._read_lock = trio.Lock()
-        self._writer = WriterThread("pairns-sqlite-writer")
 
     @property
     def path(self) -> str:
@@ -410,11 +411,8 @@ class SqliteStorage(Storage):
     async def _backend_open(self) -> Loaded:
         return await trio.to_thread.run_sync(self._db.open)
 
-    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
-        return await self._writer.run(self._db.write, changes, kv)
-
-    def _backend_start_write(self, changes: list[Any], kv: dict[str, str]) -> Awaitable[int]:
-        return self._writer.start(self._db.write, changes, kv).wait()
+    def _backend_write_blocking(self, changes: list[Any], kv: dict[str, str]) -> int:
+        return self._db.write(changes, kv)
 
     async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
         async with self._read_lock:
@@ -422,8 +420,7 @@ class SqliteStorage(Storage):
 
     async def _backend_close(self) -> None:
         async with self._read_lock:
-            # The committer has no write in flight when close runs: the join is quick.
-            self._writer.stop()
+            # The committer thread has exited when close runs: nothing writes any more.
             await trio.to_thread.run_sync(self._db.close)
 
     async def integrity_check(self) -> list[str]:

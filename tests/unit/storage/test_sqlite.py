@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -502,3 +503,28 @@ async def test_a_failed_batch_calls_every_commit_soon_caller_back_with_the_error
         # The first batch failed; whatever queued behind it is written afterwards.
         written = [seq for seq, error in zip((1, 2, 3), errors, strict=True) if error is None]
         assert [seq for seq, _ in await storage.entries_since(0)] == written
+
+
+async def test_the_committer_thread_fails_a_batch_on_a_bug_and_exits_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        committers = [t for t in threading.enumerate() if t.name.startswith("pairns-committer")]
+        assert len(committers) == 1
+        real_write = storage._db.write
+
+        def broken(rows: Any, kv: Any) -> int:
+            raise RuntimeError("a bug in the backend")
+
+        monkeypatch.setattr(storage._db, "write", broken)
+        with pytest.raises(StorageError, match="internal error: a bug in the backend"):
+            await storage.commit([(1, entry(":a", 1))])
+        monkeypatch.setattr(storage._db, "write", real_write)
+        await storage.commit([(2, entry(":b", 2))])  # the thread is still there
+        assert storage.statistics().failed_transactions == 1
+    committers[0].join(5)
+    assert not committers[0].is_alive()
+    async with open_storage(tmp_path) as storage:
+        assert [seq for seq, _ in (await storage.open()).rows] == [2]
