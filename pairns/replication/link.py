@@ -261,11 +261,16 @@ GC_HOLD_MAX = 10.0
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic collector while one batch is parsed and merged (synchronous).
+    """Pause the cyclic collector while one batch is built and encoded, or parsed and
+    merged (synchronous).
 
-    A resync batch makes tens of thousands of objects that all live on (entries,
-    stamps, request records): the collector would only rescan them, and the growing
-    namespace with them, again and again (as in ``Namespace.load``).
+    A resync batch makes tens of thousands of objects. On the receiver they all live
+    on (entries, stamps, request records): the collector would only rescan them, and
+    the growing namespace with them, again and again (as in ``Namespace.load``). On the
+    sender they are garbage as soon as the batch is encoded, and freed by reference
+    counting; but while the batch is built they survive enough young collections to
+    reach the oldest generation, and that growth triggers full collections over the
+    whole namespace every few batches.
     """
     if not gc.isenabled():
         yield
@@ -346,9 +351,8 @@ class _Link:
         mark = rep.origin.add
         for entry in changes.entries:
             mark(entry, self.twin_id, self.number)
-        now = time.time()
-        for record in batch.requests:
-            rep.requests.learn(record, now)
+        if batch.requests:
+            rep.requests.learn_all(batch.requests, time.time())
         positions.on_received(batch.upto)
         rep.counters.entries_received += len(batch.items)
         rep.counters.batches_received += 1
@@ -757,8 +761,10 @@ class Replicator:
     async def _pusher(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
         while True:
             await link.wait_news(self.heartbeat)
-            batch = link.next_batch()
-            await proxy.oneway("push", session, batch.to_wire())
+            with _gc_paused():  # what it makes is garbage once encoded (see _gc_paused)
+                batch = link.next_batch()
+                wire = batch.to_wire()
+            await proxy.oneway("push", session, wire)
             if batch.more:
                 await trio.lowlevel.checkpoint()
 
@@ -954,7 +960,8 @@ class Replicator:
             if link.closed:
                 raise NamingError("peer session closed; reconnect")
             link.contact()
-            return link.next_batch().to_wire()
+            with _gc_paused():  # what it makes is garbage once encoded (see _gc_paused)
+                return link.next_batch().to_wire()
         finally:
             session.polling = False
 
