@@ -36,10 +36,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import operator
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -144,6 +145,15 @@ class TwinOrigin:
         ref = _OriginRef(entry, self._gone)
         ref.key, ref.twin, ref.link = id(entry), twin, link
         self._refs[ref.key] = ref
+
+    def add_all(self, entries: Iterable[Entry], twin: str, link: int) -> None:
+        """:meth:`add` for each of *entries* (a merged batch)."""
+        refs = self._refs
+        gone = self._gone
+        for entry in entries:
+            ref = _OriginRef(entry, gone)
+            ref.key, ref.twin, ref.link = id(entry), twin, link
+            refs[ref.key] = ref
 
     def came_from(self, entry: Entry, twin: str, link: int | None = None) -> bool:
         """True if *entry* was merged from *twin* (on connection *link*, if given)."""
@@ -255,6 +265,9 @@ def build_batch(
     )
 
 
+_item_entry = operator.attrgetter("entry")
+_item_seen = operator.attrgetter("seen")
+
 #: Longest the cyclic collector stays paused for one link's catch-up stream (seconds).
 GC_HOLD_MAX = 10.0
 
@@ -345,12 +358,12 @@ class _Link:
                 self._caught_up_received()
             return
         try:
-            changes = rep.namespace.merge_all((item.entry, item.seen) for item in batch.items)
+            items = batch.items
+            pairs = list(zip(map(_item_entry, items), map(_item_seen, items), strict=True))
+            changes = rep.namespace.merge_pairs(pairs)
         except ValueError as exc:
             raise LinkFailed(f"the twin sent an invalid change: {exc}") from None
-        mark = rep.origin.add
-        for entry in changes.entries:
-            mark(entry, self.twin_id, self.number)
+        rep.origin.add_all(changes.entries, self.twin_id, self.number)
         if batch.requests:
             rep.requests.learn_all(batch.requests, time.time())
         positions.on_received(batch.upto)

@@ -11,8 +11,10 @@ twin answers such a retry too. No IO and no clock of its own (``now`` is passed 
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -20,6 +22,10 @@ import attrs
 from pairns.replication.messages import RequestRecord
 
 __all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestTable"]
+
+_request_id = operator.itemgetter(0)
+_result = operator.itemgetter(1)
+_age = operator.itemgetter(2)
 
 #: How many request ids a node remembers (a client retries within seconds; 100,000 is
 #: minutes of writes at full speed, a few tens of MB at most).
@@ -80,9 +86,22 @@ class RequestTable:
         ttl = self.ttl
         known = self._records
         size = len(known)
+        records = records if isinstance(records, Sequence) else list(records)
+        ids = list(map(_request_id, records))
+        ages = list(map(_age, records))
+        if ids and max(ages) < ttl and len(set(ids)) == len(ids) and known.keys().isdisjoint(ids):
+            # The common case (a resync): all new, distinct and young - added in C.
+            ats = map(float.__sub__, itertools.repeat(float(now)), map(float, ages))
+            values = zip(map(_result, records), itertools.repeat(0), ats, strict=False)
+            known.update(zip(ids, values, strict=True))
+            self._trim(now)
+            return
+        max_size = self.max_size
         for request_id, result, age in records:
             if age < ttl and request_id not in known:
                 known[request_id] = (result, 0, now - age)
+                if len(known) > max_size:
+                    self._trim(now)  # before a later duplicate could come back
         if len(known) != size:
             self._trim(now)
 
