@@ -389,6 +389,15 @@ class _Link:
         starts with the first such batch, ends with the first batch that is not (the
         twin caught up), when the link ends, or after :data:`GC_HOLD_MAX` seconds -
         once per link - so the garbage it lets pile up stays bounded.
+
+        When it ends because the twin caught up, what is alive is frozen
+        (``gc.freeze()``, as the ``pairns`` command does once its node is up) before the
+        collector resumes: otherwise its first young collection walks everything the
+        stream made (about 60 ms for 100,000 names, on the event loop, before the link
+        even reports ``paired``), and the older generations walk it all again later
+        (a full collection over 100,000 names takes about 0.2 s). What was already
+        garbage then is kept for good; measured after a 100,000-name resync, that is
+        about 60 objects.
         """
         since = self._gc_held_since
         if since is None:
@@ -397,12 +406,15 @@ class _Link:
                 self._gc_held_since = trio.current_time()
                 self._gc_hold_used = True
         elif not more or self.closed or trio.current_time() - since > GC_HOLD_MAX:
-            self.release_gc()
+            self.release_gc(freeze=not more and not self.closed)
 
-    def release_gc(self) -> None:
-        """End the pause :meth:`hold_gc` started, if any."""
+    def release_gc(self, *, freeze: bool = False) -> None:
+        """End the pause :meth:`hold_gc` started, if any (first freezing what is alive,
+        with *freeze*: the twin caught up, see :meth:`hold_gc`)."""
         if self._gc_held_since is not None:
             self._gc_held_since = None
+            if freeze:
+                gc.freeze()
             gc.enable()
 
     def _caught_up_received(self) -> None:
