@@ -352,7 +352,9 @@ class Namespace:
             self._by_seq_sorted = True
         result: _Rows = []
         if seq <= 0:
-            result = [(s, self._entries[n]) for s, n in self._by_seq.items()]
+            rows = self._by_seq.items()
+            listed = rows if limit is None else itertools.islice(rows, max(0, limit))
+            result = [(s, self._entries[n]) for s, n in listed]
         else:
             entries = self._entries
             for s, n in reversed(self._by_seq.items()):

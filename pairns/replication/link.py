@@ -180,6 +180,9 @@ class FeedCursor:
     a row that was replaced (or undone) since, or a page the listing cannot fill, makes
     it list again from the position asked for, which is always right (changes made
     after the listing have higher positions than everything in it).
+
+    The first page of a full snapshot (above 0) is listed on its own, without the whole
+    feed: the twin can start merging it while the next call takes the long listing.
     """
 
     def __init__(self, ns: Namespace) -> None:
@@ -187,9 +190,14 @@ class FeedCursor:
         self._rows: list[tuple[int, Entry]] = []
         self._index = 0
         self._base = 0  # the position the rows were listed above
+        self._first = True
 
     def rows(self, start: int, limit: int) -> list[tuple[int, Entry]]:
         """Up to *limit* ``(seq, entry)`` rows above *start*, in feed order."""
+        if self._first:
+            self._first = False
+            if start <= 0:
+                return self._ns.entries_since(start, limit=limit)
         rows, i = self._rows, self._index
         if start < self._base:
             rows, i = [], 0  # asked to go back: list again
