@@ -137,6 +137,7 @@ _ROOT = names.ROOT
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _get_name = operator.attrgetter("name")
+_get_deleted = operator.attrgetter("deleted")
 _get_stamp = operator.attrgetter("stamp")
 _get_hlc = operator.attrgetter("hlc")
 _GROUP = Kind.GROUP
@@ -630,6 +631,17 @@ class Namespace:
         if self._tombstones:
             return False
         entries = self._entries
+        batch = list(map(_first, pairs))
+        if set(map(type, batch)) == {Entry}:
+            batch_names = list(map(_get_name, batch))
+            if len(set(batch_names)) == len(batch_names) and entries.keys().isdisjoint(batch_names):
+                # Every name new and once: no kind can change; only validity is left.
+                try:
+                    for entry in batch:
+                        _check_remote_entry(entry)
+                except ValueError:
+                    return False
+                return not any(map(_get_deleted, batch))
         kinds: dict[str, Kind] = {}
         try:
             for entry, _seen in pairs:
