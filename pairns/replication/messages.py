@@ -459,8 +459,12 @@ def decode_contents(
     if kind_values and (min(kind_values) < 0 or max(kind_values) >= len(_KIND_BY_VALUE)):
         raise ValueError("invalid entry kind in batch")
     kinds = list(map(_KIND_BY_VALUE.__getitem__, kind_values))
-    created = list(map(float, created))
-    modified = [c if m is None else float(m) for c, m in zip(created, modified, strict=True)]
+    try:
+        created = list(map(float, created))
+        modified = [c if m is None else float(m) for c, m in zip(created, modified, strict=True)]
+        ages_s = [age / 1000 for age in _naturals(contents, "age_ms")]
+    except OverflowError:
+        raise ValueError("a time in the batch is out of range") from None
     stamps = map(Stamp, hlcs, nodes)
     entries = map(Entry, names, kinds, uris, metas, created, modified, owners, stamps, deleted)
     seens = [
@@ -470,12 +474,11 @@ def decode_contents(
     items = tuple(map(Item, seqs, entries, seens))
     request_ids = _column(contents, "rid", _STR)
     results = _column(contents, "result", None)
-    ages = _naturals(contents, "age_ms")
-    if not len(request_ids) == len(results) == len(ages):
+    if not len(request_ids) == len(results) == len(ages_s):
         raise ValueError("batch columns of different lengths")
     if request_ids and max(map(len, request_ids)) > 256:
         raise ValueError("invalid request id in batch")
-    records = tuple(map(RequestRecord, request_ids, results, [age / 1000 for age in ages]))
+    records = tuple(map(RequestRecord, request_ids, results, ages_s))
     return items, records
 
 
