@@ -147,8 +147,8 @@ class Item(NamedTuple):
     def from_wire(cls, value: Any) -> Item:
         """Parse the JSON form (raises ``ValueError``).
 
-        The hot path of a resync (100,000 of these for a 100,000-name snapshot): every
-        field is checked here, inline, then the values are built directly.
+        Batches do not use this list form (their contents travel in columns, see
+        :func:`decode_contents`); it stays for tools and tests.
         """
         try:
             seq, raw, seen = value
