@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from pairns.namespace._slots import column_builder
 from pairns.namespace.stamps import Stamp
 
 
@@ -127,3 +128,22 @@ class Entry:
             stamp=Stamp.from_wire([hlc, node]),
             deleted=bool(deleted),
         )
+
+
+#: ``make_entries(names, kinds, uris, metas, created, modified, owners, stamps,
+#: deleted) -> list[Entry]``: many entries at once, one list per field (see
+#: :mod:`pairns.namespace._slots`); what a peer batch is decoded with.
+make_entries = column_builder(
+    Entry,
+    [
+        [":a", ":a.b"],
+        [Kind.GROUP, Kind.OBJECT],
+        [None, "PYRO://h:1/x"],
+        [None, {"k": [1]}],
+        [1.0, 2.5],
+        [1.5, 2.5],
+        ["n1", "n2"],
+        [Stamp(1, "n1"), Stamp(2, "n2")],
+        [False, True],
+    ],
+)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import attrs
 
+from pairns.namespace._slots import column_builder
+
 #: Bits of the HLC value that hold the logical counter (65,536 changes per millisecond).
 COUNTER_BITS = 16
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
@@ -78,6 +80,10 @@ class Stamp:
 
 #: Sorts below every real stamp.
 ZERO_STAMP = Stamp(0, "")
+
+#: ``make_stamps(hlcs, nodes) -> list[Stamp]``: many stamps at once (see
+#: :mod:`pairns.namespace._slots`).
+make_stamps = column_builder(Stamp, [[1, 2], ["n1", "n2"]])
 
 
 @attrs.define(eq=False)

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import attrs
 
 from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
+from pairns.namespace.entry import make_entries
+from pairns.namespace.stamps import make_stamps
 from pairns.wire.frames import json_depth_exceeds
 from pairns.wire.limits import MAX_JSON_DEPTH
 
@@ -465,8 +467,8 @@ def decode_contents(
         ages_s = [age / 1000 for age in _naturals(contents, "age_ms")]
     except OverflowError:
         raise ValueError("a time in the batch is out of range") from None
-    stamps = map(Stamp, hlcs, nodes)
-    entries = map(Entry, names, kinds, uris, metas, created, modified, owners, stamps, deleted)
+    stamps = make_stamps(hlcs, nodes)
+    entries = make_entries(names, kinds, uris, metas, created, modified, owners, stamps, deleted)
     seens = [
         ZERO_STAMP if hlc == 0 else Stamp(hlc, node)
         for hlc, node in zip(seen_hlcs, seen_nodes, strict=True)
