@@ -473,14 +473,23 @@ def decode_contents(
         ZERO_STAMP if hlc == 0 else Stamp(hlc, node)
         for hlc, node in zip(seen_hlcs, seen_nodes, strict=True)
     ]
-    items = tuple(map(Item, seqs, entries, seens))
+    # tuple.__new__ straight from C (a named tuple's own __new__ is Python code).
+    items = tuple(
+        map(tuple.__new__, itertools.repeat(Item), zip(seqs, entries, seens, strict=True))
+    )
     request_ids = _column(contents, "rid", _STR)
     results = _column(contents, "result", None)
     if not len(request_ids) == len(results) == len(ages_s):
         raise ValueError("batch columns of different lengths")
     if request_ids and max(map(len, request_ids)) > 256:
         raise ValueError("invalid request id in batch")
-    records = tuple(map(RequestRecord, request_ids, results, ages_s))
+    records = tuple(
+        map(
+            tuple.__new__,
+            itertools.repeat(RequestRecord),
+            zip(request_ids, results, ages_s, strict=True),
+        )
+    )
     return items, records
 
 
