@@ -105,7 +105,9 @@ from __future__ import annotations
 
 import bisect
 import gc
+import itertools
 import json
+import operator
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -132,6 +134,12 @@ MAX_META_BYTES = 64 * 1024
 BULK_MERGE_MIN = 256
 
 _ROOT = names.ROOT
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+_get_name = operator.attrgetter("name")
+_get_deleted = operator.attrgetter("deleted")
+_get_stamp = operator.attrgetter("stamp")
+_get_hlc = operator.attrgetter("hlc")
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
 
@@ -140,6 +148,7 @@ _Rows = list[tuple[int, Entry]]
 _Pairs = list[tuple[str, str]]
 _Page = tuple[list[dict[str, Any]], bool]
 _Merges = list[tuple[Entry, Stamp | None]]
+_Names = list[str]
 
 
 @attrs.define(eq=False)
@@ -344,7 +353,9 @@ class Namespace:
             self._by_seq_sorted = True
         result: _Rows = []
         if seq <= 0:
-            result = [(s, self._entries[n]) for s, n in self._by_seq.items()]
+            rows = self._by_seq.items()
+            listed = rows if limit is None else itertools.islice(rows, max(0, limit))
+            result = [(s, self._entries[n]) for s, n in listed]
         else:
             entries = self._entries
             for s, n in reversed(self._by_seq.items()):
@@ -579,7 +590,13 @@ class Namespace:
         entries one by one; ``on_conflict`` is then called after the whole batch is
         applied rather than in the middle of it.
         """
-        pairs: _Merges = [(item, None) if isinstance(item, Entry) else item for item in items]
+        return self.merge_pairs(
+            [(item, None) if isinstance(item, Entry) else item for item in items]
+        )
+
+    def merge_pairs(self, pairs: _Merges) -> ChangeSet:
+        """:meth:`merge_all` of ``(entry, seen)`` pairs already in a list (what the
+        replication link has: it saves a pass over a 2,000-entry batch)."""
         changes = self._new_changes()
         if len(pairs) < BULK_MERGE_MIN:
             for entry, seen in pairs:
@@ -614,6 +631,17 @@ class Namespace:
         if self._tombstones:
             return False
         entries = self._entries
+        batch = list(map(_first, pairs))
+        if set(map(type, batch)) == {Entry}:
+            batch_names = list(map(_get_name, batch))
+            if len(set(batch_names)) == len(batch_names) and entries.keys().isdisjoint(batch_names):
+                # Every name new and once: no kind can change; only validity is left.
+                try:
+                    for entry in batch:
+                        _check_remote_entry(entry)
+                except ValueError:
+                    return False
+                return not any(map(_get_deleted, batch))
         kinds: dict[str, Kind] = {}
         try:
             for entry, _seen in pairs:
@@ -635,6 +663,12 @@ class Namespace:
 
     def _merge_bulk(self, pairs: _Merges, changes: ChangeSet) -> None:
         """Merge *pairs* (which satisfy :meth:`_bulk_eligible`) into *changes*."""
+        batch_names = list(map(_get_name, map(_first, pairs)))
+        if len(set(batch_names)) == len(batch_names) and self._entries.keys().isdisjoint(
+            batch_names
+        ):
+            self._merge_fresh(pairs, batch_names, changes)
+            return
         entries, seq_of, by_seq, seen_of = self._entries, self._seq, self._by_seq, self._seen
         children = self._children
         observe = self.clock.observe
@@ -711,6 +745,59 @@ class Namespace:
             self._view.add_bulk(changed)
         for conflict in conflicts:
             self._report(conflict)
+
+    def _merge_fresh(self, pairs: _Merges, batch_names: _Names, changes: ChangeSet) -> None:
+        """:meth:`_merge_bulk` when every name of the batch is new here and appears once
+        (a snapshot sent to a fresh node): every entry is applied, none replaces
+        anything and nothing conflicts, so the dicts and the change set are filled a
+        column at a time (in C) instead of an entry at a time. The result is the one of
+        the general loop."""
+        entries, seq_of, by_seq, seen_of = self._entries, self._seq, self._by_seq, self._seen
+        children = self._children
+        batch = list(map(_first, pairs))
+        seens = [
+            ZERO_STAMP if seen is None or seen is ZERO_STAMP or seen == ZERO_STAMP else seen
+            for seen in map(_second, pairs)
+        ]
+        count = len(batch)
+        if not count:
+            return
+        digest = self._digest
+        if digest is not None and count * 8 >= len(entries):
+            self._digest = None  # cheaper to recompute on demand than to update per entry
+        elif digest is not None:
+            self._digest = (digest + sum(map(entry_hash, batch))) % DIGEST_MODULUS
+        first = self._last_seq + 1
+        seqs = range(first, first + count)
+        if by_seq and first < next(reversed(by_seq)):
+            self._by_seq_sorted = False
+        changes.entries.extend(batch)
+        changes.seqs.extend(seqs)
+        changes.previous.extend(itertools.repeat(None, count))
+        changes.previous_seqs.extend(itertools.repeat(0, count))
+        changes.previous_seen.extend(map(seen_of.get, batch_names))
+        changes.seen.extend(seens)
+        for name, seen in zip(batch_names, seens, strict=True):
+            if seen is ZERO_STAMP:
+                seen_of.pop(name, None)
+            else:
+                seen_of[name] = seen
+        for name in batch_names:
+            if name != _ROOT:
+                idx = name.rfind(".")
+                parent = name[:idx] if idx > 0 else _ROOT
+                siblings = children.get(parent)
+                if siblings is None:
+                    children[parent] = {name}
+                else:
+                    siblings.add(name)
+        entries.update(zip(batch_names, batch, strict=True))
+        seq_of.update(zip(batch_names, seqs, strict=True))
+        by_seq.update(zip(seqs, batch_names, strict=True))
+        self.clock.observe(max(map(_get_stamp, batch), key=_get_hlc))
+        self._last_seq = first + count - 1
+        self._version += 1
+        self._view.add_bulk(dict.fromkeys(batch_names))
 
     def _merge_one(self, entry: Entry, seen: Stamp | None, changes: ChangeSet | None) -> bool:
         _check_remote_entry(entry)

@@ -11,7 +11,10 @@ twin answers such a retry too. No IO and no clock of its own (``now`` is passed 
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -19,6 +22,10 @@ import attrs
 from pairns.replication.messages import RequestRecord
 
 __all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestTable"]
+
+_request_id = operator.itemgetter(0)
+_result = operator.itemgetter(1)
+_age = operator.itemgetter(2)
 
 #: How many request ids a node remembers (a client retries within seconds; 100,000 is
 #: minutes of writes at full speed, a few tens of MB at most).
@@ -28,11 +35,10 @@ MAX_REQUESTS: Final = 100_000
 REQUEST_TTL: Final = 600.0
 
 
-@attrs.frozen
-class _Record:
-    result: Any
-    seq: int  # feed position of the write (0: learnt from the twin)
-    at: float
+#: One remembered request: ``(result, seq, at)`` - the result, the feed position of the
+#: write (0: learnt from the twin) and when it was applied. A plain tuple: a resync
+#: learns 100,000 of these at once.
+_Record = tuple[Any, int, float]
 
 
 @attrs.define(eq=False)
@@ -51,15 +57,15 @@ class RequestTable:
     def get(self, request_id: str, now: float) -> tuple[bool, Any]:
         """``(True, result)`` if *request_id* was applied (and is not too old)."""
         record = self._records.get(request_id)
-        if record is None or now - record.at > self.ttl:
+        if record is None or now - record[2] > self.ttl:
             return False, None
-        return True, record.result
+        return True, record[0]
 
     def add(self, request_id: str, result: Any, seq: int, now: float) -> None:
         """Remember that the write *request_id* (at feed position *seq*) returned *result*."""
         if request_id in self._records:
             return
-        self._records[request_id] = _Record(result, seq, now)
+        self._records[request_id] = (result, seq, now)
         if seq > 0:
             if self._by_seq and seq < self._by_seq[-1][0]:
                 bisect.insort(self._by_seq, (seq, request_id))
@@ -69,35 +75,69 @@ class RequestTable:
 
     def learn(self, record: RequestRecord, now: float) -> None:
         """Remember a record the twin sent (it keeps its age)."""
-        if record.age < self.ttl:
-            self.add(record.request_id, record.result, 0, now - record.age)
+        self.learn_all((record,), now)
+
+    def learn_all(self, records: Iterable[RequestRecord], now: float) -> None:
+        """Remember the records of one batch from the twin (each keeps its age).
+
+        The same as :meth:`learn` for each in turn (a known id keeps its first result),
+        in one pass: a full resync brings up to :data:`MAX_REQUESTS` of them.
+        """
+        ttl = self.ttl
+        known = self._records
+        size = len(known)
+        records = records if isinstance(records, Sequence) else list(records)
+        ids = list(map(_request_id, records))
+        ages = list(map(_age, records))
+        if ids and max(ages) < ttl and len(set(ids)) == len(ids) and known.keys().isdisjoint(ids):
+            # The common case (a resync): all new, distinct and young - added in C.
+            ats = map(float.__sub__, itertools.repeat(float(now)), map(float, ages))
+            values = zip(map(_result, records), itertools.repeat(0), ats, strict=False)
+            known.update(zip(ids, values, strict=True))
+            self._trim(now)
+            return
+        max_size = self.max_size
+        for request_id, result, age in records:
+            if age < ttl and request_id not in known:
+                known[request_id] = (result, 0, now - age)
+                if len(known) > max_size:
+                    self._trim(now)  # before a later duplicate could come back
+        if len(known) != size:
+            self._trim(now)
 
     def between(self, low: int, high: int, now: float) -> list[RequestRecord]:
         """Records of local writes at feed positions in ``(low, high]``."""
         by_seq = self._by_seq
         start = bisect.bisect_right(by_seq, (low, "\U0010ffff"))
+        end = bisect.bisect_right(by_seq, (high, "\U0010ffff"), lo=start)
+        records = self._records
         out = []
-        for seq, request_id in by_seq[start:]:
-            if seq > high:
-                break
-            record = self._records.get(request_id)
-            if record is not None and record.seq == seq:
-                out.append(RequestRecord(request_id, record.result, max(0.0, now - record.at)))
+        for seq, request_id in by_seq[start:end]:
+            record = records.get(request_id)
+            if record is not None and record[1] == seq:
+                age = now - record[2]
+                out.append(RequestRecord(request_id, record[0], age if age > 0.0 else 0.0))
         return out
 
     def all_records(self, now: float) -> list[RequestRecord]:
         """Every record (for a full resync)."""
         return [
-            RequestRecord(rid, rec.result, max(0.0, now - rec.at))
-            for rid, rec in self._records.items()
-            if now - rec.at <= self.ttl
+            RequestRecord(rid, result, max(0.0, now - at))
+            for rid, (result, _seq, at) in self._records.items()
+            if now - at <= self.ttl
         ]
 
     def _trim(self, now: float) -> None:
         records = self._records
+        ttl = self.ttl
+        excess = len(records) - self.max_size
+        if excess > 0:
+            # Too many (a resync learnt a batch at once): the oldest go first.
+            for _ in range(excess):
+                records.popitem(last=False)
         while records:
             oldest_id, oldest = next(iter(records.items()))
-            if len(records) <= self.max_size and now - oldest.at <= self.ttl:
+            if now - oldest[2] <= ttl:
                 break
             del records[oldest_id]
         # Drop index rows whose record is gone (records leave oldest first, and the

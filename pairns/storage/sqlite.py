@@ -41,7 +41,7 @@ from urllib.parse import quote
 import trio
 
 from pairns.errors import StorageError
-from pairns.namespace.entry import Entry
+from pairns.namespace.entry import Entry, entries_from_rows
 from pairns.storage.base import Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
@@ -208,7 +208,7 @@ class _Database:
             self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             raise _error("cannot open database", exc, self.path) from exc
-        except ValueError as exc:  # Entry.from_row on a row that is not an entry
+        except ValueError as exc:  # entries_from_rows on a row that is not an entry
             raise StorageError(
                 f"database file holds an invalid entry ({exc}): {self.path}; {RESTORE_HINT}"
             ) from exc
@@ -263,14 +263,16 @@ class _Database:
         if not isinstance(node_id, str) or not node_id:
             raise StorageError(f"database has no node id: {self.path}; {RESTORE_HINT}")
         kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
-        from_row = Entry.from_row
         # Building ~a million objects at once triggers repeated full collections that
         # find nothing to free; pausing the collector cuts open() of 100,000 entries
         # by about a third. (Process-wide, but only for this bulk load.)
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            rows = [(row[0], from_row(row[1:])) for row in conn.execute(_SELECT).fetchall()]
+            stored = conn.execute(_SELECT).fetchall()
+            seqs = [row[0] for row in stored]
+            entries = entries_from_rows([row[1:] for row in stored])
+            rows = list(zip(seqs, entries, strict=True))
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -326,8 +328,8 @@ class _Database:
             result = reader.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise _error("cannot read database", exc, self.path) from exc
-        from_row = Entry.from_row
-        return [(row[0], from_row(row[1:])) for row in result]
+        entries = entries_from_rows([row[1:] for row in result])
+        return list(zip((row[0] for row in result), entries, strict=True))
 
     def integrity_check(self) -> list[str]:
         reader = self._reader

@@ -124,6 +124,23 @@ def test_bulk_merge_equals_merging_one_by_one(
 
 @settings(max_examples=200, deadline=None)
 @given(
+    before=st.lists(entries(tombstones=False), max_size=6),
+    batch=st.lists(
+        entries(tombstones=False), min_size=1, max_size=25, unique_by=lambda p: p[0].name
+    ),
+    digest_first=st.booleans(),
+)
+def test_bulk_merge_of_new_names_equals_merging_one_by_one(
+    before: Pairs, batch: Pairs, digest_first: bool
+) -> None:
+    """Batches of distinct names, often none of them stored yet: the column-wise path."""
+    stored = {entry.name for entry, _ in before} | {":", ":Default", ":Pyro"}
+    fresh = not stored & {entry.name for entry, _ in batch}
+    event(f"bulk path: {check_same(before, batch, digest_first)}, all names new: {fresh}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
     before=st.lists(entries(tombstones=True), max_size=25),
     batch=st.lists(entries(tombstones=True), min_size=1, max_size=25),
     digest_first=st.booleans(),

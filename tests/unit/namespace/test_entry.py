@@ -1,16 +1,15 @@
-"""Entries and stamps: the fast bulk constructors make the same values as attrs' ones."""
+"""Entries from storage rows: one at a time and many at once give the same values."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pairns.namespace.entry import Entry, Kind, make_entry
-from pairns.namespace.stamps import Stamp, make_stamp
+from pairns.namespace.entry import Entry, Kind, entries_from_rows
+from pairns.namespace.stamps import Stamp
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
@@ -35,18 +34,23 @@ def entries(draw: Any) -> Entry:
     )
 
 
-@given(entries())
-def test_make_entry_and_make_stamp_equal_the_attrs_constructors(entry: Entry) -> None:
-    stamp = make_stamp(entry.stamp.hlc, entry.stamp.node)
-    assert stamp == entry.stamp and hash(stamp) == hash(entry.stamp)
-    assert not stamp < entry.stamp and stamp <= entry.stamp
-    fast = make_entry(
-        *[getattr(entry, f.name) for f in attrs.fields(Entry)][:7], stamp, entry.deleted
-    )
-    assert fast == entry and type(fast) is Entry
-    assert attrs.asdict(fast, recurse=False) == attrs.asdict(entry, recurse=False)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        fast.name = ":other"  # type: ignore[misc]
+@given(st.lists(entries(), max_size=8))
+def test_entries_from_rows_equals_from_row_one_by_one(batch: list[Entry]) -> None:
+    rows = [entry.to_row() for entry in batch]
+    built = entries_from_rows(rows)
+    assert built == [Entry.from_row(row) for row in rows] == batch
+    assert all(type(entry) is Entry and type(entry.stamp) is Stamp for entry in built)
+
+
+def test_entries_from_rows_rejects_bad_rows() -> None:
+    good = Entry(":a", Kind.GROUP, None, None, 1.0, 1.0, "n1", Stamp(1, "n1")).to_row()
+    for column, bad in ((1, 7), (1, -1), (7, "not a number"), (3, "{not json")):
+        row = list(good)
+        row[column] = bad
+        with pytest.raises(ValueError, match="invalid entry"):
+            entries_from_rows([good, row])
+    with pytest.raises(ValueError, match="invalid entry"):
+        entries_from_rows([good, good[:5]])
 
 
 @given(entries())

@@ -191,3 +191,22 @@ def test_cursor_pages_match_the_feed_even_when_names_change_meanwhile() -> None:
         seen.extend(page)
         pos = page[-1][0]
     assert seen == a.entries_since(0)
+
+
+def test_a_cursor_serves_a_snapshot_from_0_page_by_page() -> None:
+    a = replica("a")
+    a.create_group(":g")
+    for i in range(50):
+        a.register(f":g.o{i}", f"PYRO://h:1/{i}")
+    feed = a.entries_since(0)
+    assert a.entries_since(0, limit=7) == feed[:7]
+    assert a.entries_since(0, limit=0) == []
+    cursor = FeedCursor(a)
+    pages, start = [], 0
+    for _ in range(100):
+        page = cursor.rows(start, 10)
+        if not page:
+            break
+        pages.extend(page)
+        start = page[-1][0]
+    assert pages == feed

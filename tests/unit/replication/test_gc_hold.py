@@ -16,8 +16,11 @@ from pairns.replication.link import _Link
 @pytest.fixture(autouse=True)
 def _gc_enabled() -> Iterator[None]:
     gc.enable()
+    frozen = gc.get_freeze_count()
     yield
     gc.enable()
+    if not frozen:
+        gc.unfreeze()
 
 
 def bare_link() -> _Link:
@@ -34,8 +37,11 @@ async def test_held_while_the_twin_has_more_then_resumed_once_caught_up() -> Non
     assert not gc.isenabled()
     link.hold_gc(True)
     assert not gc.isenabled()
+    gc.unfreeze()
+    keep = [[] for _ in range(10)]  # alive, tracked: frozen when the hold ends
     link.hold_gc(False)
     assert gc.isenabled()
+    assert gc.get_freeze_count() >= len(keep)
     link.hold_gc(True)  # once per link
     assert gc.isenabled()
 
@@ -47,10 +53,12 @@ async def test_a_caught_up_link_never_holds() -> None:
 
 
 async def test_released_when_the_link_ends() -> None:
+    gc.unfreeze()
     link = bare_link()
     link.hold_gc(True)
     link.release_gc()
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0  # a broken stream is not frozen
     link.release_gc()  # idempotent
     assert gc.isenabled()
     closed = bare_link()

@@ -71,24 +71,91 @@ def test_batch_round_trip_with_items_and_requests() -> None:
     assert Batch.from_wire(heartbeat.to_wire()).is_heartbeat
 
 
+def contents(**columns: Any) -> str:
+    """The contents text of a valid two-change, one-record batch of ``(0, 4]``, with
+    some *columns* replaced."""
+    batch = Batch(
+        start=0,
+        upto=4,
+        ack=0,
+        items=(Item(1, entry()), Item(3, entry(":g.y", 7), Stamp(2, "n2"))),
+        requests=(RequestRecord("r1", None, 1.5),),
+    )
+    value = json.loads(batch.to_wire()["changes"])
+    assert Batch.from_wire(batch.to_wire()) == batch
+    value.update(columns)
+    return json.dumps(value)
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     "wire",
     [
         {"start": 5, "upto": 4, "ack": 0},  # ends before it starts
-        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[7, entry().to_wire(), [0, ""]]])},
-        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[0, entry().to_wire(), [0, ""]]])},
-        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[1, ["bad"], [0, ""]]])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[1, 7])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[0, 3])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[3, 3])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[3, 1])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[1, 2, 3])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(name=[":g.x", 5])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(kind=[1, 2])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(kind=[1, -1])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(kind=[1, True])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(uri=["PYRO://h/x", 3])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(created=[1.0, "1"])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(modified=[1.0, False])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(owner=[0, 9])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(owner=[0, -1])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(node=[0, 1.0])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(hlc=[5, -7])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(deleted=[False, 0])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seen_hlc=[0, None])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(nodes=["n1", 2])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(nodes=["n1", "x" * 300])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(meta=[None, deep(70)])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(rid=["x" * 300])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(rid=[7])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(age_ms=[-1])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(age_ms=[10**400])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(created=[1.0, 10**400])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(modified=[None, 10**400])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(age_ms=[1.5])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(result=[None, None])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(hlc=None)},
+        {"start": 0, "upto": 4, "ack": 0, "changes": contents(seq=[1, 3], name=[":g.x"])},
+        {"start": 0, "upto": 4, "ack": 0, "changes": json.dumps([[1, entry().to_wire()]])},
         {"start": 0, "upto": 4, "ack": 0, "changes": "nope"},
         {"start": 0, "upto": 4, "ack": 0, "changes": "{}"},
         {"start": 0, "upto": 4, "ack": 0, "changes": "[" * 100_000},
-        {"start": 0, "upto": 4, "ack": 0, "changes": [[1, entry().to_wire(), [0, ""]]]},
-        {"start": 0, "upto": 4, "ack": 0, "requests": [["r", None, -1]]},
-        {"start": 0, "upto": 4},
+        {"start": 0, "upto": 4, "ack": 0, "changes": "{}" + " " * 70 + "[" * 70},
+        {"start": 0, "upto": 4, "ack": 0, "changes": {"seq": [1]}},
+        {"start": 0, "upto": 4, "changes": contents()},
     ],
 )
 def test_batch_rejects_garbage(wire: Any) -> None:
     with pytest.raises(ValueError):
         Batch.from_wire(wire)
+
+
+def test_batch_contents_accept_a_nested_meta_within_the_limit() -> None:
+    wire = {"start": 0, "upto": 4, "ack": 0, "changes": contents(meta=[None, deep(60)])}
+    batch = Batch.from_wire(wire)
+    assert batch.items[1].entry.meta == deep(60)
+
+
+def test_batch_contents_keep_modified_and_zero_times_exact() -> None:
+    same = Entry(":a", Kind.GROUP, None, None, 5.5, 5.5, "n1", Stamp(3, "n1"))
+    zero = Entry(":b", Kind.GROUP, None, None, -0.0, -0.0, "n1", Stamp(4, "n1"))
+    batch = Batch(start=0, upto=2, ack=0, items=(Item(1, same), Item(2, zero)))
+    back = Batch.from_wire(batch.to_wire())
+    assert back == batch
+    assert str(back.items[1].entry.modified) == "-0.0"
 
 
 def test_estimate_grows_with_content() -> None:

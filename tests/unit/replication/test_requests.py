@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pairns.replication.messages import RequestRecord
 from pairns.replication.requests import RequestTable
 
@@ -44,3 +47,29 @@ def test_learnt_records_keep_their_age() -> None:
     t.learn(RequestRecord("young", 7, 9.0), now=100.0)
     assert t.get("young", now=100.5) == (True, 7)
     assert t.get("young", now=101.5)[0] is False
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d", "e", "f"]), st.integers(0, 3), st.floats(0, 20)
+        ),
+        max_size=12,
+    ),
+    st.lists(st.sampled_from(["a", "b", "x"]), max_size=3, unique=True),
+    st.integers(1, 8),
+)
+def test_learn_all_is_learn_one_by_one(
+    batch: list[tuple[str, int, float]], known: list[str], max_size: int
+) -> None:
+    """Bulk learning (fast path or not) leaves what learning each record in turn does."""
+    records = [RequestRecord(rid, result, age) for rid, result, age in batch]
+    one, bulk = RequestTable(max_size=max_size, ttl=10.0), RequestTable(max_size=max_size, ttl=10.0)
+    for t in (one, bulk):
+        for i, rid in enumerate(known):
+            t.add(rid, "local", seq=i + 1, now=99.0)
+    for record in records:
+        one.learn(record, now=100.0)
+    bulk.learn_all(records, now=100.0)
+    assert one.all_records(now=100.0) == bulk.all_records(now=100.0)
+    assert one.between(0, 10, now=100.0) == bulk.between(0, 10, now=100.0)
