@@ -74,8 +74,12 @@ class Watched:
         self.seen: dict[str, float] = {}
 
     def merge_all(self, items: Iterable[Any]) -> Any:
-        items = list(items)
-        changes = self._ns.merge_all(items)
+        return self._note(self._ns.merge_all(list(items)))
+
+    def merge_pairs(self, pairs: list[Any]) -> Any:
+        return self._note(self._ns.merge_pairs(pairs))
+
+    def _note(self, changes: Any) -> Any:
         now = time.perf_counter()
         for entry in changes.entries:
             self.seen.setdefault(entry.name, now)
