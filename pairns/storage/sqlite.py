@@ -16,12 +16,12 @@ ours or rewritten)::
 ``hlc`` is stored as decimal TEXT (older databases hold microsecond stamps, which are
 larger than SQLite's signed 64-bit INTEGER; TEXT keeps any value exact).
 
-Threads: commits run in one dedicated writer thread (:mod:`pairns.storage.writer`):
-``trio.to_thread.run_sync`` cost more CPU per call than the transaction it carried.
-Like ``to_thread`` with its default ``abandon_on_cancel=False``, a commit is never
-abandoned half-way. Opening, closing and reads still use ``to_thread``. There is one
-write connection, opened with ``check_same_thread=False``: open runs before the first
-commit and close after the last, so one thread at a time touches it. Reads
+Threads: commits run in the storage's committer thread (``WRITES_IN_THREAD``, see
+:mod:`pairns.storage.base`), which goes from one transaction straight to the next; a
+commit is never abandoned half-way. Opening, closing and reads use ``to_thread``.
+There is one write connection, opened with ``check_same_thread=False``: open runs
+before the committer thread starts and close after it has exited, so one thread at a
+time touches it. Reads
 (``entries_since``, integrity checks) use a second, query-only connection, serialised
 by a ``trio.Lock``; in WAL mode it reads the last committed state without ever
 blocking the writer.
