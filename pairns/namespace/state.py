@@ -393,13 +393,7 @@ class Namespace:
             old = entries.get(name)
             if old is None:
                 if name != _ROOT:
-                    idx = name.rfind(".")
-                    parent = name[:idx] if idx > 0 else _ROOT
-                    siblings = children.get(parent)
-                    if siblings is None:
-                        children[parent] = {name}
-                    else:
-                        siblings.add(name)
+                    _index_child(children, name)
             elif not newer(entry.stamp, old.stamp):
                 continue
             entries[name] = entry
@@ -708,13 +702,7 @@ class Namespace:
             else:
                 c_prev_seqs.append(0)
                 if name != _ROOT:
-                    idx = name.rfind(".")
-                    parent = name[:idx] if idx > 0 else _ROOT
-                    siblings = children.get(parent)
-                    if siblings is None:
-                        children[parent] = {name}
-                    else:
-                        siblings.add(name)
+                    _index_child(children, name)
             last_seq += 1
             c_entries.append(entry)
             c_seqs.append(last_seq)
@@ -784,13 +772,7 @@ class Namespace:
                 seen_of[name] = seen
         for name in batch_names:
             if name != _ROOT:
-                idx = name.rfind(".")
-                parent = name[:idx] if idx > 0 else _ROOT
-                siblings = children.get(parent)
-                if siblings is None:
-                    children[parent] = {name}
-                else:
-                    siblings.add(name)
+                _index_child(children, name)
         entries.update(zip(batch_names, batch, strict=True))
         seq_of.update(zip(batch_names, seqs, strict=True))
         by_seq.update(zip(seqs, batch_names, strict=True))
@@ -1036,3 +1018,13 @@ def _check_remote_entry(entry: Entry) -> None:
             raise ValueError(f"group entry with a URI: {entry.name!r}")
     if entry.stamp.hlc <= 0 or not isinstance(entry.stamp.node, str):
         raise ValueError(f"entry with an invalid stamp: {entry.name!r}")
+
+
+def _index_child(children: dict[str, set[str]], name: str) -> None:
+    """Add non-root *name* to its parent's set of stored children (bulk paths)."""
+    parent = parent_of(name)
+    siblings = children.get(parent)
+    if siblings is None:
+        children[parent] = {name}
+    else:
+        siblings.add(name)

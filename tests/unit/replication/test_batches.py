@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from pairns.namespace import HybridClock, Namespace
 from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
@@ -183,14 +184,7 @@ def test_cursor_pages_match_the_feed_even_when_names_change_meanwhile() -> None:
     assert second == a.entries_since(first[-1][0], limit=10)
     assert all(a.entry(e.name) is e for _, e in second)
     # Paging to the end gives every current entry above 0 exactly once.
-    pos, seen = 0, []
-    for _ in range(100):
-        page = cursor.rows(pos, 7)
-        if not page:
-            break
-        seen.extend(page)
-        pos = page[-1][0]
-    assert seen == a.entries_since(0)
+    assert _all_pages(cursor, 7) == a.entries_since(0)
 
 
 def test_a_cursor_serves_a_snapshot_from_0_page_by_page() -> None:
@@ -201,12 +195,17 @@ def test_a_cursor_serves_a_snapshot_from_0_page_by_page() -> None:
     feed = a.entries_since(0)
     assert a.entries_since(0, limit=7) == feed[:7]
     assert a.entries_since(0, limit=0) == []
-    cursor = FeedCursor(a)
-    pages, start = [], 0
+    assert _all_pages(FeedCursor(a), 10) == feed
+
+
+def _all_pages(cursor: FeedCursor, size: int) -> list[Any]:
+    """Every row a cursor serves from position 0, page by page (at most 100 pages)."""
+    rows: list[Any] = []
+    start = 0
     for _ in range(100):
-        page = cursor.rows(start, 10)
+        page = cursor.rows(start, size)
         if not page:
             break
-        pages.extend(page)
+        rows.extend(page)
         start = page[-1][0]
-    assert pages == feed
+    return rows
