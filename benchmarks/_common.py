@@ -578,6 +578,26 @@ class Collector:
         first = next((r.first_error for r in rs if r.first_error), "")
         return f"{n} errors, first: {first}" if n else ""
 
+    def row(self, key: tuple[Any, ...], label: str) -> list[str]:
+        """A phase-table row: *label*, then ops/s, p50, p99, server and client CPU."""
+        return [
+            label,
+            fmt(self.med(key, "ops_per_s")),
+            fmt(self.med(key, "p50_us")),
+            fmt(self.med(key, "p99_us")),
+            fmt(self.med(key, "server_cpu_us"), 1),
+            fmt(self.med(key, "client_cpu_us"), 1),
+        ]
+
+    def print_table(self, first: str, rate: str, rows: list[list[str]]) -> None:
+        """The phase table (rows from :meth:`row`), then any errors the phases saw."""
+        headers = [first, rate, "p50 us", "p99 us", "srv CPU us/op", "cli CPU us/call"]
+        print_table(headers, rows)
+        for key in self.data:
+            errors = self.errors(key)
+            if errors:
+                print(f"  note: {key}: {errors}")
+
 
 def fmt(v: float, digits: int = 0) -> str:
     if v != v:

@@ -103,35 +103,8 @@ def main() -> None:
     labels = [s.label for s in servers]
     print()
     print(f"register (unique names), medians of {args.rounds} round(s), {args.duration:g} s each")
-    rows = []
-    for n in CONCURRENCY:
-        for lab in labels:
-            k = (lab, n)
-            rows.append(
-                [
-                    f"{lab} x{n}",
-                    fmt(col.med(k, "ops_per_s")),
-                    fmt(col.med(k, "p50_us")),
-                    fmt(col.med(k, "p99_us")),
-                    fmt(col.med(k, "server_cpu_us"), 1),
-                    fmt(col.med(k, "client_cpu_us"), 1),
-                ]
-            )
-    print_table(
-        [
-            "server x client processes",
-            "reg/s",
-            "p50 us",
-            "p99 us",
-            "srv CPU us/op",
-            "cli CPU us/call",
-        ],
-        rows,
-    )
-    for k in col.data:
-        e = col.errors(k)
-        if e:
-            print(f"  note: {k}: {e}")
+    rows = [col.row((lab, n), f"{lab} x{n}") for n in CONCURRENCY for lab in labels]
+    col.print_table("server x client processes", "reg/s", rows)
     print()
     print("Ratios (of medians)")
     rrows = []

@@ -154,50 +154,21 @@ def count_connections(server: Server, limit: int, budget_s: float) -> tuple[int,
 def report(args: argparse.Namespace, col: Collector, labels: list[str]) -> dict[str, float]:
     print()
     print(f"Medians of {args.rounds} round(s), {args.duration:g} s per phase")
-    rows = []
-    for op in ("resolve", "register"):
-        for n in CONCURRENCY:
-            for lab in labels:
-                k = (lab, op, n)
-                if k not in col.data:
-                    continue
-                rows.append(
-                    [
-                        f"{lab} {op} x{n}",
-                        fmt(col.med(k, "ops_per_s")),
-                        fmt(col.med(k, "p50_us")),
-                        fmt(col.med(k, "p99_us")),
-                        fmt(col.med(k, "server_cpu_us"), 1),
-                        fmt(col.med(k, "client_cpu_us"), 1),
-                    ]
-                )
-    for n in ASYNC_PROCS:
-        k = (labels[0], "async-resolve", n)
-        rows.append(
-            [
-                f"{labels[0]} async resolve x{n} ({INFLIGHT} in flight/conn)",
-                fmt(col.med(k, "ops_per_s")),
-                fmt(col.med(k, "p50_us")),
-                fmt(col.med(k, "p99_us")),
-                fmt(col.med(k, "server_cpu_us"), 1),
-                fmt(col.med(k, "client_cpu_us"), 1),
-            ]
+    rows = [
+        col.row((lab, op, n), f"{lab} {op} x{n}")
+        for op in ("resolve", "register")
+        for n in CONCURRENCY
+        for lab in labels
+        if (lab, op, n) in col.data
+    ]
+    rows += [
+        col.row(
+            (labels[0], "async-resolve", n),
+            f"{labels[0]} async resolve x{n} ({INFLIGHT} in flight/conn)",
         )
-    print_table(
-        [
-            "phase (clients = processes)",
-            "ops/s",
-            "p50 us",
-            "p99 us",
-            "srv CPU us/op",
-            "cli CPU us/call",
-        ],
-        rows,
-    )
-    for k in col.data:
-        e = col.errors(k)
-        if e:
-            print(f"  note: {k}: {e}")
+        for n in ASYNC_PROCS
+    ]
+    col.print_table("phase (clients = processes)", "ops/s", rows)
     out: dict[str, float] = {}
     if len(labels) < 2:
         return out
