@@ -511,7 +511,8 @@ async def test_the_committer_thread_fails_a_batch_on_a_bug_and_exits_on_close(
     async with open_storage(tmp_path) as storage:
         await storage.open()
         assert isinstance(storage, SqliteStorage)
-        committers = [t for t in threading.enumerate() if t.name.startswith("pairns-committer")]
+        mine = f"pairns-committer {storage.describe()}"
+        committers = [t for t in threading.enumerate() if t.name == mine]
         assert len(committers) == 1
         real_write = storage._db.write
 
