@@ -93,6 +93,9 @@ _SELECT = f"SELECT {_COLUMNS} FROM entries"
 
 _dump_meta = json.dumps
 
+#: Rows turned into entries at a time when a database is opened.
+_LOAD_CHUNK = 8192
+
 #: A prepared change: the row in ``_COLUMNS`` order.
 _Row = tuple[int, str, int, "str | None", str, float, float, str, str, str, int]
 
@@ -269,10 +272,13 @@ class _Database:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            stored = conn.execute(_SELECT).fetchall()
-            seqs = [row[0] for row in stored]
-            entries = entries_from_rows([row[1:] for row in stored])
-            rows = list(zip(seqs, entries, strict=True))
+            # In chunks: the columns of a chunk are garbage once its entries exist, so
+            # the peak (and the arenas the process keeps afterwards) stays small.
+            cursor = conn.execute(_SELECT)
+            rows: list[tuple[int, Entry]] = []
+            while chunk := cursor.fetchmany(_LOAD_CHUNK):
+                entries = entries_from_rows([row[1:] for row in chunk])
+                rows.extend(zip([row[0] for row in chunk], entries, strict=True))
         finally:
             if gc_was_enabled:
                 gc.enable()
