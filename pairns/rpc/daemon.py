@@ -736,23 +736,32 @@ class Daemon:
         def deliver(result: outcome.Outcome[Any]) -> None:
             if link.closed:
                 return
-            corr_id, object_id, method, args, kwargs, _ = request
             try:
-                if type(result) is outcome.Value:
-                    try:
-                        data = conn.reply(corr_id, result.value)
-                    except LocalProtocolError as exc:
-                        error = unencodable_result(exc, object_id, method)
-                        data = self._error_bytes(conn, corr_id, error)
-                else:
-                    raised = cast(outcome.Error, result).error
-                    error = describe_call_error(raised, fn, args, kwargs)
-                    data = self._error_bytes(conn, corr_id, error)
+                data = self._outcome_bytes(conn, request, fn, result)
             except LocalProtocolError:
                 return  # the connection said goodbye meanwhile: nobody to answer
             link.send_soon(data)
 
         later.add_done_callback(deliver)
+
+    def _outcome_bytes(
+        self,
+        conn: Connection,
+        request: Request,
+        fn: Callable[..., Any],
+        result: outcome.Outcome[Any],
+    ) -> bytes:
+        """The reply to *request* that carries *result*: its value, or the error it raised
+        (also when the value cannot be sent). ``LocalProtocolError`` if *conn* is over."""
+        corr_id, object_id, method, args, kwargs, _ = request
+        if isinstance(result, outcome.Value):
+            try:
+                return conn.reply(corr_id, result.value)
+            except LocalProtocolError as exc:
+                error = unencodable_result(exc, object_id, method)
+        else:
+            error = describe_call_error(cast(outcome.Error, result).error, fn, args, kwargs)
+        return self._error_bytes(conn, corr_id, error)
 
     def _error_bytes(self, conn: Connection, corr_id: int, error: ErrorTriple) -> bytes:
         try:
@@ -765,19 +774,14 @@ class Daemon:
     async def _run_async(
         self, link: _Link, conn: Connection, request: Request, fn: Callable[..., Any]
     ) -> None:
-        corr_id, object_id, method, args, kwargs, _ = request
+        _, object_id, method, args, kwargs, _ = request
         try:
+            result: outcome.Outcome[Any]
             try:
-                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+                result = outcome.Value(await (fn(*args, **kwargs) if kwargs else fn(*args)))
             except Exception as exc:
-                data = self._error_bytes(conn, corr_id, describe_call_error(exc, fn, args, kwargs))
-            else:
-                try:
-                    data = conn.reply(corr_id, result)
-                except LocalProtocolError as exc:
-                    error = unencodable_result(exc, object_id, method)
-                    data = self._error_bytes(conn, corr_id, error)
-            await link.send(data)
+                result = outcome.Error(exc)
+            await link.send(self._outcome_bytes(conn, request, fn, result))
         except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
             pass  # the connection is gone or broken: nobody to answer
         except Exception:
