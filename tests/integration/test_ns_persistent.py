@@ -15,6 +15,7 @@ import trio
 from _support import (
     HOST,
     PYTHON,
+    REPO,
     SERVER_CMD,
     NodeProcess,
     clean_env,
@@ -272,21 +273,8 @@ def test_crash_under_8_writers_loses_no_acknowledged_change(
 
 # Runs ``pairns`` with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped when root, so
 # permission bits apply as they do to an ordinary user (as tests/unit/storage does).
-_UNPRIVILEGED_SERVER = textwrap.dedent(
+_UNPRIVILEGED_SERVER = (REPO / "tests" / "drop_dac_capabilities.py").read_text() + textwrap.dedent(
     """
-    import ctypes, os, sys
-    if os.geteuid() == 0:
-        class Header(ctypes.Structure):
-            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-        class Data(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
-        libc = ctypes.CDLL(None, use_errno=True)
-        header, data = Header(0x20080522, 0), (Data * 2)()
-        if libc.capget(ctypes.byref(header), data) != 0:
-            sys.exit(77)
-        data[0].effective &= ~((1 << 1) | (1 << 2))
-        if libc.capset(ctypes.byref(header), data) != 0:
-            sys.exit(77)
     from pairns.cli.server import main
     sys.argv[0] = "pairns"
     sys.exit(main(sys.argv[1:]))

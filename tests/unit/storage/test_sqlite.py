@@ -167,21 +167,8 @@ async def test_read_only_database_is_refused_at_open_simulated_with_mode_ro(
 
 # The child drops CAP_DAC_OVERRIDE when it runs as root, so that permission bits
 # apply to it exactly as they do to an ordinary user; then it opens the storage.
-_UNPRIVILEGED_OPEN = textwrap.dedent(
+_UNPRIVILEGED_OPEN = (REPO / "tests" / "drop_dac_capabilities.py").read_text() + textwrap.dedent(
     """
-    import ctypes, os, sys
-    if os.geteuid() == 0:
-        class Header(ctypes.Structure):
-            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-        class Data(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
-        libc = ctypes.CDLL(None, use_errno=True)
-        header, data = Header(0x20080522, 0), (Data * 2)()
-        if libc.capget(ctypes.byref(header), data) != 0:
-            sys.exit(77)
-        data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-        if libc.capset(ctypes.byref(header), data) != 0:
-            sys.exit(77)
     import trio
     from pairns.errors import StorageError
     from pairns.storage import open_storage
