@@ -204,15 +204,23 @@ class NameServer:
         table keeps results anyway, so a write that returns something stays correct.
         """
         request_id = current_request_id.get()
+        if self._known(request_id):
+            return
+        self._applied(op(*args), request_id)
+
+    def _known(self, request_id: str | None) -> bool:
+        """True if the write *request_id* names was applied already (a retry)."""
+        return request_id is not None and self._requests.get(request_id, time.time())[0]
+
+    def _applied(self, changes: ChangeSet, request_id: str | None) -> int:
+        """Record a write that took effect (durably, where that is asked for): remember
+        its request id and wake the replicator. Returns its feed position."""
+        seq = _last_seq(changes, self._ns)
         if request_id is not None:
-            known, _ = self._requests.get(request_id, time.time())
-            if known:
-                return
-        changes = op(*args)
-        if request_id is not None:
-            self._requests.add(request_id, None, _last_seq(changes, self._ns), time.time())
+            self._requests.add(request_id, None, seq, time.time())
         if self._replicator is not None:
             self._replicator.changed()
+        return seq
 
     # -- writes, persistent: answered by the group commit once durable -------------------
 
@@ -225,8 +233,7 @@ class NameServer:
         the answer). A validation error (``NamingError``) is raised at once.
         """
         if request_id is not None:
-            known, _ = self._requests.get(request_id, time.time())
-            if known:
+            if self._known(request_id):
                 return None
             first = self._deferred.get(request_id)
             if first is not None:
@@ -265,10 +272,7 @@ class NameServer:
             self._ns.undo(changes)
             later.fail(error)
             return
-        if request_id is not None:
-            self._requests.add(request_id, None, _last_seq(changes, self._ns), time.time())
-        if self._replicator is not None:
-            self._replicator.changed()
+        self._applied(changes, request_id)
         later.resolve(None)
 
     def _after_first(
@@ -328,8 +332,7 @@ class NameServer:
         # own timeout), then answers like any retry; if that attempt failed, this one
         # applies the write (a few rounds cover several retries racing each other).
         for _ in range(8):
-            known, _ = self._requests.get(request_id, time.time())
-            if known:
+            if self._known(request_id):
                 return
             pending = self._in_flight.get(request_id)
             if pending is None:
@@ -349,14 +352,9 @@ class NameServer:
         changes = op(*args)
         if self._durable:
             await self._commit(changes)
-        seq = _last_seq(changes, self._ns)
-        if request_id is not None:
-            self._requests.add(request_id, None, seq, time.time())
-        replicator = self._replicator
-        if replicator is not None:
-            replicator.changed()
-            if self._ack_twin:
-                await replicator.wait_twin(seq)
+        seq = self._applied(changes, request_id)
+        if self._ack_twin and self._replicator is not None:
+            await self._replicator.wait_twin(seq)
         return seq
 
     async def _commit(self, changes: ChangeSet) -> None:
