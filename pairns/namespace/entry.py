@@ -26,10 +26,6 @@ class Kind(enum.IntEnum):
     OBJECT = 1
 
 
-#: ``Kind`` by its integer value, for the fast path of :meth:`Entry.from_row`.
-_KINDS = (Kind.GROUP, Kind.OBJECT)
-
-
 @attrs.frozen(slots=True)
 class Entry:
     """One name in the namespace, or the tombstone of one.
@@ -71,27 +67,11 @@ class Entry:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...] | list[Any]) -> Entry:
-        """Build an entry from a row made by :meth:`to_row` (raises ``ValueError``)."""
-        # Runs once per stored name at start-up: positional arguments, a tuple lookup
-        # for the kind and no JSON parse for the common null metadata.
-        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = row
-        try:
-            kind_value = _KINDS[kind]
-        except (IndexError, TypeError):
-            raise ValueError(f"invalid entry kind in row: {kind!r}") from None
-        return cls(
-            name,
-            kind_value,
-            uri,
-            None if meta == "null" else json.loads(meta),
-            float(created),
-            float(modified),
-            # A handful of node ids own every entry: share one string for each
-            # instead of keeping one copy per stored row (about 130 bytes a name).
-            intern(owner),
-            Stamp(int(hlc), intern(node)),
-            bool(deleted),
-        )
+        """Build an entry from a row made by :meth:`to_row` (raises ``ValueError``).
+
+        One row through :func:`entries_from_rows`, the one decoder of stored rows.
+        """
+        return entries_from_rows([row])[0]
 
     def to_wire(self) -> list[Any]:
         """The JSON form used on the peer link and in dumps."""
@@ -166,7 +146,14 @@ def entries_from_rows(rows: Sequence[Sequence[Any]]) -> list[Entry]:
         names, kinds, uris, metas, created, modified, owners, hlcs, nodes, deleted = zip(
             *rows, strict=True
         )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid entry in the stored rows: {exc!r}") from None
+    try:
         kind_values = list(map(_KIND_OF_CODE.__getitem__, kinds))
+    except (KeyError, TypeError):
+        bad = next(k for k in kinds if k not in _KIND_OF_CODE)
+        raise ValueError(f"invalid entry kind in the stored rows: {bad!r}") from None
+    try:
         meta_values = [None if meta == "null" else json.loads(meta) for meta in metas]
         # A handful of node ids own every entry: share one string for each instead of
         # keeping one copy per stored row (about 130 bytes a name).
@@ -182,5 +169,5 @@ def entries_from_rows(rows: Sequence[Sequence[Any]]) -> list[Entry]:
             stamps,
             list(map(bool, deleted)),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid entry in the stored rows: {exc!r}") from None
