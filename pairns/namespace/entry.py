@@ -50,18 +50,21 @@ class Entry:
         """True for groups (live or deleted)."""
         return self.kind is Kind.GROUP
 
-    def to_row(self) -> tuple[str, int, str | None, str, float, float, str, int, str, int]:
-        """The storage row: meta as JSON text, the stamp split in two columns."""
+    def to_row(self) -> tuple[str, int, str | None, str, float, float, str, str, str, int]:
+        """The storage row: meta as JSON text, the stamp split in two columns (the HLC as
+        decimal text, which SQLite keeps exact at any size)."""
+        meta = self.meta
+        stamp = self.stamp
         return (
             self.name,
             int(self.kind),
             self.uri,
-            json.dumps(self.meta, separators=(",", ":")),
+            "null" if meta is None else json.dumps(meta, separators=(",", ":")),
             self.created,
             self.modified,
             self.owner,
-            self.stamp.hlc,
-            self.stamp.node,
+            str(stamp.hlc),
+            stamp.node,
             1 if self.deleted else 0,
         )
 

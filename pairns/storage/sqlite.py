@@ -91,8 +91,6 @@ _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, del
 _INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _SELECT = f"SELECT {_COLUMNS} FROM entries"
 
-_dump_meta = json.dumps
-
 #: Rows turned into entries at a time when a database is opened.
 _LOAD_CHUNK = 8192
 
@@ -391,29 +389,11 @@ class SqliteStorage(Storage):
         return self._db.path
 
     def _prepare(self, changes: Sequence[tuple[int, Entry]]) -> list[Any]:
-        # Entry.to_row's columns, built in one step: this runs in the event loop for
-        # every durable write.
         rows: list[_Row] = []
         for seq, entry in changes:
             if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
                 raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
-            meta = entry.meta
-            stamp = entry.stamp
-            rows.append(
-                (
-                    seq,
-                    entry.name,
-                    int(entry.kind),
-                    entry.uri,
-                    "null" if meta is None else _dump_meta(meta, separators=(",", ":")),
-                    entry.created,
-                    entry.modified,
-                    entry.owner,
-                    str(stamp.hlc),
-                    stamp.node,
-                    1 if entry.deleted else 0,
-                )
-            )
+            rows.append((seq, *entry.to_row()))
         return rows
 
     async def _backend_open(self) -> Loaded:

@@ -382,12 +382,7 @@ async def test_open_of_100k_entries_stays_fast(tmp_path: Path) -> None:
     """A regression guard with a loose bound; benchmarks/sqlite_commit.py has the figure."""
     rows = []
     for i in range(100_000):
-        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = entry(
-            f":Default.n{i}", i
-        ).to_row()
-        rows.append(
-            (i + 1, name, kind, uri, meta, created, modified, owner, str(hlc), node, deleted)
-        )
+        rows.append((i + 1, *entry(f":Default.n{i}", i).to_row()))
     await _make_store(tmp_path, count=0)
     conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     conn.execute("BEGIN")
