@@ -3,15 +3,26 @@
 ``<dir>/pairns.sqlite3`` in WAL mode with ``synchronous=FULL``: a transaction is on
 disk (WAL fsynced) when ``COMMIT`` returns, so an acknowledged change survives a
 crash of the process or the machine. The state is the log compacted to one row per
-name; the ``seq`` column (indexed) answers :meth:`Storage.entries_since` from disk.
+name, keyed by the change's ``seq``, which also answers
+:meth:`Storage.entries_since` from disk.
 
 Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, ``PRAGMA application_id`` =
 :data:`APPLICATION_ID` so that another program's database is never mistaken for
 ours or rewritten)::
 
-    entries(name PK, seq, kind, uri, meta, created, modified, owner, hlc, node, deleted)
-    node(key PK, value)     -- node_id, last_seq, opened
+    entries(seq PK, name, kind, uri, meta, created, modified, owner, hlc, node, deleted)
+    node(key PK, value)     -- node_id, opened (and last_seq in databases from version 1)
     kv(key PK, value)       -- Storage.set_kv
+
+Why the key is ``seq`` and not ``name``: every change gets a higher ``seq`` than any
+before it, so a transaction of new names appends to the rightmost page of one
+b-tree. Keyed by name (schema version 1, with an index on ``seq``), the same
+transaction dirtied a leaf page per name plus the index: about twice the WAL bytes
+and twice the CPU per commit. There is no index on ``name``: the storage keeps
+``name -> seq`` of the rows on disk in memory (built at open) and deletes a name's
+old row by its ``seq`` when a change replaces it. A version 1 file is upgraded in
+one transaction at open (logged); the highest ``seq`` is the last one committed,
+since the row holding it is never replaced.
 
 ``hlc`` is stored as decimal TEXT (older databases hold microsecond stamps, which are
 larger than SQLite's signed 64-bit INTEGER; TEXT keeps any value exact).
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -46,6 +58,8 @@ from pairns.storage.base import Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
 
+log = logging.getLogger("pairns.storage")
+
 __all__ = [
     "APPLICATION_ID",
     "DB_NAME",
@@ -58,7 +72,9 @@ __all__ = [
 DB_NAME = "pairns.sqlite3"
 #: Bumped on every incompatible change of the tables below. A file with a higher
 #: version was written by a newer pairns and is refused, never rewritten.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older versions :meth:`_Database.open` upgrades in place (one transaction).
+_UPGRADABLE = frozenset({1})
 #: ``PRAGMA application_id``: ASCII "pNS1".
 APPLICATION_ID = 0x704E5331
 RESTORE_HINT = "move the file away and load a dump with `pairns-ctl load FILE`"
@@ -69,10 +85,9 @@ _CACHE_KIB = 16 * 1024
 
 _BUSY_TIMEOUT_MS = 5000
 
-_SCHEMA = (
-    """CREATE TABLE entries (
-        name TEXT PRIMARY KEY NOT NULL,
-        seq INTEGER NOT NULL,
+_ENTRIES = """CREATE TABLE {table} (
+        seq INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
         kind INTEGER NOT NULL,
         uri TEXT,
         meta TEXT NOT NULL,
@@ -82,20 +97,56 @@ _SCHEMA = (
         hlc TEXT NOT NULL,
         node TEXT NOT NULL,
         deleted INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    "CREATE INDEX entries_by_seq ON entries (seq)",
+    )"""
+_SCHEMA = (
+    _ENTRIES.format(table="entries"),
     "CREATE TABLE node (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
     "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
 )
 _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
-_INSERT = f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _SELECT = f"SELECT {_COLUMNS} FROM entries"
+#: Version 1 -> 2: the same rows in a table keyed by seq (the old one and its index go).
+_UPGRADE_FROM_1 = (
+    _ENTRIES.format(table="entries_v2"),
+    f"INSERT INTO entries_v2 ({_COLUMNS}) SELECT {_COLUMNS} FROM entries ORDER BY seq",
+    "DROP TABLE entries",
+    "ALTER TABLE entries_v2 RENAME TO entries",
+)
 
 #: Rows turned into entries at a time when a database is opened.
 _LOAD_CHUNK = 8192
 
 #: A prepared change: the row in ``_COLUMNS`` order.
 _Row = tuple[int, str, int, "str | None", str, float, float, str, str, str, int]
+
+_N_COLUMNS = len(_COLUMNS.split(","))
+_ROW_PLACEHOLDERS = "(" + ",".join("?" * _N_COLUMNS) + ")"
+
+
+class _Statements:
+    """Multi-row statements by row count: one statement (one step, one release of the
+    GIL) writes a whole batch, where ``executemany`` makes a step per row."""
+
+    def __init__(self, max_variables: int) -> None:
+        #: Rows per INSERT, and seqs per DELETE, within SQLite's variable limit.
+        self.insert_rows = max(1, min(256, max_variables // _N_COLUMNS))
+        self.delete_seqs = max(1, min(2048, max_variables))
+        self._insert: dict[int, str] = {}
+        self._delete: dict[int, str] = {}
+
+    def insert(self, rows: int) -> str:
+        sql = self._insert.get(rows)
+        if sql is None:
+            values = ",".join([_ROW_PLACEHOLDERS] * rows)
+            sql = self._insert[rows] = f"INSERT INTO entries ({_COLUMNS}) VALUES {values}"
+        return sql
+
+    def delete(self, seqs: int) -> str:
+        sql = self._delete.get(seqs)
+        if sql is None:
+            marks = ",".join("?" * seqs)
+            sql = self._delete[seqs] = f"DELETE FROM entries WHERE seq IN ({marks})"
+        return sql
 
 
 def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
@@ -155,6 +206,10 @@ class _Database:
         self._conn: Any = None  # sqlite3.Connection; Any so tests may wrap it
         self._reader: sqlite3.Connection | None = None
         self._last_seq = 0
+        #: ``name -> seq`` of every row on disk: a change replacing a name deletes
+        #: the old row by its key (there is no index on name).
+        self._seq_of: dict[str, int] = {}
+        self._statements = _Statements(999)
 
     # ---------------------------------------------------------------- opening
 
@@ -181,12 +236,13 @@ class _Database:
             # Only an offline reader (a pairns-ctl check, its WAL recovery) can hold a
             # lock, briefly; wait for it rather than fail.
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            created = self._check_schema(conn)
+            created, version = self._check_schema(conn)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"cannot switch the database to WAL mode ({mode}): {self.path}")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            self._statements = _Statements(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
             if created:
                 self._create_schema(conn)
                 _fsync_directory(self.directory, self.path)
@@ -196,6 +252,8 @@ class _Database:
                     raise StorageError(
                         f"database file is corrupt ({problem}): {self.path}; {RESTORE_HINT}"
                     )
+                if version != SCHEMA_VERSION:
+                    self._upgrade(conn, version)
             # A write at every open: a read-only file or directory fails here, at
             # start, rather than on the first client's change.
             conn.execute("BEGIN IMMEDIATE")
@@ -215,8 +273,8 @@ class _Database:
             ) from exc
         return loaded
 
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """Refuse files that are not (or not yet) ours; True if the file is new.
+    def _check_schema(self, conn: sqlite3.Connection) -> tuple[bool, int]:
+        """Refuse files that are not (or not yet) ours; (is the file new, its version).
 
         Only reads: nothing is written to a file before it is known to be ours.
         """
@@ -225,7 +283,7 @@ class _Database:
         if app_id == 0 and version == 0:
             tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
             if tables == 0:
-                return True
+                return True, 0
         if app_id != APPLICATION_ID:
             raise StorageError(
                 f"not a pairns database (application_id {app_id:#x}): {self.path}; {RESTORE_HINT}"
@@ -235,22 +293,39 @@ class _Database:
                 f"database schema version {version} is newer than this pairns supports "
                 f"({SCHEMA_VERSION}); upgrade pairns, or {RESTORE_HINT}: {self.path}"
             )
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in _UPGRADABLE:
             raise StorageError(
                 f"unknown database schema version {version} (expected {SCHEMA_VERSION}): "
                 f"{self.path}; {RESTORE_HINT}"
             )
-        return False
+        return False, version
+
+    def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a version 1 file to the current schema, all or nothing."""
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _UPGRADE_FROM_1:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        log.warning(
+            "upgraded the database schema from version %d to %d in %.2f s: %s",
+            version,
+            SCHEMA_VERSION,
+            time.perf_counter() - started,
+            self.path,
+        )
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
                 conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO node (key, value) VALUES (?, ?)",
-                [("node_id", new_node_id()), ("last_seq", 0)],
-            )
+            conn.execute("INSERT INTO node (key, value) VALUES ('node_id', ?)", (new_node_id(),))
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -280,34 +355,77 @@ class _Database:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        rows.sort(key=_seq_of)
+        rows.sort(key=_seq_of)  # already in seq order: one linear pass
         last_seq = max(int(node.get("last_seq", 0)), rows[-1][0] if rows else 0)
         self._last_seq = last_seq
+        seq_of = self._seq_of = {entry.name: seq for seq, entry in rows}
+        if len(seq_of) != len(rows):
+            rows = self._drop_replaced(conn, rows)
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv)
+
+    def _drop_replaced(
+        self, conn: sqlite3.Connection, rows: list[tuple[int, Entry]]
+    ) -> list[tuple[int, Entry]]:
+        """Delete rows a later row of the same name replaced (none should exist: this
+        repairs a file written by a faulty version rather than trusting it)."""
+        seq_of = self._seq_of
+        stale = [seq for seq, entry in rows if seq_of[entry.name] != seq]
+        log.warning("removing %d replaced rows from the database: %s", len(stale), self.path)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._delete(conn, stale)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return [row for row in rows if seq_of[row[1].name] == row[0]]
 
     # ---------------------------------------------------------------- writing
 
     def write(self, rows: list[_Row], kv: dict[str, str]) -> int:
-        """Write one batch in one transaction; return its highest seq."""
+        """Write one batch in one transaction; return its highest seq.
+
+        Rows come in the order the changes were applied: of two rows for one name only
+        the later is written, and a name's row already on disk is deleted.
+        """
         conn = self._conn
+        seq_of = self._seq_of
+        latest = {row[1]: row for row in rows}
+        if len(latest) != len(rows):
+            rows = list(latest.values())
+        replaced = [seq_of[name] for name in latest if name in seq_of]
         last = max((row[0] for row in rows), default=0)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if replaced:
+                self._delete(conn, replaced)
             if rows:
-                conn.executemany(_INSERT, rows)
+                self._insert(conn, rows)
             if kv:
                 conn.executemany(
                     "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items())
                 )
-            if last > self._last_seq:
-                conn.execute("UPDATE node SET value = ? WHERE key = 'last_seq'", (last,))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise _error("commit failed, changes not written", exc, self.path) from exc
+        for row in rows:
+            seq_of[row[1]] = row[0]
         if last > self._last_seq:
             self._last_seq = last
         return last
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+        step = self._statements.insert_rows
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            conn.execute(self._statements.insert(len(part)), [v for row in part for v in row])
+
+    def _delete(self, conn: sqlite3.Connection, seqs: list[int]) -> None:
+        step = self._statements.delete_seqs
+        for start in range(0, len(seqs), step):
+            part = seqs[start : start + step]
+            conn.execute(self._statements.delete(len(part)), part)
 
     def _rollback(self) -> None:
         # SQLite may already have rolled back (e.g. after SQLITE_FULL); a failing

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from pairns.errors import StorageError
-from pairns.namespace.entry import Entry
+from pairns.namespace.entry import Entry, Kind
 from pairns.storage import SqliteStorage, integrity_check, open_storage
 from pairns.storage import sqlite as sqlite_backend
 from pairns.storage.sqlite import APPLICATION_ID, DB_NAME, RESTORE_HINT, SCHEMA_VERSION
@@ -375,6 +375,142 @@ async def test_io_error_at_commit_fails_the_batch_and_later_commits_succeed(
         assert [seq for seq, _ in loaded.rows] == [3, 5]
 
 
+# ------------------------------------------------------- rows on disk, upgrade
+
+#: Schema version 1, as pairns 0.1 wrote it (name-keyed, with an index on seq).
+_V1_SCHEMA = (
+    """CREATE TABLE entries (name TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL, uri TEXT, meta TEXT NOT NULL, created REAL NOT NULL,
+        modified REAL NOT NULL, owner TEXT NOT NULL, hlc TEXT NOT NULL,
+        node TEXT NOT NULL, deleted INTEGER NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX entries_by_seq ON entries (seq)",
+    "CREATE TABLE node (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def _rows_on_disk(directory: Path) -> list[tuple[int, str]]:
+    """(seq, name) of every stored row, read with plain sqlite3."""
+    conn = sqlite3.connect(directory / DB_NAME)
+    try:
+        return conn.execute("SELECT seq, name FROM entries ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+async def test_a_replaced_name_keeps_one_row_within_and_across_batches(tmp_path: Path) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 2))])
+        await storage.commit([(3, entry(":a", 3)), (4, entry(":a", 4)), (5, entry(":c", 5))])
+        await storage.commit([(6, entry(":b", 6, deleted=True))])
+    assert _rows_on_disk(tmp_path) == [(4, ":a"), (5, ":c"), (6, ":b")]
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert [(seq, e.name, e.deleted) for seq, e in loaded.rows] == [
+            (4, ":a", False),
+            (5, ":c", False),
+            (6, ":b", True),
+        ]
+        assert loaded.rows[0][1] == entry(":a", 4)
+        assert loaded.last_seq == 6
+        # The map of rows on disk was rebuilt at open: replacing works after a restart.
+        await storage.commit([(7, entry(":c", 7))])
+    assert _rows_on_disk(tmp_path) == [(4, ":a"), (6, ":b"), (7, ":c")]
+
+
+async def test_batches_larger_than_one_statement_are_written_whole(tmp_path: Path) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        assert isinstance(storage, SqliteStorage)
+        storage._db._statements = sqlite_backend._Statements(3 * 11)  # 3 rows, 33 seqs
+        assert storage._db._statements.insert_rows == 3
+        await storage.commit([(i, entry(f":n{i}", i)) for i in range(1, 11)])
+        storage._db._statements.delete_seqs = 4
+        await storage.commit([(i + 10, entry(f":n{i}", i + 10)) for i in range(1, 11)])
+        assert [seq for seq, _ in await storage.entries_since(0)] == list(range(11, 21))
+    assert _rows_on_disk(tmp_path) == [(i + 10, f":n{i}") for i in range(1, 11)]
+
+
+async def test_a_failed_replace_leaves_the_old_row_and_a_later_one_replaces_it(
+    tmp_path: Path,
+) -> None:
+    io_error = sqlite3.OperationalError("disk I/O error")
+    async with _failing_next_commit(tmp_path, io_error) as (storage, faulty):
+        faulty.fail_next_commit = None
+        await storage.commit([(1, entry(":a", 1))])
+        faulty.fail_next_commit = io_error
+        with pytest.raises(StorageError, match="I/O error"):
+            await storage.commit([(2, entry(":a", 2))])
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1]
+        await storage.commit([(3, entry(":a", 3))])
+    assert _rows_on_disk(tmp_path) == [(3, ":a")]
+
+
+async def test_a_version_1_database_is_upgraded_in_place_with_every_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored = [
+        (3, entry(":Default", 3, kind=Kind.GROUP)),
+        (7, entry(":Default.x", 7, meta={"k": [1, 2]})),
+        (9, entry(":Default.gone", 9, deleted=True)),
+    ]
+    conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    for statement in _V1_SCHEMA:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO node (key, value) VALUES (?, ?)",
+        [("node_id", "0123456789abcdef"), ("last_seq", 12)],
+    )
+    conn.executemany(
+        "INSERT INTO entries (seq, name, kind, uri, meta, created, modified, owner, hlc,"
+        " node, deleted) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [(seq, *e.to_row()) for seq, e in stored],
+    )
+    conn.execute("INSERT INTO kv (key, value) VALUES ('peer', 'x')")
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute("PRAGMA user_version=1")
+    conn.close()
+
+    with caplog.at_level("WARNING", logger="pairns.storage"):
+        async with open_storage(tmp_path) as storage:
+            loaded = await storage.open()
+            assert loaded.rows == stored
+            assert loaded.last_seq == 12  # what version 1 recorded, though no row has it
+            assert loaded.node_id == "0123456789abcdef"
+            assert loaded.kv == {"peer": "x"}
+            await storage.commit([(13, entry(":Default.x", 13))])
+    assert "upgraded the database schema from version 1 to 2" in caplog.text
+    assert _rows_on_disk(tmp_path) == [(3, ":Default"), (9, ":Default.gone"), (13, ":Default.x")]
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        indexes = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'").fetchall()
+        assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []
+    finally:
+        conn.close()
+    assert integrity_check(tmp_path) == []
+
+
+async def test_rows_a_later_row_replaced_are_removed_at_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _make_store(tmp_path, count=3)  # :e0..:e2 at seqs 1..3
+    conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    conn.execute(
+        "INSERT INTO entries (seq, name, kind, uri, meta, created, modified, owner, hlc,"
+        " node, deleted) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (4, *entry(":e1", 4).to_row()),
+    )
+    conn.close()
+    with caplog.at_level("WARNING", logger="pairns.storage"):
+        async with open_storage(tmp_path) as storage:
+            loaded = await storage.open()
+            assert [(seq, e.name) for seq, e in loaded.rows] == [(1, ":e0"), (3, ":e2"), (4, ":e1")]
+    assert "removing 1 replaced rows" in caplog.text
+    assert _rows_on_disk(tmp_path) == [(1, ":e0"), (3, ":e2"), (4, ":e1")]
+
+
 # --------------------------------------------------------------- speed (guard)
 
 
@@ -386,7 +522,7 @@ async def test_open_of_100k_entries_stays_fast(tmp_path: Path) -> None:
     await _make_store(tmp_path, count=0)
     conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     conn.execute("BEGIN")
-    conn.executemany(sqlite_backend._INSERT, rows)
+    conn.executemany(sqlite_backend._Statements(999).insert(1), rows)
     conn.execute("COMMIT")
     conn.close()
     async with open_storage(tmp_path) as storage:
