@@ -81,16 +81,32 @@ class Server:
         return self.proc.pid
 
     def cpu(self) -> float:
-        """User + system CPU seconds the server process has used so far."""
+        """User + system CPU seconds the server has used so far, its live child
+        processes included (a persistent pairns node's SQLite writer)."""
         import psutil
 
-        t = psutil.Process(self.pid).cpu_times()
-        return float(t.user + t.system)
+        total = 0.0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
 
     def rss(self) -> int:
+        """Resident memory of the server and its live child processes."""
         import psutil
 
-        return int(psutil.Process(self.pid).memory_info().rss)
+        total = 0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+        return total
+
+    def _tree(self) -> list[Any]:
+        import psutil
+
+        main = psutil.Process(self.pid)
+        return [main, *main.children(recursive=True)]
 
     def alive(self) -> bool:
         return self.proc.poll() is None
