@@ -396,16 +396,23 @@ class _Database:
         replaced = [seq_of[name] for name in latest if name in seq_of]
         last = max((row[0] for row in rows), default=0)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if replaced:
-                self._delete(conn, replaced)
-            if rows:
+            if replaced or kv or len(rows) > self._statements.insert_rows:
+                conn.execute("BEGIN IMMEDIATE")
+                if replaced:
+                    self._delete(conn, replaced)
+                if rows:
+                    self._insert(conn, rows)
+                if kv:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items())
+                    )
+                conn.execute("COMMIT")
+            elif rows:
+                # New names only: the one INSERT is a transaction of its own (autocommit,
+                # fsynced like any other). Each call into SQLite hands the interpreter
+                # lock back and forth with the event loop; dropping BEGIN and COMMIT
+                # makes that one hand-over a batch instead of three.
                 self._insert(conn, rows)
-            if kv:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items())
-                )
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise _error("commit failed, changes not written", exc, self.path) from exc

@@ -279,14 +279,18 @@ async def test_same_process_second_open_is_refused_and_close_releases(tmp_path: 
 
 
 class _FaultyConnection:
-    """Wraps the write connection; raises a chosen error on the next COMMIT."""
+    """Wraps the write connection; raises a chosen error at the next commit: a COMMIT,
+    or an INSERT outside a transaction (which commits by itself)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.fail_next_commit: Exception | None = None
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql == "COMMIT" and self.fail_next_commit is not None:
+        commits = sql == "COMMIT" or (
+            sql.startswith("INSERT INTO entries") and not self._conn.in_transaction
+        )
+        if commits and self.fail_next_commit is not None:
             error, self.fail_next_commit = self.fail_next_commit, None
             raise error
         return self._conn.execute(sql, *args)
