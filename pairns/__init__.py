@@ -1,6 +1,15 @@
-"""pairns: a replicated, paired name server for Python programs, built on Trio."""
+"""pairns: a replicated, paired name server for Python programs, built on Trio.
 
-from pairns.config import Config, ConfigError, load_config
+The public names below are imported on first use (``from pairns import Daemon`` works
+as usual): a blocking client or ``pairns-ctl`` never pays for Trio, the server, the
+storage or the replication code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pairns._lazy import exports
 from pairns.errors import (
     CallTimeoutError,
     ConnectionClosedError,
@@ -15,16 +24,47 @@ from pairns.errors import (
     StorageError,
     URIError,
 )
-from pairns.naming.locator import (
-    NameServerLocator,
-    async_resolve_uri,
-    getProxyForURI,
-    resolve_uri,
-)
-from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
-from pairns.node import NameServerStarter, Node, open_node, run
-from pairns.rpc import AsyncProxy, Daemon, DaemonLimits, Deferred, Proxy, current_request_id
-from pairns.uri import URI
+
+if TYPE_CHECKING:
+    from pairns.config import Config, ConfigError, load_config
+    from pairns.naming.locator import (
+        NameServerLocator,
+        async_resolve_uri,
+        getProxyForURI,
+        resolve_uri,
+    )
+    from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
+    from pairns.node import NameServerStarter, Node, open_node, run
+    from pairns.rpc.aproxy import AsyncProxy
+    from pairns.rpc.context import current_request_id
+    from pairns.rpc.daemon import Daemon, DaemonLimits
+    from pairns.rpc.deferred import Deferred
+    from pairns.rpc.proxy import Proxy
+    from pairns.uri import URI
+
+#: Public name -> the module that defines it (errors are imported above: they are cheap).
+_HOMES = {
+    "Config": "pairns.config",
+    "ConfigError": "pairns.config",
+    "load_config": "pairns.config",
+    "NameServerLocator": "pairns.naming.locator",
+    "async_resolve_uri": "pairns.naming.locator",
+    "getProxyForURI": "pairns.naming.locator",
+    "resolve_uri": "pairns.naming.locator",
+    "AsyncNameServerProxy": "pairns.naming.proxy",
+    "NameServerProxy": "pairns.naming.proxy",
+    "NameServerStarter": "pairns.node",
+    "Node": "pairns.node",
+    "open_node": "pairns.node",
+    "run": "pairns.node",
+    "AsyncProxy": "pairns.rpc.aproxy",
+    "current_request_id": "pairns.rpc.context",
+    "Daemon": "pairns.rpc.daemon",
+    "DaemonLimits": "pairns.rpc.daemon",
+    "Deferred": "pairns.rpc.deferred",
+    "Proxy": "pairns.rpc.proxy",
+    "URI": "pairns.uri",
+}
 
 __version__ = "0.1.0"
 
@@ -62,3 +102,5 @@ __all__ = [
     "StorageError",
     "URIError",
 ]
+
+__getattr__, __dir__ = exports(globals(), _HOMES)

@@ -53,6 +53,9 @@ DEFAULT_GROUP = ":Default"
 #: The name the name server registers itself under (Pyro 3's ``NAMESERVER_NAME``).
 NAMESERVER_NAME = ":Pyro.NameServer"
 
+#: The daemon object id the name server is served under (``PYRO://host:port/Pyro.NameServer``).
+NAMESERVER_OBJECT_ID = "Pyro.NameServer"
+
 #: Longest accepted absolute name, in characters. Pyro 3 had no limit, but its
 #: persistent name server mapped names onto file paths, which most systems cap at 4096
 #: bytes (255 per part). 1024 leaves room for any sane hierarchy while keeping every

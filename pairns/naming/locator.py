@@ -12,7 +12,7 @@ from typing import Any
 
 from pairns.errors import URIError
 from pairns.naming.proxy import DEFAULT_TIMEOUT, AsyncNameServerProxy, NameServerProxy
-from pairns.rpc import AsyncProxy, Proxy
+from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
 
 #: The daemon's built-in object that answers PYROLOC lookups.
@@ -106,6 +106,8 @@ async def async_resolve_uri(uri: URI | str, *, identification: str | None = None
         return parsed
     if parsed.protocol in ("PYROLOC", "PYROLOCSSL"):
         host, port = parsed.address
+        from pairns.rpc.aproxy import AsyncProxy  # imports Trio: only when used
+
         daemon = AsyncProxy.for_address(
             host, port, DAEMON_OBJECT_ID, identification=identification, timeout=DEFAULT_TIMEOUT
         )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pairns import names
-from pairns.naming.service import NAMESERVER_OBJECT_ID
-from pairns.rpc import AsyncProxy, Proxy
+from pairns.names import NAMESERVER_OBJECT_ID
+from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
+
+if TYPE_CHECKING:
+    from pairns.rpc.aproxy import AsyncProxy
 
 #: ``list()``/``flatlist()`` results (the method named ``list`` shadows the builtin).
 GroupListing = list[tuple[str, int]]
@@ -186,6 +189,8 @@ class AsyncNameServerProxy(_Common):
     def _connect_to(
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
+        from pairns.rpc.aproxy import AsyncProxy  # imports Trio: only when used
+
         self._proxy = AsyncProxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )

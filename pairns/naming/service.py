@@ -41,8 +41,7 @@ log = logging.getLogger("pairns.naming")
 GroupListing = list[tuple[str, int]]
 FlatListing = list[tuple[str, str]]
 
-#: The daemon object id the name server is served under (``PYRO://host:port/Pyro.NameServer``).
-NAMESERVER_OBJECT_ID = "Pyro.NameServer"
+NAMESERVER_OBJECT_ID = names.NAMESERVER_OBJECT_ID
 
 
 class NameServer:

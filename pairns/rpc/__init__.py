@@ -5,14 +5,36 @@
 - :class:`Proxy` is the blocking twin, on plain sockets, safe to share between threads.
 - :class:`Deferred` lets a plain method answer later, without a task per call.
 - :data:`current_request_id` is set while a method runs for a request that carries one.
+
+Names are imported on first use, so that a blocking client never imports Trio.
 """
 
-from pairns.rpc.aproxy import AsyncProxy
-from pairns.rpc.client import Target
-from pairns.rpc.context import current_request_id
-from pairns.rpc.daemon import DAEMON_OBJECT_ID, Daemon, DaemonLimits, DaemonStatistics
-from pairns.rpc.deferred import Deferred
-from pairns.rpc.proxy import Proxy
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pairns._lazy import exports
+
+if TYPE_CHECKING:
+    from pairns.rpc.aproxy import AsyncProxy
+    from pairns.rpc.client import Target
+    from pairns.rpc.context import current_request_id
+    from pairns.rpc.daemon import DAEMON_OBJECT_ID, Daemon, DaemonLimits, DaemonStatistics
+    from pairns.rpc.deferred import Deferred
+    from pairns.rpc.proxy import Proxy
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "AsyncProxy": "pairns.rpc.aproxy",
+    "Target": "pairns.rpc.client",
+    "current_request_id": "pairns.rpc.context",
+    "DAEMON_OBJECT_ID": "pairns.rpc.daemon",
+    "Daemon": "pairns.rpc.daemon",
+    "DaemonLimits": "pairns.rpc.daemon",
+    "DaemonStatistics": "pairns.rpc.daemon",
+    "Deferred": "pairns.rpc.deferred",
+    "Proxy": "pairns.rpc.proxy",
+}
 
 __all__ = [
     "DAEMON_OBJECT_ID",
@@ -25,3 +47,6 @@ __all__ = [
     "Target",
     "current_request_id",
 ]
+
+
+__getattr__, __dir__ = exports(globals(), _HOMES)
