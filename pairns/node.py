@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -113,6 +114,12 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
             config.host, config.port, identification=config.identification, limits=_limits(config)
         )
         requests = RequestTable()
+        # Writes acknowledged before a restart: a client retrying one is answered as
+        # the first time, not told "name already exists".
+        oldest = time.time() - requests.ttl
+        for request_id, seq, applied_at in loaded.requests:
+            if applied_at >= oldest:
+                requests.add(request_id, None, seq, applied_at)
         replicator: Replicator | None = None
         twin = config.twin_address
         if twin is not None:

@@ -249,7 +249,9 @@ class NameServer:
             self._deferred[request_id] = later
         try:
             self._storage.commit_soon(
-                changes.rows, lambda error: self._committed(later, changes, request_id, error)
+                changes.rows,
+                lambda error: self._committed(later, changes, request_id, error),
+                request_id=request_id,
             )
         except BaseException:
             if request_id is not None:
@@ -350,15 +352,15 @@ class NameServer:
     ) -> int:
         changes = op(*args)
         if self._durable:
-            await self._commit(changes)
+            await self._commit(changes, request_id)
         seq = self._applied(changes, request_id)
         if self._ack_twin and self._replicator is not None:
             await self._replicator.wait_twin(seq)
         return seq
 
-    async def _commit(self, changes: ChangeSet) -> None:
+    async def _commit(self, changes: ChangeSet, request_id: str | None) -> None:
         try:
-            await self._storage.commit(changes.rows)
+            await self._storage.commit(changes.rows, request_id=request_id)
         except StorageError:
             self._ns.undo(changes)
             raise

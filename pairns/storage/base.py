@@ -55,13 +55,17 @@ class Loaded:
     ``rows`` holds ``(seq, entry)`` for every stored entry, tombstones included,
     ordered by ``seq``. ``last_seq`` is the highest sequence number ever committed
     (0 for a new store). ``kv`` is the node metadata written with
-    :meth:`Storage.set_kv`.
+    :meth:`Storage.set_kv`. ``requests`` holds ``(request id, seq, time)`` of the
+    writes committed with a request id whose row is still stored (the last row a
+    write made carries its id; a later change to that name drops it), so that a
+    retry after a restart is still recognised.
     """
 
     node_id: str
     rows: list[tuple[int, Entry]]
     last_seq: int
     kv: dict[str, str]
+    requests: list[tuple[str, int, float]] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -230,8 +234,13 @@ class Storage(abc.ABC):
 
     # -------------------------------------------------------------------- writes
 
-    async def commit(self, changes: Sequence[tuple[int, Entry]]) -> None:
+    async def commit(
+        self, changes: Sequence[tuple[int, Entry]], *, request_id: str | None = None
+    ) -> None:
         """Make ``(seq, entry)`` changes durable; return once they are.
+
+        *request_id*, the client's id for the write these changes make, is stored with
+        the last of them (see :attr:`Loaded.requests`).
 
         Changes are applied in order (one row per name: a later change to a name
         replaces the earlier one). An empty sequence returns at once. If the
@@ -245,9 +254,15 @@ class Storage(abc.ABC):
         if not changes:
             await trio.lowlevel.checkpoint()
             return
-        await self._submit(_Request(self._prepare(changes), None, trio.Event()))
+        await self._submit(_Request(self._prepare(changes, request_id), None, trio.Event()))
 
-    def commit_soon(self, changes: Sequence[tuple[int, Entry]], callback: CommitCallback) -> None:
+    def commit_soon(
+        self,
+        changes: Sequence[tuple[int, Entry]],
+        callback: CommitCallback,
+        *,
+        request_id: str | None = None,
+    ) -> None:
         """Queue changes for the next transaction; ``callback(error)`` once it is written.
 
         The callback-style :meth:`commit`, for callers that must not spend a task per
@@ -259,7 +274,7 @@ class Storage(abc.ABC):
         are malformed.
         """
         self._check_open()
-        prepared = self._prepare(changes)
+        prepared = self._prepare(changes, request_id)
         if not prepared:
             callback(None)
             return
@@ -459,17 +474,22 @@ class Storage(abc.ABC):
     def describe(self) -> str:
         """A short human-readable name of the store (a path, or ``memory``)."""
 
-    def _prepare(self, changes: Sequence[tuple[int, Entry]]) -> list[Any]:
+    def _prepare(self, changes: Sequence[tuple[int, Entry]], request_id: str | None) -> list[Any]:
         """Check and convert one caller's changes, in the caller's task.
 
         Runs before the changes join a batch, so bad input fails its own caller
-        with ``TypeError``/``ValueError`` instead of the whole batch.
+        with ``TypeError``/``ValueError`` instead of the whole batch. Here:
+        ``(seq, entry, request id or None)``, the id on the last change only.
         """
-        out = []
+        check_request_id(request_id)
+        out: list[Any] = []
         for seq, entry in changes:
             if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
                 raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
-            out.append((seq, entry))
+            out.append((seq, entry, None))
+        if out and request_id is not None:
+            seq, entry, _ = out[-1]
+            out[-1] = (seq, entry, request_id)
         return out
 
     @abc.abstractmethod
@@ -497,6 +517,12 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def _backend_close(self) -> None:
         """Release everything ``_backend_open`` acquired (also after a failed open)."""
+
+
+def check_request_id(request_id: object) -> None:
+    """``TypeError`` unless *request_id* is None or a string."""
+    if request_id is not None and not isinstance(request_id, str):
+        raise TypeError(f"a request id must be a string or None, got {request_id!r}")
 
 
 def _merge(batch: list[_Request]) -> tuple[list[Any], dict[str, str]]:

@@ -27,10 +27,12 @@ def new_node_id() -> str:
 
 @attrs.define(eq=False)
 class MemoryVolume:
-    """What a :class:`MemoryStorage` keeps: one ``(seq, entry)`` per name, and kv."""
+    """What a :class:`MemoryStorage` keeps: one ``(seq, entry)`` per name, the request
+    id stored with a name's row (if any), and kv."""
 
     node_id: str = attrs.field(factory=new_node_id)
     entries: dict[str, tuple[int, Entry]] = attrs.field(factory=dict)
+    request_ids: dict[str, str] = attrs.field(factory=dict)
     kv: dict[str, str] = attrs.field(factory=dict)
     last_seq: int = 0
 
@@ -50,8 +52,17 @@ class MemoryStorage(Storage):
         await trio.lowlevel.checkpoint()
         volume = self.volume
         rows = sorted(volume.entries.values(), key=_seq_of)
+        requests = []
+        for name, request_id in volume.request_ids.items():
+            seq, entry = volume.entries[name]
+            requests.append((request_id, seq, entry.modified))
+        requests.sort(key=_seq_in_request)
         return Loaded(
-            node_id=volume.node_id, rows=rows, last_seq=volume.last_seq, kv=dict(volume.kv)
+            node_id=volume.node_id,
+            rows=rows,
+            last_seq=volume.last_seq,
+            kv=dict(volume.kv),
+            requests=requests,
         )
 
     async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
@@ -59,10 +70,14 @@ class MemoryStorage(Storage):
         # it queue up exactly as they do with a real backend.
         await trio.lowlevel.checkpoint()
         volume = self.volume
-        entries = volume.entries
+        entries, request_ids = volume.entries, volume.request_ids
         last = 0
-        for seq, entry in changes:
+        for seq, entry, request_id in changes:
             entries[entry.name] = (seq, entry)
+            if request_id is None:
+                request_ids.pop(entry.name, None)
+            else:
+                request_ids[entry.name] = request_id
             if seq > last:
                 last = seq
         volume.kv.update(kv)
@@ -81,3 +96,7 @@ class MemoryStorage(Storage):
 
 def _seq_of(row: tuple[int, Entry]) -> int:
     return row[0]
+
+
+def _seq_in_request(request: tuple[str, int, float]) -> int:
+    return request[1]

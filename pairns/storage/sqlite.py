@@ -10,7 +10,8 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, ``PRAGMA application_i
 :data:`APPLICATION_ID` so that another program's database is never mistaken for
 ours or rewritten)::
 
-    entries(seq PK, name, kind, uri, meta, created, modified, owner, hlc, node, deleted)
+    entries(seq PK, name, kind, uri, meta, created, modified, owner, hlc, node, deleted,
+            request_id)  -- the client's id of the write, on the last row it made
     node(key PK, value)     -- node_id, opened (and last_seq in databases from version 1)
     kv(key PK, value)       -- Storage.set_kv
 
@@ -54,7 +55,7 @@ import trio
 
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry, entries_from_rows
-from pairns.storage.base import Loaded, Storage
+from pairns.storage.base import Loaded, Storage, check_request_id
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
 
@@ -96,7 +97,8 @@ _ENTRIES = """CREATE TABLE {table} (
         owner TEXT NOT NULL,
         hlc TEXT NOT NULL,
         node TEXT NOT NULL,
-        deleted INTEGER NOT NULL
+        deleted INTEGER NOT NULL,
+        request_id TEXT
     )"""
 _SCHEMA = (
     _ENTRIES.format(table="entries"),
@@ -104,7 +106,9 @@ _SCHEMA = (
     "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
 )
 _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
-_SELECT = f"SELECT {_COLUMNS} FROM entries"
+#: What a stored row holds beyond the entry: the request id of the write (or NULL).
+_ROW_COLUMNS = f"{_COLUMNS}, request_id"
+_SELECT = f"SELECT {_ROW_COLUMNS} FROM entries"
 #: Version 1 -> 2: the same rows in a table keyed by seq (the old one and its index go).
 _UPGRADE_FROM_1 = (
     _ENTRIES.format(table="entries_v2"),
@@ -116,10 +120,10 @@ _UPGRADE_FROM_1 = (
 #: Rows turned into entries at a time when a database is opened.
 _LOAD_CHUNK = 8192
 
-#: A prepared change: the row in ``_COLUMNS`` order.
-_Row = tuple[int, str, int, "str | None", str, float, float, str, str, str, int]
+#: A prepared change: the row in ``_ROW_COLUMNS`` order.
+_Row = tuple[int, str, int, "str | None", str, float, float, str, str, str, int, "str | None"]
 
-_N_COLUMNS = len(_COLUMNS.split(","))
+_N_COLUMNS = len(_ROW_COLUMNS.split(","))
 _ROW_PLACEHOLDERS = "(" + ",".join("?" * _N_COLUMNS) + ")"
 
 
@@ -138,7 +142,7 @@ class _Statements:
         sql = self._insert.get(rows)
         if sql is None:
             values = ",".join([_ROW_PLACEHOLDERS] * rows)
-            sql = self._insert[rows] = f"INSERT INTO entries ({_COLUMNS}) VALUES {values}"
+            sql = self._insert[rows] = f"INSERT INTO entries ({_ROW_COLUMNS}) VALUES {values}"
         return sql
 
     def delete(self, seqs: int) -> str:
@@ -349,9 +353,12 @@ class _Database:
             # the peak (and the arenas the process keeps afterwards) stays small.
             cursor = conn.execute(_SELECT)
             rows: list[tuple[int, Entry]] = []
+            with_ids: list[tuple[str, int, float]] = []
             while chunk := cursor.fetchmany(_LOAD_CHUNK):
-                entries = entries_from_rows([row[1:] for row in chunk])
+                entries = entries_from_rows([row[1:-1] for row in chunk])
                 rows.extend(zip([row[0] for row in chunk], entries, strict=True))
+                # (request id, seq, modified) of the rows that carry one.
+                with_ids.extend((row[-1], row[0], row[6]) for row in chunk if row[-1] is not None)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -361,7 +368,10 @@ class _Database:
         seq_of = self._seq_of = {entry.name: seq for seq, entry in rows}
         if len(seq_of) != len(rows):
             rows = self._drop_replaced(conn, rows)
-        return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv)
+            kept = set(seq_of.values())
+            with_ids = [request for request in with_ids if request[1] in kept]
+        with_ids.sort(key=_seq_in_request)
+        return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=with_ids)
 
     def _drop_replaced(
         self, conn: sqlite3.Connection, rows: list[tuple[int, Entry]]
@@ -457,7 +467,7 @@ class _Database:
             result = reader.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise _error("cannot read database", exc, self.path) from exc
-        entries = entries_from_rows([row[1:] for row in result])
+        entries = entries_from_rows([row[1:-1] for row in result])
         return list(zip((row[0] for row in result), entries, strict=True))
 
     def integrity_check(self) -> list[str]:
@@ -513,12 +523,15 @@ class SqliteStorage(Storage):
         """The database file's path."""
         return self._db.path
 
-    def _prepare(self, changes: Sequence[tuple[int, Entry]]) -> list[Any]:
+    def _prepare(self, changes: Sequence[tuple[int, Entry]], request_id: str | None) -> list[Any]:
+        check_request_id(request_id)
         rows: list[_Row] = []
         for seq, entry in changes:
             if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
                 raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
-            rows.append((seq, *entry.to_row()))
+            rows.append((seq, *entry.to_row(), None))
+        if rows and request_id is not None:
+            rows[-1] = (*rows[-1][:-1], request_id)
         return rows
 
     async def _backend_open(self) -> Loaded:
@@ -588,3 +601,7 @@ def _fsync_directory(directory: str, path: str) -> None:
 
 def _seq_of(row: tuple[int, Entry]) -> int:
     return row[0]
+
+
+def _seq_in_request(request: tuple[str, int, float]) -> int:
+    return request[1]

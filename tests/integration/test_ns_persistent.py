@@ -7,6 +7,7 @@ import random
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from _support import (
 )
 
 import pairns
-from pairns import URI
+from pairns import URI, Proxy
+from pairns.names import NAMESERVER_OBJECT_ID
 from pairns.storage import integrity_check, open_storage
 from pairns.storage.sqlite import DB_NAME, RESTORE_HINT
 
@@ -143,6 +145,29 @@ _WRITER = textwrap.dedent(
         print("E", type(exc).__name__, flush=True)
     """
 )
+
+
+def test_a_retried_write_is_recognised_after_a_restart(start_node: Any, tmp_path: Path) -> None:
+    """A write acknowledged just before the node stopped (or its reply lost in a crash)
+    and retried by the client after the restart is answered as the first time, not
+    with "name already exists"."""
+    db = tmp_path / "db"
+    first = start_node("-d", str(db))
+    rid, other = uuid.uuid4().hex, uuid.uuid4().hex
+    args = (":Default.once", "PYRO://127.0.0.1:1/once")
+    with Proxy.for_address(HOST, first.port, NAMESERVER_OBJECT_ID, timeout=10) as proxy:
+        assert proxy.call("register", *args, request_id=rid) is None
+        assert proxy.call("createGroup", ":Default.g", request_id=other) is None
+    first.proc.kill()  # SIGKILL: nothing but the disk survives
+    first.proc.wait(10)
+
+    second = start_node("-d", str(db))
+    with Proxy.for_address(HOST, second.port, NAMESERVER_OBJECT_ID, timeout=10) as proxy:
+        assert proxy.call("register", *args, request_id=rid) is None  # the retry
+        assert proxy.call("createGroup", ":Default.g", request_id=other) is None
+        with pytest.raises(pairns.NamingError, match="already exists"):
+            proxy.call("register", *args, request_id=uuid.uuid4().hex)  # a new write
+        assert proxy.call("status")["request_ids"] >= 2
 
 
 def _read_acks(path: Path) -> tuple[set[str], list[str], set[str], bool]:

@@ -30,25 +30,34 @@ class FlakyStorage:
         self.committed: list[str] = []
 
     def commit_soon(
-        self, changes: Sequence[tuple[int, Entry]], callback: Callable[[Any], None]
+        self,
+        changes: Sequence[tuple[int, Entry]],
+        callback: Callable[[Any], None],
+        *,
+        request_id: str | None = None,
     ) -> None:
-        self.nursery.start_soon(self._commit_then, list(changes), callback)
+        self.nursery.start_soon(self._commit_then, list(changes), callback, request_id)
 
     async def _commit_then(
-        self, changes: list[tuple[int, Entry]], callback: Callable[[Any], None]
+        self,
+        changes: list[tuple[int, Entry]],
+        callback: Callable[[Any], None],
+        request_id: str | None,
     ) -> None:
         try:
-            await self.commit(changes)
+            await self.commit(changes, request_id=request_id)
         except StorageError as exc:
             callback(exc)
             return
         callback(None)
 
-    async def commit(self, changes: Sequence[tuple[int, Entry]]) -> None:
+    async def commit(
+        self, changes: Sequence[tuple[int, Entry]], *, request_id: str | None = None
+    ) -> None:
         await trio.sleep(0.01)  # the disk takes a while: reads must flow meanwhile
         if self.full:
             raise StorageError("commit failed, changes not written (disk full)")
-        await self.inner.commit(changes)
+        await self.inner.commit(changes, request_id=request_id)
         self.committed.extend(entry.name for _, entry in changes)
 
     def __getattr__(self, name: str) -> Any:

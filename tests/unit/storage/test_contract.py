@@ -48,6 +48,26 @@ async def test_reopen_sees_everything_including_tombstones_and_kv(backend: Backe
         assert await storage.get_kv("peer:abc") == "17"
 
 
+async def test_a_request_id_is_stored_with_the_last_row_of_its_write(backend: Backend) -> None:
+    group = entry(":g", 1, kind=Kind.GROUP)
+    obj = entry(":g.obj", 2)
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, group), (2, obj)], request_id="r-both")
+        done: list[StorageError | None] = []
+        storage.commit_soon([(3, entry(":x", 3))], done.append, request_id="r-soon")
+        await storage.commit([(4, entry(":y", 4))])  # no id
+        await storage.commit([(5, entry(":z", 5))], request_id="r-z")
+        await storage.commit([(6, entry(":z", 6))])  # replaces :z, and drops its id
+        with pytest.raises(TypeError, match="request id must be a string"):
+            await storage.commit([(7, entry(":w", 7))], request_id=17)  # type: ignore[arg-type]
+        assert done == [None]
+    async with backend.opened() as (_, loaded):
+        assert loaded.requests == [
+            ("r-both", 2, obj.modified),
+            ("r-soon", 3, entry(":x", 3).modified),
+        ]
+
+
 async def test_later_seq_overwrites_the_name(backend: Backend) -> None:
     async with backend.opened() as (storage, _):
         await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 1))])

@@ -427,7 +427,7 @@ async def test_batches_larger_than_one_statement_are_written_whole(tmp_path: Pat
     async with open_storage(tmp_path) as storage:
         await storage.open()
         assert isinstance(storage, SqliteStorage)
-        storage._db._statements = sqlite_backend._Statements(3 * 11)  # 3 rows, 33 seqs
+        storage._db._statements = sqlite_backend._Statements(3 * sqlite_backend._N_COLUMNS)
         assert storage._db._statements.insert_rows == 3
         await storage.commit([(i, entry(f":n{i}", i)) for i in range(1, 11)])
         storage._db._statements.delete_seqs = 4
@@ -522,7 +522,7 @@ async def test_open_of_100k_entries_stays_fast(tmp_path: Path) -> None:
     """A regression guard with a loose bound; benchmarks/sqlite_commit.py has the figure."""
     rows = []
     for i in range(100_000):
-        rows.append((i + 1, *entry(f":Default.n{i}", i).to_row()))
+        rows.append((i + 1, *entry(f":Default.n{i}", i).to_row(), None))
     await _make_store(tmp_path, count=0)
     conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     conn.execute("BEGIN")
