@@ -116,10 +116,7 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
         requests = RequestTable()
         # Writes acknowledged before a restart: a client retrying one is answered as
         # the first time, not told "name already exists".
-        oldest = time.time() - requests.ttl
-        for request_id, seq, applied_at in loaded.requests:
-            if applied_at >= oldest:
-                requests.add(request_id, None, seq, applied_at)
+        requests.restore(loaded.requests, time.time())
         replicator: Replicator | None = None
         twin = config.twin_address
         if twin is not None:

@@ -11,6 +11,7 @@ twin answers such a retry too. No IO and no clock of its own (``now`` is passed 
 from __future__ import annotations
 
 import bisect
+import gc
 import itertools
 import operator
 from collections import OrderedDict
@@ -104,6 +105,33 @@ class RequestTable:
                     self._trim(now)  # before a later duplicate could come back
         if len(known) != size:
             self._trim(now)
+
+    def restore(self, stored: Sequence[tuple[str, int, float]], now: float) -> None:
+        """Reload ``(request id, seq, applied at)`` of local writes kept in storage, in
+        seq order (their result is None: every Pyro 3 write returns None), after a
+        restart.
+
+        In one pass, with the collector paused: a node restarted right after 100,000
+        writes reloads 100,000 ids, and adding them one at a time made the collector
+        rescan the freshly loaded namespace (over a second).
+        """
+        oldest = now - self.ttl
+        young = [row for row in stored if row[2] >= oldest][-self.max_size :]
+        if not young:
+            return
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            records = self._records
+            if records:
+                young = [row for row in young if row[0] not in records]
+            records.update((rid, (None, seq, at)) for rid, seq, at in young)
+            new_index = [(seq, rid) for rid, seq, _ in young]
+            self._by_seq = sorted(self._by_seq + new_index) if self._by_seq else new_index
+            self._trim(now)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def between(self, low: int, high: int, now: float) -> list[RequestRecord]:
         """Records of local writes at feed positions in ``(low, high]``."""

@@ -40,6 +40,26 @@ def test_between_lists_local_writes_by_feed_position() -> None:
     assert {r.request_id for r in t.all_records(now=1.0)} == {"a", "b", "c", "remote"}
 
 
+def test_restore_reloads_young_stored_ids_within_the_bounds() -> None:
+    t = RequestTable(max_size=3, ttl=10.0)
+    stored = [("s1", 1, 85.0), ("s2", 2, 92.0), ("s3", 3, 95.0), ("s4", 4, 99.0), ("x", 7, 96.0)]
+    t.restore(stored, now=100.0)
+    # s1 is too old; of the rest the newest three are kept (the table's count bound).
+    assert [rid for rid in ("s1", "s2", "s3", "s4", "x") if t.get(rid, now=100.0)[0]] == [
+        "s3",
+        "s4",
+        "x",
+    ]
+    assert t.get("s3", now=100.0) == (True, None)
+    # Restored ids are local writes: they go to the twin with their feed positions.
+    assert [r.request_id for r in t.between(0, 10, now=100.0)] == ["s3", "s4", "x"]
+    assert [r.age for r in t.between(3, 4, now=100.0)] == [1.0]
+    t.add("new", None, seq=8, now=101.0)  # the oldest restored one makes room
+    assert t.get("s3", now=101.0)[0] is False and t.get("new", now=101.0)[0]
+    t.restore([], now=101.0)
+    assert len(t) == 3
+
+
 def test_learnt_records_keep_their_age() -> None:
     t = RequestTable(ttl=10.0)
     t.learn(RequestRecord("old", None, 11.0), now=100.0)
