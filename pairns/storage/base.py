@@ -43,9 +43,15 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry
 
-__all__ = ["CommitCallback", "Loaded", "Storage", "StorageStatistics"]
+__all__ = ["RESTORED_REQUESTS", "CommitCallback", "Loaded", "Storage", "StorageStatistics"]
 
 log = logging.getLogger("pairns.storage")
+
+
+#: How many request ids (of the latest writes) a store hands back at open: a client
+#: retries the write it was waiting for when the node went down, so the last writes
+#: before a crash are what matters; 10,000 cost about 10 ms of start-up.
+RESTORED_REQUESTS = 10_000
 
 
 @attrs.frozen
@@ -56,9 +62,9 @@ class Loaded:
     ordered by ``seq``. ``last_seq`` is the highest sequence number ever committed
     (0 for a new store). ``kv`` is the node metadata written with
     :meth:`Storage.set_kv`. ``requests`` holds ``(request id, seq, time)`` of the
-    writes committed with a request id whose row is still stored (the last row a
-    write made carries its id; a later change to that name drops it), so that a
-    retry after a restart is still recognised.
+    latest :data:`RESTORED_REQUESTS` writes committed with a request id, in seq order,
+    so that a retry after a restart is still recognised (the last row a write made
+    carries its id; a later change to that name drops it).
     """
 
     node_id: str
@@ -481,7 +487,8 @@ class Storage(abc.ABC):
         with ``TypeError``/``ValueError`` instead of the whole batch. Here:
         ``(seq, entry, request id or None)``, the id on the last change only.
         """
-        check_request_id(request_id)
+        if request_id is not None and not isinstance(request_id, str):
+            raise TypeError(f"a request id must be a string or None, got {request_id!r}")
         out: list[Any] = []
         for seq, entry in changes:
             if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
@@ -517,12 +524,6 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def _backend_close(self) -> None:
         """Release everything ``_backend_open`` acquired (also after a failed open)."""
-
-
-def check_request_id(request_id: object) -> None:
-    """``TypeError`` unless *request_id* is None or a string."""
-    if request_id is not None and not isinstance(request_id, str):
-        raise TypeError(f"a request id must be a string or None, got {request_id!r}")
 
 
 def _merge(batch: list[_Request]) -> tuple[list[Any], dict[str, str]]:

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from pairns.namespace.entry import Entry
-from pairns.storage.base import Loaded, Storage
+from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
 
 __all__ = ["MemoryStorage", "MemoryVolume"]
 
@@ -57,6 +57,7 @@ class MemoryStorage(Storage):
             seq, entry = volume.entries[name]
             requests.append((request_id, seq, entry.modified))
         requests.sort(key=_seq_in_request)
+        del requests[:-RESTORED_REQUESTS]
         return Loaded(
             node_id=volume.node_id,
             rows=rows,

@@ -55,7 +55,7 @@ import trio
 
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry, entries_from_rows
-from pairns.storage.base import Loaded, Storage, check_request_id
+from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
 
@@ -108,7 +108,12 @@ _SCHEMA = (
 _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
 #: What a stored row holds beyond the entry: the request id of the write (or NULL).
 _ROW_COLUMNS = f"{_COLUMNS}, request_id"
-_SELECT = f"SELECT {_ROW_COLUMNS} FROM entries"
+_SELECT = f"SELECT {_COLUMNS} FROM entries"
+#: The request ids of the latest writes, newest first (see ``Loaded.requests``).
+_SELECT_REQUESTS = (
+    "SELECT request_id, seq, modified FROM entries WHERE request_id IS NOT NULL "
+    f"ORDER BY seq DESC LIMIT {RESTORED_REQUESTS}"
+)
 #: Version 1 -> 2: the same rows in a table keyed by seq (the old one and its index go).
 _UPGRADE_FROM_1 = (
     _ENTRIES.format(table="entries_v2"),
@@ -353,12 +358,9 @@ class _Database:
             # the peak (and the arenas the process keeps afterwards) stays small.
             cursor = conn.execute(_SELECT)
             rows: list[tuple[int, Entry]] = []
-            with_ids: list[tuple[str, int, float]] = []
             while chunk := cursor.fetchmany(_LOAD_CHUNK):
-                entries = entries_from_rows([row[1:-1] for row in chunk])
+                entries = entries_from_rows([row[1:] for row in chunk])
                 rows.extend(zip([row[0] for row in chunk], entries, strict=True))
-                # (request id, seq, modified) of the rows that carry one.
-                with_ids.extend((row[-1], row[0], row[6]) for row in chunk if row[-1] is not None)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -368,10 +370,9 @@ class _Database:
         seq_of = self._seq_of = {entry.name: seq for seq, entry in rows}
         if len(seq_of) != len(rows):
             rows = self._drop_replaced(conn, rows)
-            kept = set(seq_of.values())
-            with_ids = [request for request in with_ids if request[1] in kept]
-        with_ids.sort(key=_seq_in_request)
-        return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=with_ids)
+        requests = conn.execute(_SELECT_REQUESTS).fetchall()
+        requests.reverse()
+        return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
 
     def _drop_replaced(
         self, conn: sqlite3.Connection, rows: list[tuple[int, Entry]]
@@ -467,7 +468,7 @@ class _Database:
             result = reader.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise _error("cannot read database", exc, self.path) from exc
-        entries = entries_from_rows([row[1:-1] for row in result])
+        entries = entries_from_rows([row[1:] for row in result])
         return list(zip((row[0] for row in result), entries, strict=True))
 
     def integrity_check(self) -> list[str]:
@@ -524,14 +525,9 @@ class SqliteStorage(Storage):
         return self._db.path
 
     def _prepare(self, changes: Sequence[tuple[int, Entry]], request_id: str | None) -> list[Any]:
-        check_request_id(request_id)
-        rows: list[_Row] = []
-        for seq, entry in changes:
-            if not isinstance(entry, Entry) or not isinstance(seq, int) or seq <= 0:
-                raise TypeError(f"a change must be (seq > 0, Entry), got {(seq, entry)!r}")
-            rows.append((seq, *entry.to_row(), None))
-        if rows and request_id is not None:
-            rows[-1] = (*rows[-1][:-1], request_id)
+        rows: list[_Row] = [
+            (seq, *entry.to_row(), rid) for seq, entry, rid in super()._prepare(changes, request_id)
+        ]
         return rows
 
     async def _backend_open(self) -> Loaded:
@@ -601,7 +597,3 @@ def _fsync_directory(directory: str, path: str) -> None:
 
 def _seq_of(row: tuple[int, Entry]) -> int:
     return row[0]
-
-
-def _seq_in_request(request: tuple[str, int, float]) -> int:
-    return request[1]

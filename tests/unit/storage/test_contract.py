@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pairns.errors import StorageError
 from pairns.namespace.entry import Kind
 from pairns.storage import MemoryStorage, SqliteStorage, open_storage
+from pairns.storage.base import RESTORED_REQUESTS
 
 from ._helpers import Backend, entry
 
@@ -66,6 +67,25 @@ async def test_a_request_id_is_stored_with_the_last_row_of_its_write(backend: Ba
             ("r-both", 2, obj.modified),
             ("r-soon", 3, entry(":x", 3).modified),
         ]
+
+
+async def test_only_the_latest_request_ids_are_handed_back(backend: Backend) -> None:
+    extra = 5
+    async with backend.opened() as (storage, _):
+        done: list[StorageError | None] = []
+        for seq in range(1, RESTORED_REQUESTS + extra + 1):
+            storage.commit_soon([(seq, entry(f":n{seq}", seq))], done.append, request_id=f"r{seq}")
+        with trio.fail_after(60):
+            while len(done) < RESTORED_REQUESTS + extra:
+                await trio.sleep(0.01)
+        assert set(done) == {None}
+    async with backend.opened() as (_, loaded):
+        assert len(loaded.requests) == RESTORED_REQUESTS
+        assert loaded.requests[0][:2] == (f"r{extra + 1}", extra + 1)  # the oldest went
+        assert loaded.requests[-1][:2] == (
+            f"r{RESTORED_REQUESTS + extra}",
+            RESTORED_REQUESTS + extra,
+        )
 
 
 async def test_later_seq_overwrites_the_name(backend: Backend) -> None:
