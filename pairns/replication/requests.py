@@ -111,9 +111,9 @@ class RequestTable:
         seq order (their result is None: every Pyro 3 write returns None), after a
         restart.
 
-        In one pass, with the collector paused: a node restarted right after 100,000
-        writes reloads 100,000 ids, and adding them one at a time made the collector
-        rescan the freshly loaded namespace (over a second).
+        In one pass, with the collector paused: this runs right after the namespace was
+        loaded, and allocation-triggered collections would rescan all of it. (Storage
+        hands back at most ``RESTORED_REQUESTS`` ids; only those within the TTL count.)
         """
         oldest = now - self.ttl
         young = [row for row in stored if row[2] >= oldest][-self.max_size :]
