@@ -134,23 +134,42 @@ make_entries = column_builder(
 
 
 _KIND_OF_CODE = {0: Kind.GROUP, 1: Kind.OBJECT}
+#: How many values :meth:`Entry.to_row` makes.
+_ROW_FIELDS = 10
 
 
 def entries_from_rows(rows: Sequence[Sequence[Any]]) -> list[Entry]:
-    """:meth:`Entry.from_row` for many rows at once (raises ``ValueError``).
+    """:meth:`Entry.from_row` for many rows at once (raises ``ValueError``)."""
+    if not rows:
+        return []
+    try:
+        columns = list(zip(*rows, strict=True))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid entry in the stored rows: {exc!r}") from None
+    if len(columns) != _ROW_FIELDS:
+        raise ValueError(f"invalid entry in the stored rows: {len(columns)} columns")
+    return entries_from_columns(*columns)
+
+
+def entries_from_columns(
+    names: Sequence[Any],
+    kinds: Sequence[Any],
+    uris: Sequence[Any],
+    metas: Sequence[Any],
+    created: Sequence[Any],
+    modified: Sequence[Any],
+    owners: Sequence[Any],
+    hlcs: Sequence[Any],
+    nodes: Sequence[Any],
+    deleted: Sequence[Any],
+) -> list[Entry]:
+    """:func:`entries_from_rows` for rows already split in columns, one sequence per
+    :meth:`Entry.to_row` field (raises ``ValueError``).
 
     Start-up loads every stored name through here: one pass per column in C
     (``map``) instead of one Python call per row, and the entries and stamps built
     column by column (:data:`make_entries`).
     """
-    if not rows:
-        return []
-    try:
-        names, kinds, uris, metas, created, modified, owners, hlcs, nodes, deleted = zip(
-            *rows, strict=True
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid entry in the stored rows: {exc!r}") from None
     try:
         kind_values = list(map(_KIND_OF_CODE.__getitem__, kinds))
     except (KeyError, TypeError):

@@ -134,6 +134,7 @@ MAX_META_BYTES = 64 * 1024
 BULK_MERGE_MIN = 256
 
 _ROOT = names.ROOT
+_SEP = names.SEP
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _get_name = operator.attrgetter("name")
@@ -384,31 +385,56 @@ class Namespace:
                 gc.enable()
 
     def _load(self, rows: Iterable[tuple[int, Entry]], last_seq: int) -> None:
-        entries: dict[str, Entry] = {}
-        seq_of: dict[str, int] = {}
+        ordered = sorted(rows, key=_first)  # storage hands them sorted: one linear pass
+        seqs: list[int] = list(map(_first, ordered))
+        batch: list[Entry] = list(map(_second, ordered))
+        del ordered
+        names_: list[str] = list(map(_get_name, batch))
+        entries = dict(zip(names_, batch, strict=True))
         children: dict[str, set[str]] = {}
-        top = last_seq
-        for seq, entry in sorted(rows, key=_row_seq):
-            name = entry.name
-            old = entries.get(name)
-            if old is None:
-                if name != _ROOT:
-                    _index_child(children, name)
-            elif not newer(entry.stamp, old.stamp):
-                continue
-            entries[name] = entry
-            seq_of[name] = seq
-            if seq > top:
-                top = seq
+        if len(entries) == len(batch):
+            # One row per name, as storage keeps it: no stamps to compare.
+            seq_of = dict(zip(names_, seqs, strict=True))
+            top = max(last_seq, seqs[-1]) if seqs else last_seq
+            for name in names_:
+                idx = name.rfind(_SEP)
+                if idx > 0:
+                    parent = name[:idx]
+                elif name != _ROOT:
+                    parent = _ROOT
+                else:
+                    continue
+                siblings = children.get(parent)
+                if siblings is None:
+                    children[parent] = {name}
+                else:
+                    siblings.add(name)
+        else:
+            entries = {}
+            seq_of = {}
+            top = last_seq
+            for seq, entry in zip(seqs, batch, strict=True):
+                name = entry.name
+                old = entries.get(name)
+                if old is None:
+                    if name != _ROOT:
+                        _index_child(children, name)
+                elif not newer(entry.stamp, old.stamp):
+                    continue
+                entries[name] = entry
+                seq_of[name] = seq
+                if seq > top:
+                    top = seq
+        del batch, names_, seqs
         # The view holds references to these two dicts: refill them in place.
         self._entries.clear()
         self._entries.update(entries)
         self._children.clear()
         self._children.update(children)
         self._seq = seq_of
-        self._tombstones = sum(1 for entry in entries.values() if entry.deleted)
+        self._tombstones = sum(map(_get_deleted, entries.values()))
         # Sorted lazily by the first entries_since(): start-up does not wait for it.
-        self._by_seq = {s: n for n, s in seq_of.items()}
+        self._by_seq = dict(zip(seq_of.values(), seq_of, strict=True))
         self._by_seq_sorted = False
         self._last_seq = top
         self._seen = {}
@@ -980,10 +1006,6 @@ def _same_content(a: Entry, b: Entry) -> bool:
     """True if choosing between *a* and *b* loses nothing a client could see (two nodes
     creating the same group, say)."""
     return a.deleted == b.deleted and a.kind is b.kind and a.uri == b.uri and a.meta == b.meta
-
-
-def _row_seq(row: tuple[int, Entry]) -> int:
-    return row[0]
 
 
 def _copy_json(value: Any) -> Any:

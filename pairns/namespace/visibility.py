@@ -218,46 +218,67 @@ class View:
 
     def rebuild(self) -> None:
         """Compute the whole view from scratch (after a bulk load)."""
-        # The same rule as refresh, written out flat: it runs over every stored entry.
-        memo: dict[str, Stamp | None] = {}
-        self_ok: set[str] = set()
-        support: dict[str, int] = {}
+        # The same rule as refresh, written out flat: it runs over every stored entry,
+        # in the dict's order (the order they were made in, which keeps memory access
+        # sequential), with the per-parent work (limit, listing) done once per parent.
+        entries = self.entries
         objects = self.objects
-        listing = self.listing
         objects.clear()
-        listing.clear()
-        listing[_ROOT] = {}
-        visible: list[tuple[str, str, int]] = []  # (parent, name, kind code)
-        for name, entry in self.entries.items():
+        memo: dict[str, Stamp | None] = {}
+        # Per parent group: (the stamp its children must beat, their listing, where
+        # their base names start), or None if something above blocks them.
+        parents: dict[str, tuple[Stamp, dict[str, int], int] | None] = {}
+        kid_lists: dict[str, dict[str, int]] = {}
+        self_ok: set[str] = set()
+        shown_groups: list[str] = []
+        for name, entry in entries.items():
             if entry.deleted or name == _ROOT:
                 continue
             idx = name.rfind(_SEP)
             parent = name[:idx] if idx > 0 else _ROOT
-            limit = memo[parent] if parent in memo else self._limit(parent, memo)
-            if limit is None:
+            if parent in parents:
+                info = parents[parent]
+            else:
+                limit = self._limit(parent, memo)
+                info = None
+                if limit is not None:
+                    info = (limit, kid_lists.setdefault(parent, {}), idx + 1 if idx > 0 else 1)
+                parents[parent] = info
+            if info is None:
                 continue
+            limit, shown, cut = info
             stamp = entry.stamp
             if stamp.hlc < limit.hlc or (stamp.hlc == limit.hlc and stamp.node <= limit.node):
                 continue
             self_ok.add(name)
             if entry.kind is _OBJECT and entry.uri is not None:
                 objects[name] = entry.uri
-                visible.append((parent, name, 1))
+                shown[name[cut:]] = 1
             else:
-                listing[name] = {}
-                visible.append((parent, name, 0))
-            above = parent
-            while above != _ROOT:
-                support[above] = support.get(above, 0) + 1
-                idx = above.rfind(_SEP)
-                above = above[:idx] if idx > 0 else _ROOT
+                shown[name[cut:]] = 0
+                shown_groups.append(name)
+        # support: how many self-visible names each group but the root has below it.
+        support: dict[str, int] = {}
+        for group, shown in kid_lists.items():
+            count = len(shown)
+            while count and group != _ROOT:
+                support[group] = support.get(group, 0) + count
+                idx = group.rfind(_SEP)
+                group = group[:idx] if idx > 0 else _ROOT
+        listing = self.listing
+        listing.clear()
+        # Each visible group's listing is its dict in kid_lists, made here if it has
+        # no visible child yet (a revived group below may add one).
+        listing[_ROOT] = kid_lists.setdefault(_ROOT, {})
+        for name in shown_groups:
+            listing[name] = kid_lists.setdefault(name, {})
         for name in support:
             if name not in self_ok:
-                listing[name] = {}
+                # A deleted group revived by a newer name below it: shown as a group.
+                listing[name] = kid_lists.setdefault(name, {})
                 idx = name.rfind(_SEP)
-                visible.append((name[:idx] if idx > 0 else _ROOT, name, 0))
-        for parent, name, code in visible:
-            listing[parent][name[1:] if parent == _ROOT else name[len(parent) + 1 :]] = code
+                parent = name[:idx] if idx > 0 else _ROOT
+                kid_lists.setdefault(parent, {})[name[idx + 1 :] if idx > 0 else name[1:]] = 0
         self._self_ok = self_ok
         self._support = support
 

@@ -41,20 +41,24 @@ blocking the writer.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import trio
 
 from pairns.errors import StorageError
-from pairns.namespace.entry import Entry, entries_from_rows
+from pairns.namespace.entry import Entry, entries_from_columns, entries_from_rows
+from pairns.storage import snapshot
 from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
@@ -71,6 +75,13 @@ __all__ = [
 ]
 
 DB_NAME = "pairns.sqlite3"
+#: The start-up snapshot (see :mod:`pairns.storage.snapshot`), next to the database.
+SNAPSHOT_NAME = "pairns.snapshot"
+#: A clean close writes a new snapshot when at least this many rows were read from
+#: the database at open or written since (below it, reading the rows costs little).
+SNAPSHOT_AFTER = 5_000
+#: The ``node`` row naming the snapshot file that belongs to the database.
+_SNAPSHOT_KEY = "snapshot"
 #: Bumped on every incompatible change of the tables below. A file with a higher
 #: version was written by a newer pairns and is refused, never rewritten.
 SCHEMA_VERSION = 2
@@ -109,6 +120,8 @@ _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, del
 #: What a stored row holds beyond the entry: the request id of the write (or NULL).
 _ROW_COLUMNS = f"{_COLUMNS}, request_id"
 _SELECT = f"SELECT {_COLUMNS} FROM entries"
+_SELECT_AFTER = f"{_SELECT} WHERE seq > ? ORDER BY seq"
+_COUNT_UPTO = "SELECT count(*), ifnull(sum(seq), 0) FROM entries WHERE seq <= ?"
 #: The request ids of the latest writes, newest first (see ``Loaded.requests``).
 _SELECT_REQUESTS = (
     "SELECT request_id, seq, modified FROM entries WHERE request_id IS NOT NULL "
@@ -219,6 +232,9 @@ class _Database:
         #: the old row by its key (there is no index on name).
         self._seq_of: dict[str, int] = {}
         self._statements = _Statements(999)
+        self._node_id: str | None = None  # set once open has loaded the database
+        #: Rows a snapshot written now would hold that the last one did not.
+        self._uncovered = 0
 
     # ---------------------------------------------------------------- opening
 
@@ -347,40 +363,81 @@ class _Database:
         node_id = node.get("node_id")
         if not isinstance(node_id, str) or not node_id:
             raise StorageError(f"database has no node id: {self.path}; {RESTORE_HINT}")
+        token = node.get(_SNAPSHOT_KEY)
         kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
-        # Building ~a million objects at once triggers repeated full collections that
-        # find nothing to free; pausing the collector cuts open() of 100,000 entries
-        # by about a third. (Process-wide, but only for this bulk load.)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            # In chunks: the columns of a chunk are garbage once its entries exist, so
-            # the peak (and the arenas the process keeps afterwards) stays small.
-            cursor = conn.execute(_SELECT)
-            rows: list[tuple[int, Entry]] = []
-            while chunk := cursor.fetchmany(_LOAD_CHUNK):
-                entries = entries_from_rows([row[1:] for row in chunk])
-                rows.extend(zip([row[0] for row in chunk], entries, strict=True))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        rows.sort(key=_seq_of)  # already in seq order: one linear pass
-        last_seq = max(int(node.get("last_seq", 0)), rows[-1][0] if rows else 0)
+        with _collector_paused():
+            columns, self._uncovered, snapshot_used = self._read_columns(
+                conn, node_id, token if isinstance(token, str) else None
+            )
+            try:
+                entries = entries_from_columns(*columns[1:])
+            except ValueError as exc:
+                if not snapshot_used:
+                    raise
+                log.warning("ignoring the start-up snapshot (%s): %s", exc, self.snapshot_path)
+                columns, self._uncovered, _ = self._read_columns(conn, node_id, None)
+                entries = entries_from_columns(*columns[1:])
+            seqs = columns[0]
+            rows = list(zip(seqs, entries, strict=True))
+            self._seq_of = dict(zip(columns[1], seqs, strict=True))
+        last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
         self._last_seq = last_seq
-        seq_of = self._seq_of = {entry.name: seq for seq, entry in rows}
-        if len(seq_of) != len(rows):
-            rows = self._drop_replaced(conn, rows)
+        self._node_id = node_id
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
 
-    def _drop_replaced(
-        self, conn: sqlite3.Connection, rows: list[tuple[int, Entry]]
-    ) -> list[tuple[int, Entry]]:
+    def _read_columns(
+        self, conn: sqlite3.Connection, node_id: str, token: str | None
+    ) -> tuple[list[list[Any]], int, bool]:
+        """Every row on disk, in ``seq`` order, one list per column of ``_SELECT``.
+
+        Returns the columns, how many rows came from the database (the others from
+        the snapshot of *token*, if it checks out) and whether a snapshot was used.
+        Of two rows of one name (none should exist) the later is kept and the earlier
+        deleted from the file.
+        """
+        snap = self._read_snapshot(node_id, token) if token is not None else None
+        after = snap.last_seq if snap is not None else 0
+        cursor = conn.execute(_SELECT_AFTER, (after,))
+        fresh: list[list[Any]] = [[] for _ in range(_N_COLUMNS - 1)]
+        while chunk := cursor.fetchmany(_LOAD_CHUNK):
+            for column, values in zip(fresh, zip(*chunk, strict=True), strict=True):
+                column.extend(values)
+        read = len(fresh[0])
+        columns = fresh
+        if snap is not None:
+            columns = list(snap.columns)  # the decoded snapshot is ours to extend
+            for old, new in zip(columns, fresh, strict=True):
+                old.extend(new)
+        seqs, names = columns[0], columns[1]
+        seq_of = dict(zip(names, seqs, strict=True))
+        stale: list[int] = []
+        if len(seq_of) != len(seqs):
+            keep = [seq_of[name] == seq for name, seq in zip(names, seqs, strict=True)]
+            stale = [seq for seq, kept in zip(seqs, keep, strict=True) if not kept and seq > after]
+            columns = [list(itertools.compress(column, keep)) for column in columns]
+            seqs = columns[0]
+        if snap is not None:
+            # The snapshot's rows that no later row replaced must be exactly the
+            # database's rows up to its last_seq.
+            covered = seqs[: bisect.bisect_right(seqs, after)]
+            count, total = conn.execute(_COUNT_UPTO, (after,)).fetchone()
+            if (count, total) != (len(covered), sum(covered)):
+                log.warning(
+                    "ignoring the start-up snapshot (it does not match the database's "
+                    "rows up to seq %d): %s",
+                    after,
+                    self.snapshot_path,
+                )
+                return self._read_columns(conn, node_id, None)
+        if stale:
+            self._drop_rows(conn, stale)
+        return columns, read, snap is not None
+
+    def _drop_rows(self, conn: sqlite3.Connection, stale: list[int]) -> None:
         """Delete rows a later row of the same name replaced (none should exist: this
         repairs a file written by a faulty version rather than trusting it)."""
-        seq_of = self._seq_of
-        stale = [seq for seq, entry in rows if seq_of[entry.name] != seq]
         log.warning("removing %d replaced rows from the database: %s", len(stale), self.path)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -389,7 +446,95 @@ class _Database:
         except BaseException:
             self._rollback()
             raise
-        return [row for row in rows if seq_of[row[1].name] == row[0]]
+
+    # ---------------------------------------------------------------- snapshot
+
+    @property
+    def snapshot_path(self) -> str:
+        """Where the start-up snapshot of this database is kept."""
+        return os.path.join(self.directory, SNAPSHOT_NAME)
+
+    def _read_snapshot(self, node_id: str, token: str) -> snapshot.Snapshot | None:
+        """The snapshot file, if it is the one the database names; else ``None``."""
+        path = self.snapshot_path
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            log.warning("the start-up snapshot is missing, reading every row: %s", path)
+            return None
+        except OSError as exc:
+            log.warning("cannot read the start-up snapshot (%s): %s", os_reason(exc), path)
+            return None
+        try:
+            snap = snapshot.decode(data)
+        except snapshot.SnapshotError as exc:
+            log.warning("ignoring the start-up snapshot (%s): %s", exc, path)
+            return None
+        if snap.node_id != node_id or snap.token != token:
+            log.warning("ignoring a start-up snapshot of another database: %s", path)
+            return None
+        return snap
+
+    def _save_snapshot(self) -> None:
+        """Write every row to a new snapshot file and point the database at it.
+
+        A cache, so a failure only costs the next start its speed: logged, not raised.
+        The file is complete and synced before the database names it, and the old
+        file is replaced atomically, so a crash at any point leaves either the old
+        pair or the new one (or a file the database does not name, which is ignored).
+        """
+        started = time.perf_counter()
+        path = self.snapshot_path
+        temporary = path + ".tmp"
+        conn = self._conn
+        node_id = self._node_id
+        assert conn is not None and node_id is not None
+        try:
+            token = conn.execute(
+                "SELECT value FROM node WHERE key = ?", (_SNAPSHOT_KEY,)
+            ).fetchone()
+            new_token = os.urandom(16).hex()
+            with _collector_paused():
+                columns, _, _ = self._read_columns(
+                    conn, node_id, token[0] if token and isinstance(token[0], str) else None
+                )
+                seqs = columns[0]
+                count = len(seqs)
+                data = snapshot.encode(
+                    snapshot.Snapshot(
+                        node_id=node_id,
+                        token=new_token,
+                        last_seq=seqs[-1] if seqs else 0,
+                        columns=tuple(columns),
+                    )
+                )
+                del columns, seqs
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+            _fsync_directory(self.directory, path)
+            conn.execute(
+                "INSERT OR REPLACE INTO node (key, value) VALUES (?, ?)",
+                (_SNAPSHOT_KEY, new_token),
+            )
+        except (OSError, sqlite3.Error, StorageError, ValueError) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            log.warning("could not write the start-up snapshot (%s): %s", reason, path)
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            return
+        log.info(
+            "wrote the start-up snapshot of %d rows (%d bytes) in %.2f s: %s",
+            count,
+            len(data),
+            time.perf_counter() - started,
+            path,
+        )
 
     # ---------------------------------------------------------------- writing
 
@@ -429,6 +574,7 @@ class _Database:
             raise _error("commit failed, changes not written", exc, self.path) from exc
         for row in rows:
             seq_of[row[1]] = row[0]
+        self._uncovered += len(rows)
         if last > self._last_seq:
             self._last_seq = last
         return last
@@ -485,8 +631,15 @@ class _Database:
     # ---------------------------------------------------------------- closing
 
     def close(self) -> None:
-        """Close both connections (the last one checkpoints the WAL), then unlock."""
+        """Write a snapshot if it is worth it (see :data:`SNAPSHOT_AFTER`), close both
+        connections (the last one checkpoints the WAL), then unlock."""
         try:
+            if (
+                self._conn is not None
+                and self._node_id is not None
+                and self._uncovered >= SNAPSHOT_AFTER
+            ):
+                self._save_snapshot()
             for conn in (self._reader, self._conn):
                 if conn is not None:
                     try:
@@ -595,5 +748,18 @@ def _fsync_directory(directory: str, path: str) -> None:
         raise StorageError(f"cannot sync storage directory ({os_reason(exc)}): {path}") from exc
 
 
-def _seq_of(row: tuple[int, Entry]) -> int:
-    return row[0]
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic collector around a bulk load.
+
+    Building ~a million objects at once triggers repeated full collections that find
+    nothing to free; pausing the collector cuts loading 100,000 rows by about a third.
+    (Process-wide, but only for the load.)
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
