@@ -391,24 +391,10 @@ class Namespace:
         del ordered
         names_: list[str] = list(map(_get_name, batch))
         entries = dict(zip(names_, batch, strict=True))
-        children: dict[str, set[str]] = {}
         if len(entries) == len(batch):
             # One row per name, as storage keeps it: no stamps to compare.
             seq_of = dict(zip(names_, seqs, strict=True))
             top = max(last_seq, seqs[-1]) if seqs else last_seq
-            for name in names_:
-                idx = name.rfind(_SEP)
-                if idx > 0:
-                    parent = name[:idx]
-                elif name != _ROOT:
-                    parent = _ROOT
-                else:
-                    continue
-                siblings = children.get(parent)
-                if siblings is None:
-                    children[parent] = {name}
-                else:
-                    siblings.add(name)
         else:
             entries = {}
             seq_of = {}
@@ -416,21 +402,34 @@ class Namespace:
             for seq, entry in zip(seqs, batch, strict=True):
                 name = entry.name
                 old = entries.get(name)
-                if old is None:
-                    if name != _ROOT:
-                        _index_child(children, name)
-                elif not newer(entry.stamp, old.stamp):
+                if old is not None and not newer(entry.stamp, old.stamp):
                     continue
                 entries[name] = entry
                 seq_of[name] = seq
                 if seq > top:
                     top = seq
         del batch, names_, seqs
+        # The children of each stored name, in the order they were made: the view's
+        # rebuild walks these lists; the index kept up to date afterwards holds sets.
+        kids_of: dict[str, list[str]] = {}
+        for name in entries:
+            idx = name.rfind(_SEP)
+            if idx > 0:
+                parent = name[:idx]
+            elif name != _ROOT:
+                parent = _ROOT
+            else:
+                continue
+            kids = kids_of.get(parent)
+            if kids is None:
+                kids_of[parent] = [name]
+            else:
+                kids.append(name)
         # The view holds references to these two dicts: refill them in place.
         self._entries.clear()
         self._entries.update(entries)
         self._children.clear()
-        self._children.update(children)
+        self._children.update(zip(kids_of, map(set, kids_of.values()), strict=True))
         self._seq = seq_of
         self._tombstones = sum(map(_get_deleted, entries.values()))
         # Sorted lazily by the first entries_since(): start-up does not wait for it.
@@ -440,7 +439,7 @@ class Namespace:
         self._seen = {}
         self._digest = None
         self._pending = weakref.WeakSet()
-        self._view.rebuild()
+        self._view.rebuild(kids_of)
         self._version += 1
 
     def undo(self, changes: ChangeSet) -> None:

@@ -20,7 +20,9 @@ tombstone stamp) - its stored descendants.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
+from itertools import repeat
 
 import attrs
 
@@ -34,6 +36,16 @@ _ROOT = names.ROOT
 _SEP = names.SEP
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
+_get_deleted = operator.attrgetter("deleted")
+_get_stamp = operator.attrgetter("stamp")
+_get_hlc = operator.attrgetter("hlc")
+_get_uri = operator.attrgetter("uri")
+_get_kind = operator.attrgetter("kind")
+
+
+def _slicer(start: int) -> Callable[[str], str]:
+    """``name -> name[start:]``, applied in C by ``map``."""
+    return operator.itemgetter(slice(start, None))
 
 
 def parent_of(name: str) -> str:
@@ -216,59 +228,93 @@ class View:
             self_ok.add(name)
             objects[name] = uri
 
-    def rebuild(self) -> None:
-        """Compute the whole view from scratch (after a bulk load)."""
-        # The same rule as refresh, written out flat: it runs over every stored entry,
-        # in the dict's order (the order they were made in, which keeps memory access
-        # sequential), with the per-parent work (limit, listing) done once per parent.
+    def rebuild(self, kids_of: dict[str, list[str]]) -> None:
+        """Compute the whole view from scratch (after a bulk load).
+
+        *kids_of* holds the same index as ``children`` with lists in the order the
+        entries were made (which keeps memory access sequential at start-up).
+        """
+        # The same rule as refresh, worked out top-down from the root: a group's limit
+        # (the stamp its children must beat) is found once for all its children, and
+        # a group whose children all beat it and none is deleted - nearly every
+        # group - is done with C-level passes over its children.
         entries = self.entries
         objects = self.objects
         objects.clear()
-        memo: dict[str, Stamp | None] = {}
-        # Per parent group: (the stamp its children must beat, their listing, where
-        # their base names start), or None if something above blocks them.
-        parents: dict[str, tuple[Stamp, dict[str, int], int] | None] = {}
-        kid_lists: dict[str, dict[str, int]] = {}
         self_ok: set[str] = set()
-        shown_groups: list[str] = []
-        for name, entry in entries.items():
-            if entry.deleted or name == _ROOT:
+        kid_lists: dict[str, dict[str, int]] = {}  # shown children of each group walked
+        direct: dict[str, int] = {}  # self-visible children of each group walked
+        walked: list[str] = []  # each group after its parent
+        shown_groups: list[str] = []  # self-visible names shown as groups
+        stack: list[tuple[str, Stamp]] = [(_ROOT, ZERO_STAMP)]
+        while stack:
+            group, limit = stack.pop()
+            kids = kids_of.get(group)
+            if not kids:
                 continue
-            idx = name.rfind(_SEP)
-            parent = name[:idx] if idx > 0 else _ROOT
-            if parent in parents:
-                info = parents[parent]
-            else:
-                limit = self._limit(parent, memo)
-                info = None
-                if limit is not None:
-                    info = (limit, kid_lists.setdefault(parent, {}), idx + 1 if idx > 0 else 1)
-                parents[parent] = info
-            if info is None:
+            walked.append(group)
+            cut = 1 if group == _ROOT else len(group) + 1
+            shown = kid_lists.setdefault(group, {})
+            got = list(map(entries.__getitem__, kids))
+            if not any(map(_get_deleted, got)) and min(map(_get_hlc, map(_get_stamp, got))) > (
+                limit.hlc
+            ):
+                # Every child is self-visible.
+                self_ok.update(kids)
+                direct[group] = len(kids)
+                uris = list(map(_get_uri, got))
+                kinds = list(map(_get_kind, got))
+                if _GROUP not in kinds and None not in uris:
+                    objects.update(zip(kids, uris, strict=True))
+                    shown.update(zip(map(_slicer(cut), kids), repeat(1)))
+                    continue
+                for kid, kind, uri in zip(kids, kinds, uris, strict=True):
+                    if kind is _OBJECT and uri is not None:
+                        objects[kid] = uri
+                        shown[kid[cut:]] = 1
+                        continue
+                    shown[kid[cut:]] = 0
+                    shown_groups.append(kid)
+                    if kind is not _OBJECT and kid in kids_of:
+                        stack.append((kid, limit))
                 continue
-            limit, shown, cut = info
-            stamp = entry.stamp
-            if stamp.hlc < limit.hlc or (stamp.hlc == limit.hlc and stamp.node <= limit.node):
-                continue
-            self_ok.add(name)
-            if entry.kind is _OBJECT and entry.uri is not None:
-                objects[name] = entry.uri
-                shown[name[cut:]] = 1
-            else:
-                shown[name[cut:]] = 0
-                shown_groups.append(name)
-        # support: how many self-visible names each group but the root has below it.
+            count = 0
+            for kid, entry in zip(kids, got, strict=True):
+                stamp = entry.stamp
+                if entry.deleted:
+                    if kid in kids_of:
+                        stack.append((kid, stamp if newer(stamp, limit) else limit))
+                    continue
+                if not newer(stamp, limit):
+                    # Not visible itself; a live group still lets newer names through.
+                    if entry.kind is not _OBJECT and kid in kids_of:
+                        stack.append((kid, limit))
+                    continue
+                count += 1
+                self_ok.add(kid)
+                if entry.kind is _OBJECT and entry.uri is not None:
+                    objects[kid] = entry.uri
+                    shown[kid[cut:]] = 1
+                    continue
+                shown[kid[cut:]] = 0
+                shown_groups.append(kid)
+                if entry.kind is not _OBJECT and kid in kids_of:
+                    stack.append((kid, limit))
+            direct[group] = count
+        # support: how many self-visible names each group but the root has below it,
+        # summed from the leaves up (walked lists descendants after their ancestors).
         support: dict[str, int] = {}
-        for group, shown in kid_lists.items():
-            count = len(shown)
-            while count and group != _ROOT:
-                support[group] = support.get(group, 0) + count
-                idx = group.rfind(_SEP)
-                group = group[:idx] if idx > 0 else _ROOT
+        for group in reversed(walked):
+            total = direct[group]
+            if group == _ROOT or not total:
+                continue
+            support[group] = total
+            idx = group.rfind(_SEP)
+            direct[group[:idx] if idx > 0 else _ROOT] += total
+        # Each visible group's listing is its dict in kid_lists (made here if it has
+        # no visible child yet: a revived group below may add one).
         listing = self.listing
         listing.clear()
-        # Each visible group's listing is its dict in kid_lists, made here if it has
-        # no visible child yet (a revived group below may add one).
         listing[_ROOT] = kid_lists.setdefault(_ROOT, {})
         for name in shown_groups:
             listing[name] = kid_lists.setdefault(name, {})

@@ -12,7 +12,7 @@ ours or rewritten)::
 
     entries(seq PK, name, kind, uri, meta, created, modified, owner, hlc, node, deleted,
             request_id)  -- the client's id of the write, on the last row it made
-    node(key PK, value)     -- node_id, opened (and last_seq in databases from version 1)
+    node(key PK, value)     -- node_id, opened, snapshot (and last_seq in version 1 files)
     kv(key PK, value)       -- Storage.set_kv
 
 Why the key is ``seq`` and not ``name``: every change gets a higher ``seq`` than any
@@ -24,6 +24,12 @@ and twice the CPU per commit. There is no index on ``name``: the storage keeps
 old row by its ``seq`` when a change replaces it. A version 1 file is upgraded in
 one transaction at open (logged); the highest ``seq`` is the last one committed,
 since the row holding it is never replaced.
+
+Next to the database, ``pairns.snapshot`` holds the rows as of some ``seq``, written at
+a clean close when enough rows changed (:data:`SNAPSHOT_AFTER`); open reads it and the
+rows after it, which is about three times faster than reading every row from SQLite.
+The database names the file it trusts (``node.snapshot``, a random token) and open
+checks the file against the rows before using it; see :mod:`pairns.storage.snapshot`.
 
 ``hlc`` is stored as decimal TEXT (older databases hold microsecond stamps, which are
 larger than SQLite's signed 64-bit INTEGER; TEXT keeps any value exact).
