@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -25,10 +25,13 @@ from pairns import names
 from pairns.config import Config
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
-from pairns.replication import PEER_OBJECT_ID, Replicator, RequestTable
+from pairns.replication.requests import RequestTable
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
 from pairns.uri import URI
+
+if TYPE_CHECKING:
+    from pairns.replication.link import Replicator
 
 log = logging.getLogger("pairns.node")
 
@@ -120,6 +123,8 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
         replicator: Replicator | None = None
         twin = config.twin_address
         if twin is not None:
+            from pairns.replication.link import PEER_OBJECT_ID, Replicator  # paired mode only
+
             replicator = Replicator(
                 namespace=namespace,
                 storage=storage,

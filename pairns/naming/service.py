@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import outcome
 import trio
@@ -30,10 +30,13 @@ import trio
 from pairns import names
 from pairns.errors import NamingError, StorageError
 from pairns.namespace import ChangeSet, Namespace
-from pairns.replication import Replicator, RequestTable
+from pairns.replication.requests import RequestTable
 from pairns.rpc import Deferred, current_request_id
 from pairns.storage import Storage
 from pairns.uri import URI
+
+if TYPE_CHECKING:
+    from pairns.replication.link import Replicator
 
 log = logging.getLogger("pairns.naming")
 

@@ -55,6 +55,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -224,6 +225,39 @@ def _error(action: str, exc: sqlite3.Error, path: str) -> StorageError:
     return StorageError(message)
 
 
+class _QuickCheck:
+    """``PRAGMA quick_check(1)`` of a database file, on its own connection and thread."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._outcome: str | BaseException = "not run"
+        self._thread = threading.Thread(target=self._run, name="pairns-quick-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA query_only=ON")
+                self._outcome = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+            finally:
+                conn.close()
+        except BaseException as exc:  # handed to the opener by result()
+            self._outcome = exc
+
+    def wait(self) -> None:
+        """Wait for the check to end."""
+        self._thread.join()
+
+    def result(self) -> str:
+        """``"ok"`` or the first problem found; raises what the check raised."""
+        self.wait()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
+
+
 class _Database:
     """The blocking half: every method runs in a worker thread, one at a time."""
 
@@ -238,7 +272,8 @@ class _Database:
         #: the old row by its key (there is no index on name).
         self._seq_of: dict[str, int] = {}
         self._statements = _Statements(999)
-        self._node_id: str | None = None  # set once open has loaded the database
+        self._node_id: str | None = None  # set once open has succeeded
+        self._check: _QuickCheck | None = None
         #: Rows a snapshot written now would hold that the last one did not.
         self._uncovered = 0
 
@@ -278,13 +313,19 @@ class _Database:
                 self._create_schema(conn)
                 _fsync_directory(self.directory, self.path)
             else:
-                problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-                if problem != "ok":
-                    raise StorageError(
-                        f"database file is corrupt ({problem}): {self.path}; {RESTORE_HINT}"
-                    )
+                # SQLite runs the check without the GIL: it overlaps the load (the
+                # Python half of which holds the GIL), and nothing is written to the
+                # file before it passed.
+                self._check = _QuickCheck(self.path)
                 if version != SCHEMA_VERSION:
+                    self._require_healthy()
                     self._upgrade(conn, version)
+            try:
+                loaded = self._load(conn)
+            except BaseException:
+                self._require_healthy()  # a corrupt file: say so, not what it broke
+                raise
+            self._require_healthy()
             # A write at every open: a read-only file or directory fails here, at
             # start, rather than on the first client's change.
             conn.execute("BEGIN IMMEDIATE")
@@ -293,7 +334,6 @@ class _Database:
                 (json.dumps({"pid": os.getpid(), "time": time.time()}),),
             )
             conn.execute("COMMIT")
-            loaded = self._load(conn)
             self._reader = _connect(self.path)
             self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
@@ -302,7 +342,17 @@ class _Database:
             raise StorageError(
                 f"database file holds an invalid entry ({exc}): {self.path}; {RESTORE_HINT}"
             ) from exc
+        self._node_id = loaded.node_id
         return loaded
+
+    def _require_healthy(self) -> None:
+        """Wait for the open's ``quick_check`` (if one runs); raise if it failed."""
+        check, self._check = self._check, None
+        if check is None:
+            return
+        problem = check.result()
+        if problem != "ok":
+            raise StorageError(f"database file is corrupt ({problem}): {self.path}; {RESTORE_HINT}")
 
     def _check_schema(self, conn: sqlite3.Connection) -> tuple[bool, int]:
         """Refuse files that are not (or not yet) ours; (is the file new, its version).
@@ -388,7 +438,6 @@ class _Database:
             self._seq_of = dict(zip(columns[1], seqs, strict=True))
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
         self._last_seq = last_seq
-        self._node_id = node_id
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
@@ -444,6 +493,7 @@ class _Database:
     def _drop_rows(self, conn: sqlite3.Connection, stale: list[int]) -> None:
         """Delete rows a later row of the same name replaced (none should exist: this
         repairs a file written by a faulty version rather than trusting it)."""
+        self._require_healthy()
         log.warning("removing %d replaced rows from the database: %s", len(stale), self.path)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -639,6 +689,9 @@ class _Database:
     def close(self) -> None:
         """Write a snapshot if it is worth it (see :data:`SNAPSHOT_AFTER`), close both
         connections (the last one checkpoints the WAL), then unlock."""
+        if self._check is not None:
+            self._check.wait()
+            self._check = None
         try:
             if (
                 self._conn is not None
