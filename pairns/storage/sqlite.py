@@ -53,6 +53,7 @@ import gc
 import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -64,13 +65,21 @@ from urllib.parse import quote
 import trio
 
 from pairns.errors import StorageError
-from pairns.namespace.entry import Entry, entries_from_columns, entries_from_rows
+from pairns.namespace.entry import (
+    Entry,
+    entries_from_columns,
+    entries_from_rows,
+    entries_to_columns,
+)
 from pairns.storage import snapshot
 from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
 from pairns.storage.lock import DirectoryLock, os_reason
 from pairns.storage.memory import new_node_id
 
 log = logging.getLogger("pairns.storage")
+
+_first = operator.itemgetter(0)
+_get_name = operator.attrgetter("name")
 
 __all__ = [
     "APPLICATION_ID",
@@ -422,58 +431,54 @@ class _Database:
         token = node.get(_SNAPSHOT_KEY)
         kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
         with _collector_paused():
-            columns, self._uncovered, snapshot_used = self._read_columns(
+            seqs, entries, self._seq_of, self._uncovered = self._read_entries(
                 conn, node_id, token if isinstance(token, str) else None
             )
-            try:
-                entries = entries_from_columns(*columns[1:])
-            except ValueError as exc:
-                if not snapshot_used:
-                    raise
-                log.warning("ignoring the start-up snapshot (%s): %s", exc, self.snapshot_path)
-                columns, self._uncovered, _ = self._read_columns(conn, node_id, None)
-                entries = entries_from_columns(*columns[1:])
-            seqs = columns[0]
             rows = list(zip(seqs, entries, strict=True))
-            self._seq_of = dict(zip(columns[1], seqs, strict=True))
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
         self._last_seq = last_seq
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
 
-    def _read_columns(
+    def _read_entries(
         self, conn: sqlite3.Connection, node_id: str, token: str | None
-    ) -> tuple[list[list[Any]], int, bool]:
-        """Every row on disk, in ``seq`` order, one list per column of ``_SELECT``.
+    ) -> tuple[list[int], list[Entry], dict[str, int], int]:
+        """Every row on disk, in ``seq`` order: ``(seqs, entries, name -> seq, how many
+        rows were read from the database)`` - the others come from the snapshot named
+        by *token*, if it checks out.
 
-        Returns the columns, how many rows came from the database (the others from
-        the snapshot of *token*, if it checks out) and whether a snapshot was used.
         Of two rows of one name (none should exist) the later is kept and the earlier
         deleted from the file.
         """
         snap = self._read_snapshot(node_id, token) if token is not None else None
-        after = snap.last_seq if snap is not None else 0
-        cursor = conn.execute(_SELECT_AFTER, (after,))
-        fresh: list[list[Any]] = [[] for _ in range(_N_COLUMNS - 1)]
-        while chunk := cursor.fetchmany(_LOAD_CHUNK):
-            for column, values in zip(fresh, zip(*chunk, strict=True), strict=True):
-                column.extend(values)
-        read = len(fresh[0])
-        columns = fresh
+        after = 0
+        seqs: list[int] = []
+        entries: list[Entry] = []
         if snap is not None:
-            columns = list(snap.columns)  # the decoded snapshot is ours to extend
-            for old, new in zip(columns, fresh, strict=True):
-                old.extend(new)
-        seqs, names = columns[0], columns[1]
-        seq_of = dict(zip(names, seqs, strict=True))
+            try:
+                entries = entries_from_columns(*snap.columns[1:])
+            except ValueError as exc:
+                log.warning("ignoring the start-up snapshot (%s): %s", exc, self.snapshot_path)
+                return self._read_entries(conn, node_id, None)
+            seqs, after = snap.columns[0], snap.last_seq
+            del snap  # its columns are garbage once the entries exist
+        # In chunks: the values of a chunk are garbage once its entries exist, so the
+        # peak (and the arenas the process keeps afterwards) stays small.
+        cursor = conn.execute(_SELECT_AFTER, (after,))
+        read = 0
+        while chunk := cursor.fetchmany(_LOAD_CHUNK):
+            seqs.extend(map(_first, chunk))
+            entries.extend(entries_from_rows([row[1:] for row in chunk]))
+            read += len(chunk)
+        seq_of = dict(zip(map(_get_name, entries), seqs, strict=True))
         stale: list[int] = []
         if len(seq_of) != len(seqs):
-            keep = [seq_of[name] == seq for name, seq in zip(names, seqs, strict=True)]
+            keep = [seq_of[entry.name] == seq for seq, entry in zip(seqs, entries, strict=True)]
             stale = [seq for seq, kept in zip(seqs, keep, strict=True) if not kept and seq > after]
-            columns = [list(itertools.compress(column, keep)) for column in columns]
-            seqs = columns[0]
-        if snap is not None:
+            seqs = list(itertools.compress(seqs, keep))
+            entries = list(itertools.compress(entries, keep))
+        if after:
             # The snapshot's rows that no later row replaced must be exactly the
             # database's rows up to its last_seq.
             covered = seqs[: bisect.bisect_right(seqs, after)]
@@ -485,10 +490,10 @@ class _Database:
                     after,
                     self.snapshot_path,
                 )
-                return self._read_columns(conn, node_id, None)
+                return self._read_entries(conn, node_id, None)
         if stale:
             self._drop_rows(conn, stale)
-        return columns, read, snap is not None
+        return seqs, entries, seq_of, read
 
     def _drop_rows(self, conn: sqlite3.Connection, stale: list[int]) -> None:
         """Delete rows a later row of the same name replaced (none should exist: this
@@ -552,17 +557,18 @@ class _Database:
             ).fetchone()
             new_token = os.urandom(16).hex()
             with _collector_paused():
-                columns, _, _ = self._read_columns(
+                seqs, entries, _, _ = self._read_entries(
                     conn, node_id, token[0] if token and isinstance(token[0], str) else None
                 )
-                seqs = columns[0]
                 count = len(seqs)
+                columns = entries_to_columns(entries)
+                del entries
                 data = snapshot.encode(
                     snapshot.Snapshot(
                         node_id=node_id,
                         token=new_token,
                         last_seq=seqs[-1] if seqs else 0,
-                        columns=tuple(columns),
+                        columns=(seqs, *columns),
                     )
                 )
                 del columns, seqs

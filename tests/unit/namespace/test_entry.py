@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pairns.namespace.entry import Entry, Kind, entries_from_rows
+from pairns.namespace.entry import (
+    Entry,
+    Kind,
+    entries_from_columns,
+    entries_from_rows,
+    entries_to_columns,
+)
 from pairns.namespace.stamps import Stamp
 
 _json = st.recursive(
@@ -40,6 +46,16 @@ def test_entries_from_rows_equals_from_row_one_by_one(batch: list[Entry]) -> Non
     built = entries_from_rows(rows)
     assert built == [Entry.from_row(row) for row in rows] == batch
     assert all(type(entry) is Entry and type(entry.stamp) is Stamp for entry in built)
+
+
+@given(st.lists(entries(), max_size=8))
+def test_entries_to_columns_is_to_row_by_column_and_round_trips(batch: list[Entry]) -> None:
+    columns = entries_to_columns(batch)
+    rows = [entry.to_row() for entry in batch]
+    expected = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in range(10)]
+    expected[7] = [int(hlc) for hlc in expected[7]]  # the one difference: the HLC as int
+    assert columns == expected
+    assert entries_from_columns(*columns) == batch
 
 
 def test_entries_from_rows_rejects_bad_rows() -> None:

@@ -395,3 +395,18 @@ async def _run_history(directory: Path, steps: list[tuple[str, Any]]) -> None:
                 assert loaded.last_seq == seq
     finally:
         await storage_cm.__aexit__(None, None, None)
+
+
+def test_repeated_values_come_back_as_one_object_and_times_keep_their_sign() -> None:
+    columns = _columns(4)
+    columns[6][0] = columns[5][0] = 0.0
+    columns[6][1], columns[5][1] = -0.0, 0.0  # equal, but not the same float
+    columns[7][:] = ["".join(["own", "er"]) for _ in range(4)]  # equal, distinct objects
+    back = decode(encode(_snapshot(4, columns=columns)))
+    assert back.columns == columns
+    owners, created, modified = back.columns[7], back.columns[5], back.columns[6]
+    assert all(owner is owners[0] for owner in owners)
+    assert modified[0] is created[0]
+    assert modified[1] is not created[1]
+    assert str(modified[1]) == "-0.0"
+    assert modified[2] is not created[2]  # different times stay different
