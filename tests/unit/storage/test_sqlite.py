@@ -135,6 +135,33 @@ async def test_truncated_database_is_reported_corrupt(tmp_path: Path) -> None:
     assert integrity_check(tmp_path) != []
 
 
+async def test_a_problem_quick_check_finds_refuses_the_open_before_any_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quick_check runs beside the load; what it finds still refuses the start, and
+    nothing is written to the file before it passed."""
+    await _make_store(tmp_path, count=20)
+
+    def opened() -> str:
+        conn = sqlite3.connect(tmp_path / DB_NAME)
+        try:
+            return str(conn.execute("SELECT value FROM node WHERE key = 'opened'").fetchone())
+        finally:
+            conn.close()
+
+    before = opened()
+
+    def finds_a_problem(self: Any) -> None:
+        time.sleep(0.2)  # ends after the load: the open must wait for it
+        self._outcome = "Page 5: btreeInitPage() returns error code 11"
+
+    monkeypatch.setattr(sqlite_backend._QuickCheck, "_run", finds_a_problem)
+    message = await _open_error(tmp_path)
+    assert message.startswith("database file is corrupt (Page 5: btreeInitPage()")
+    assert RESTORE_HINT in message
+    assert opened() == before
+
+
 async def test_database_path_that_is_a_directory_cannot_be_opened(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).mkdir()
     message = await _open_error(tmp_path)
