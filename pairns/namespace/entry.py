@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import enum
 import json
-import operator
 from collections.abc import Sequence
 from sys import intern
 from typing import Any
 
 import attrs
 
+from pairns.namespace._fields import (
+    get_created,
+    get_deleted,
+    get_hlc,
+    get_kind,
+    get_meta,
+    get_modified,
+    get_name,
+    get_node,
+    get_owner,
+    get_stamp,
+    get_uri,
+)
 from pairns.namespace._slots import column_builder
 from pairns.namespace.stamps import Stamp, make_stamps
 
@@ -136,17 +148,6 @@ make_entries = column_builder(
 
 _KIND_OF_CODE = {0: Kind.GROUP, 1: Kind.OBJECT}
 _NULL_TEXT = "null"
-_get_name = operator.attrgetter("name")
-_get_kind = operator.attrgetter("kind")
-_get_uri = operator.attrgetter("uri")
-_get_meta = operator.attrgetter("meta")
-_get_created = operator.attrgetter("created")
-_get_modified = operator.attrgetter("modified")
-_get_owner = operator.attrgetter("owner")
-_get_stamp = operator.attrgetter("stamp")
-_get_deleted = operator.attrgetter("deleted")
-_get_hlc = operator.attrgetter("hlc")
-_get_node = operator.attrgetter("node")
 #: How many values :meth:`Entry.to_row` makes.
 _ROW_FIELDS = 10
 
@@ -167,21 +168,21 @@ def entries_from_rows(rows: Sequence[Sequence[Any]]) -> list[Entry]:
 def entries_to_columns(entries: Sequence[Entry]) -> list[list[Any]]:
     """:meth:`Entry.to_row` for many entries at once, one list per row field, except
     that the HLC stays an int (what :func:`entries_from_columns` takes back)."""
-    stamps = list(map(_get_stamp, entries))
+    stamps = list(map(get_stamp, entries))
     return [
-        list(map(_get_name, entries)),
-        list(map(int, map(_get_kind, entries))),
-        list(map(_get_uri, entries)),
+        list(map(get_name, entries)),
+        list(map(int, map(get_kind, entries))),
+        list(map(get_uri, entries)),
         [
             _NULL_TEXT if meta is None else json.dumps(meta, separators=(",", ":"))
-            for meta in map(_get_meta, entries)
+            for meta in map(get_meta, entries)
         ],
-        list(map(_get_created, entries)),
-        list(map(_get_modified, entries)),
-        list(map(_get_owner, entries)),
-        list(map(_get_hlc, stamps)),
-        list(map(_get_node, stamps)),
-        list(map(int, map(_get_deleted, entries))),
+        list(map(get_created, entries)),
+        list(map(get_modified, entries)),
+        list(map(get_owner, entries)),
+        list(map(get_hlc, stamps)),
+        list(map(get_node, stamps)),
+        list(map(int, map(get_deleted, entries))),
     ]
 
 

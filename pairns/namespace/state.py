@@ -116,6 +116,7 @@ import attrs
 
 from pairns import names
 from pairns.errors import NamingError, URIError
+from pairns.namespace._fields import get_deleted, get_hlc, get_name, get_stamp
 from pairns.namespace.changes import ChangeSet, Conflict
 from pairns.namespace.digest import DIGEST_MODULUS, entry_hash, format_digest
 from pairns.namespace.entry import Entry, Kind
@@ -137,10 +138,6 @@ _ROOT = names.ROOT
 _SEP = names.SEP
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
-_get_name = operator.attrgetter("name")
-_get_deleted = operator.attrgetter("deleted")
-_get_stamp = operator.attrgetter("stamp")
-_get_hlc = operator.attrgetter("hlc")
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
 
@@ -389,7 +386,7 @@ class Namespace:
         seqs: list[int] = list(map(_first, ordered))
         batch: list[Entry] = list(map(_second, ordered))
         del ordered
-        names_: list[str] = list(map(_get_name, batch))
+        names_: list[str] = list(map(get_name, batch))
         entries = dict(zip(names_, batch, strict=True))
         if len(entries) == len(batch):
             # One row per name, as storage keeps it: no stamps to compare.
@@ -431,7 +428,7 @@ class Namespace:
         self._children.clear()
         self._children.update(zip(kids_of, map(set, kids_of.values()), strict=True))
         self._seq = seq_of
-        self._tombstones = sum(map(_get_deleted, entries.values()))
+        self._tombstones = sum(map(get_deleted, entries.values()))
         # Sorted lazily by the first entries_since(): start-up does not wait for it.
         self._by_seq = dict(zip(seq_of.values(), seq_of, strict=True))
         self._by_seq_sorted = False
@@ -652,7 +649,7 @@ class Namespace:
         entries = self._entries
         batch = list(map(_first, pairs))
         if set(map(type, batch)) == {Entry}:
-            batch_names = list(map(_get_name, batch))
+            batch_names = list(map(get_name, batch))
             if len(set(batch_names)) == len(batch_names) and entries.keys().isdisjoint(batch_names):
                 # Every name new and once: no kind can change; only validity is left.
                 try:
@@ -660,7 +657,7 @@ class Namespace:
                         _check_remote_entry(entry)
                 except ValueError:
                     return False
-                return not any(map(_get_deleted, batch))
+                return not any(map(get_deleted, batch))
         kinds: dict[str, Kind] = {}
         try:
             for entry, _seen in pairs:
@@ -682,7 +679,7 @@ class Namespace:
 
     def _merge_bulk(self, pairs: _Merges, changes: ChangeSet) -> None:
         """Merge *pairs* (which satisfy :meth:`_bulk_eligible`) into *changes*."""
-        batch_names = list(map(_get_name, map(_first, pairs)))
+        batch_names = list(map(get_name, map(_first, pairs)))
         if len(set(batch_names)) == len(batch_names) and self._entries.keys().isdisjoint(
             batch_names
         ):
@@ -801,7 +798,7 @@ class Namespace:
         entries.update(zip(batch_names, batch, strict=True))
         seq_of.update(zip(batch_names, seqs, strict=True))
         by_seq.update(zip(seqs, batch_names, strict=True))
-        self.clock.observe(max(map(_get_stamp, batch), key=_get_hlc))
+        self.clock.observe(max(map(get_stamp, batch), key=get_hlc))
         self._last_seq = first + count - 1
         self._version += 1
         self._view.add_bulk(dict.fromkeys(batch_names))

@@ -27,6 +27,7 @@ from itertools import repeat
 import attrs
 
 from pairns import names
+from pairns.namespace._fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.entry import Entry, Kind
 from pairns.namespace.stamps import ZERO_STAMP, Stamp
 
@@ -36,11 +37,6 @@ _ROOT = names.ROOT
 _SEP = names.SEP
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
-_get_deleted = operator.attrgetter("deleted")
-_get_stamp = operator.attrgetter("stamp")
-_get_hlc = operator.attrgetter("hlc")
-_get_uri = operator.attrgetter("uri")
-_get_kind = operator.attrgetter("kind")
 
 
 def _slicer(start: int) -> Callable[[str], str]:
@@ -256,14 +252,14 @@ class View:
             cut = 1 if group == _ROOT else len(group) + 1
             shown = kid_lists.setdefault(group, {})
             got = list(map(entries.__getitem__, kids))
-            if not any(map(_get_deleted, got)) and min(map(_get_hlc, map(_get_stamp, got))) > (
+            if not any(map(get_deleted, got)) and min(map(get_hlc, map(get_stamp, got))) > (
                 limit.hlc
             ):
                 # Every child is self-visible.
                 self_ok.update(kids)
                 direct[group] = len(kids)
-                uris = list(map(_get_uri, got))
-                kinds = list(map(_get_kind, got))
+                uris = list(map(get_uri, got))
+                kinds = list(map(get_kind, got))
                 if _GROUP not in kinds and None not in uris:
                     objects.update(zip(kids, uris, strict=True))
                     shown.update(zip(map(_slicer(cut), kids), repeat(1)))

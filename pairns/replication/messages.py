@@ -26,6 +26,19 @@ from typing import Any, NamedTuple
 import attrs
 
 from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
+from pairns.namespace._fields import (
+    get_created,
+    get_deleted,
+    get_hlc,
+    get_kind,
+    get_meta,
+    get_modified,
+    get_name,
+    get_node,
+    get_owner,
+    get_stamp,
+    get_uri,
+)
 from pairns.namespace.entry import make_entries
 from pairns.namespace.stamps import make_stamps
 from pairns.wire.frames import json_depth_exceeds
@@ -327,17 +340,6 @@ _KIND_BY_VALUE = (Kind.GROUP, Kind.OBJECT)
 _get_seq = operator.attrgetter("seq")
 _get_entry = operator.attrgetter("entry")
 _get_seen = operator.attrgetter("seen")
-_get_name = operator.attrgetter("name")
-_get_kind = operator.attrgetter("kind")
-_get_uri = operator.attrgetter("uri")
-_get_meta = operator.attrgetter("meta")
-_get_created = operator.attrgetter("created")
-_get_modified = operator.attrgetter("modified")
-_get_owner = operator.attrgetter("owner")
-_get_stamp = operator.attrgetter("stamp")
-_get_deleted = operator.attrgetter("deleted")
-_get_hlc = operator.attrgetter("hlc")
-_get_node = operator.attrgetter("node")
 _get_request_id = operator.attrgetter("request_id")
 _get_result = operator.attrgetter("result")
 _get_age = operator.attrgetter("age")
@@ -350,32 +352,32 @@ def _age_ms(age: float) -> int:
 def encode_contents(items: Sequence[Item], requests: Sequence[RequestRecord]) -> str:
     """The changes and request records of a batch as one JSON text of columns."""
     entries = list(map(_get_entry, items))
-    stamps = list(map(_get_stamp, entries))
+    stamps = list(map(get_stamp, entries))
     seens = list(map(_get_seen, items))
-    owners = list(map(_get_owner, entries))
-    nodes = list(map(_get_node, stamps))
-    seen_nodes = list(map(_get_node, seens))
+    owners = list(map(get_owner, entries))
+    nodes = list(map(get_node, stamps))
+    seen_nodes = list(map(get_node, seens))
     table = list(dict.fromkeys(owners + nodes + seen_nodes))
     index = {node: i for i, node in enumerate(table)}.__getitem__
-    created = list(map(_get_created, entries))
+    created = list(map(get_created, entries))
     modified = [
         None if m == c and m else m
-        for c, m in zip(created, map(_get_modified, entries), strict=True)
+        for c, m in zip(created, map(get_modified, entries), strict=True)
     ]
     contents: dict[str, Any] = {
         "nodes": table,
         "seq": list(map(_get_seq, items)),
-        "name": list(map(_get_name, entries)),
-        "kind": list(map(int, map(_get_kind, entries))),
-        "uri": list(map(_get_uri, entries)),
-        "meta": list(map(_get_meta, entries)),
+        "name": list(map(get_name, entries)),
+        "kind": list(map(int, map(get_kind, entries))),
+        "uri": list(map(get_uri, entries)),
+        "meta": list(map(get_meta, entries)),
         "created": created,
         "modified": modified,
         "owner": list(map(index, owners)),
-        "hlc": list(map(_get_hlc, stamps)),
+        "hlc": list(map(get_hlc, stamps)),
         "node": list(map(index, nodes)),
-        "deleted": list(map(_get_deleted, entries)),
-        "seen_hlc": list(map(_get_hlc, seens)),
+        "deleted": list(map(get_deleted, entries)),
+        "seen_hlc": list(map(get_hlc, seens)),
         "seen_node": list(map(index, seen_nodes)),
         "rid": list(map(_get_request_id, requests)),
         "result": list(map(_get_result, requests)),

@@ -65,6 +65,7 @@ from urllib.parse import quote
 import trio
 
 from pairns.errors import StorageError
+from pairns.namespace._fields import get_name
 from pairns.namespace.entry import (
     Entry,
     entries_from_columns,
@@ -79,7 +80,6 @@ from pairns.storage.memory import new_node_id
 log = logging.getLogger("pairns.storage")
 
 _first = operator.itemgetter(0)
-_get_name = operator.attrgetter("name")
 
 __all__ = [
     "APPLICATION_ID",
@@ -471,7 +471,7 @@ class _Database:
             seqs.extend(map(_first, chunk))
             entries.extend(entries_from_rows([row[1:] for row in chunk]))
             read += len(chunk)
-        seq_of = dict(zip(map(_get_name, entries), seqs, strict=True))
+        seq_of = dict(zip(map(get_name, entries), seqs, strict=True))
         stale: list[int] = []
         if len(seq_of) != len(seqs):
             keep = [seq_of[entry.name] == seq for seq, entry in zip(seqs, entries, strict=True)]
