@@ -285,6 +285,8 @@ class _Database:
         self._check: _QuickCheck | None = None
         #: Rows a snapshot written now would hold that the last one did not.
         self._uncovered = 0
+        #: The token of the snapshot the open used (and checked), if it used one.
+        self._snapshot_token: str | None = None
 
     # ---------------------------------------------------------------- opening
 
@@ -491,6 +493,7 @@ class _Database:
                     self.snapshot_path,
                 )
                 return self._read_entries(conn, node_id, None)
+        self._snapshot_token = token if after else None
         if stale:
             self._drop_rows(conn, stale)
         return seqs, entries, seq_of, read
@@ -552,14 +555,11 @@ class _Database:
         node_id = self._node_id
         assert conn is not None and node_id is not None
         try:
-            token = conn.execute(
-                "SELECT value FROM node WHERE key = ?", (_SNAPSHOT_KEY,)
-            ).fetchone()
             new_token = os.urandom(16).hex()
             with _collector_paused():
-                seqs, entries, _, _ = self._read_entries(
-                    conn, node_id, token[0] if token and isinstance(token[0], str) else None
-                )
+                # From the snapshot the open used, if any (one it found wanting would
+                # only be checked, and warned about, again).
+                seqs, entries, _, _ = self._read_entries(conn, node_id, self._snapshot_token)
                 count = len(seqs)
                 columns = entries_to_columns(entries)
                 del entries
