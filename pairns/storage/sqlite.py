@@ -432,11 +432,20 @@ class _Database:
             raise StorageError(f"database has no node id: {self.path}; {RESTORE_HINT}")
         token = node.get(_SNAPSHOT_KEY)
         kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
+        started = time.perf_counter()
         with _collector_paused():
             seqs, entries, self._seq_of, self._uncovered = self._read_entries(
                 conn, node_id, token if isinstance(token, str) else None
             )
             rows = list(zip(seqs, entries, strict=True))
+        log.info(
+            "loaded %d rows (%d from the start-up snapshot, %d from the database) in %.2f s: %s",
+            len(rows),
+            max(0, len(rows) - self._uncovered),
+            self._uncovered,
+            time.perf_counter() - started,
+            self.path,
+        )
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
         self._last_seq = last_seq
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
