@@ -52,6 +52,7 @@ __all__ = [
     "Hello",
     "Item",
     "RequestRecord",
+    "estimate_records_size",
     "estimate_size",
 ]
 
@@ -495,11 +496,41 @@ def decode_contents(
     return items, records
 
 
+#: Bytes an entry adds to a batch's changes text besides its name, URI and metadata,
+#: at most: every number at its longest (seq, kind, two times, two HLCs, three node
+#: indexes, deleted) and the separators.
+_ENTRY_FIXED_BYTES = 150
+#: The same for a request record besides its id and result (the age, separators).
+_RECORD_FIXED_BYTES = 24
+
+
+def _json_bytes(text: str) -> int:
+    """UTF-8 bytes of *text* as a JSON string in a changes text (quotes included)."""
+    if text.isascii() and text.isprintable():
+        return len(text) + 2 + text.count('"') + text.count("\\")
+    return len(_encode_changes(text).encode())
+
+
 def estimate_size(entry: Entry) -> int:
-    """A cheap upper-bound-ish guess of an entry's JSON size (for cutting batches)."""
-    size = 120 + len(entry.name) + len(entry.owner) + len(entry.stamp.node)
-    if entry.uri is not None:
-        size += len(entry.uri)
-    if entry.meta is not None:
-        size += 64 if isinstance(entry.meta, int | float | bool) else len(repr(entry.meta))
+    """At least the bytes *entry* adds to a batch's changes text (UTF-8), for cutting
+    batches. The frame that carries the text escapes it once more, which at most
+    doubles it; the sender's budget is a third of a frame.
+
+    Metadata is measured encoded: counted in characters, 16,000 emoji (64,000 bytes)
+    counted as 16,000 and let a batch outgrow the frame limit.
+    """
+    size = _ENTRY_FIXED_BYTES + _json_bytes(entry.name)
+    uri, meta = entry.uri, entry.meta
+    size += 4 if uri is None else _json_bytes(uri)
+    size += 4 if meta is None else len(_encode_changes(meta).encode())
+    return size
+
+
+def estimate_records_size(records: Sequence[RequestRecord]) -> int:
+    """At least the bytes *records* add to a batch's changes text (UTF-8)."""
+    size = 0
+    for record in records:
+        result = record.result
+        size += _RECORD_FIXED_BYTES + _json_bytes(record.request_id)
+        size += 4 if result is None else len(_encode_changes(result).encode())
     return size

@@ -9,6 +9,7 @@ from pairns.namespace import HybridClock, Namespace
 from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.messages import Batch
 from pairns.replication.requests import RequestTable
+from pairns.wire.frames import encode_json
 
 
 def replica(node: str) -> Namespace:
@@ -209,3 +210,50 @@ def _all_pages(cursor: FeedCursor, size: int) -> list[Any]:
         rows.extend(page)
         start = page[-1][0]
     return rows
+
+
+def _frame_bytes(batch: Batch) -> int:
+    return len(encode_json(batch.to_wire()))
+
+
+def _all_batches(a: Namespace, requests: RequestTable, max_bytes: int) -> list[Batch]:
+    batches = []
+    start = 0
+    for _ in range(1_000):
+        batch = build_batch(
+            a, start=start, end=a.last_seq, ack=0, requests=requests, now=1.0, max_bytes=max_bytes
+        )
+        batches.append(batch)
+        start = batch.upto
+        if not batch.more:
+            return batches
+    raise AssertionError("the feed never ended")
+
+
+def test_large_unicode_metadata_stays_within_the_frame() -> None:
+    """16,000 emoji are 64,000 bytes of metadata (the limit is 64 KiB): counted in
+    characters, 25 of them went into one batch, a 1.4 MB frame against a 1 MiB limit,
+    and the link failed on that batch again and again."""
+    frame = 1 << 20
+    a = replica("a")
+    for i in range(40):
+        a.register(f":Default.n{i}", f"PYRO://h:1/o{i}")
+        a.set_meta(f":Default.n{i}", "\U0001f600" * 16_000)
+    batches = _all_batches(a, RequestTable(), max_bytes=frame // 3)
+    assert max(map(_frame_bytes, batches)) <= frame
+    sent = [item.entry.name for batch in batches for item in batch.items]
+    assert {f":Default.n{i}" for i in range(40)} <= set(sent)
+
+
+def test_long_request_ids_stay_within_the_frame_and_all_travel() -> None:
+    frame = 64 * 1024
+    a = replica("a")
+    requests = RequestTable()
+    for i in range(400):
+        changes = a.register(f":Default.n{i}", f"PYRO://h:1/o{i}")
+        requests.add(f"{i:04d}" + "\u00e9" * 250, None, changes.seqs[-1], now=0.0)
+    batches = _all_batches(a, requests, max_bytes=frame // 3)
+    assert max(map(_frame_bytes, batches)) <= frame
+    assert len(batches) > 2
+    travelled = [record.request_id[:4] for batch in batches for record in batch.requests]
+    assert travelled == [f"{i:04d}" for i in range(400)]

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pairns.namespace import Entry, Kind, Stamp
 from pairns.replication.messages import (
@@ -14,6 +16,8 @@ from pairns.replication.messages import (
     Hello,
     Item,
     RequestRecord,
+    encode_contents,
+    estimate_records_size,
     estimate_size,
 )
 
@@ -162,3 +166,62 @@ def test_estimate_grows_with_content() -> None:
     small = entry()
     big = Entry(":g.x", Kind.GROUP, None, {"k": "v" * 10_000}, 1.0, 2.0, "n", Stamp(1, "n"))
     assert estimate_size(big) > estimate_size(small) + 9_000
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@st.composite
+def _any_entry(draw: st.DrawFn) -> Entry:
+    node = draw(_text)
+    return Entry(
+        name=draw(_text),
+        kind=draw(st.sampled_from(Kind)),
+        uri=draw(st.none() | _text),
+        meta=draw(_json_values),
+        created=draw(st.floats(allow_nan=False, allow_infinity=False)),
+        modified=draw(st.floats(allow_nan=False, allow_infinity=False)),
+        owner=draw(st.just(node) | _text),
+        stamp=Stamp(draw(st.integers(1, 2**70)), node),
+        deleted=draw(st.booleans()),
+    )
+
+
+@given(_any_entry(), st.integers(1, 2**63 - 1), st.integers(0, 2**70), st.text(max_size=8))
+def test_estimate_size_bounds_what_an_entry_adds_to_a_batch(
+    entry: Entry, seq: int, seen_hlc: int, seen_node: str
+) -> None:
+    """Any names, URIs and metadata, any Unicode: the estimate is never below the bytes
+    the entry adds to the changes text (the node table aside: once per batch)."""
+    item = Item(seq, entry, Stamp(seen_hlc, seen_node))
+    added = len(encode_contents([item], []).encode()) - len(encode_contents([], []).encode())
+    table = {entry.owner, entry.stamp.node, seen_node}
+    table_bytes = sum(len(json.dumps(n, ensure_ascii=False).encode()) + 1 for n in table)
+    assert estimate_size(entry) >= added - table_bytes
+
+
+@given(
+    st.lists(
+        st.builds(
+            RequestRecord,
+            st.text(st.characters(codec="utf-8"), max_size=256),
+            _json_values,
+            st.floats(0, 1e6),
+        ),
+        max_size=5,
+    )
+)
+def test_estimate_records_size_bounds_what_records_add_to_a_batch(
+    records: list[RequestRecord],
+) -> None:
+    added = len(encode_contents([], records).encode()) - len(encode_contents([], []).encode())
+    assert estimate_records_size(records) >= added
