@@ -329,3 +329,20 @@ def test_duplicate_request_id_is_applied_once_even_after_failover(pair: Pair) ->
         with pytest.raises(NamingError, match="already exists"):
             p2.call("register", *args, request_id=uuid.uuid4().hex)
     wait_converged(n1, n2)
+
+
+def test_a_resync_of_large_unicode_metadata_fits_the_frames(pair: Pair) -> None:
+    """30 names with 64,000 bytes of emoji metadata each: counted in characters, they
+    made a 1.4 MB batch, over the 1 MiB frame limit, and the pair never formed."""
+    p1, p2 = free_ports(2)
+    n1 = pair.start("n1", p1, ["-1", f"{HOST}:{p2}"])
+    meta = "\U0001f600" * 16_000
+    with ns(n1) as c1:
+        for i in range(30):
+            c1.register(f":Default.big{i}", f"PYRO://127.0.0.1:1/o{i}")
+            c1.setMeta(f":Default.big{i}", meta)
+    n2 = pair.start("n2", p2, ["-2", f"{HOST}:{p1}"])
+    wait_link(n2, "paired")
+    wait_converged(n1, n2)
+    with ns(n2) as c2:
+        assert c2.getMeta(":Default.big29") == meta
