@@ -21,9 +21,12 @@ Sans-IO: this module turns columns into bytes and back; the storage reads and wr
 the file.
 
 File layout: :data:`MAGIC`, then a header line ``<length> <crc32>\\n`` of the payload,
-then the payload: ``marshal.dumps((meta, columns), 4)``, where *meta* is a dict (see
-:class:`Snapshot`) and *columns* one list per stored column (``seq`` first, then the
-fields of :meth:`pairns.namespace.entry.Entry.to_row`, with ``hlc`` as an int).
+then the payload: marshal objects (version 4) one after the other - a *meta* dict (see
+:class:`Snapshot`, plus ``count``, the number of rows), then the rows in chunks of at
+most :data:`CHUNK_ROWS`, each a tuple of one list per stored column (``seq`` first,
+then the fields of :meth:`pairns.namespace.entry.Entry.to_row`, with ``hlc`` as an
+int). In chunks so that a reader turns one chunk into entries before it loads the
+next: loaded at once, the columns of 100,000 rows left the process 5 MiB larger.
 """
 
 from __future__ import annotations
@@ -32,17 +35,30 @@ import marshal
 import math
 import operator
 import zlib
+from collections.abc import Iterator
 from sys import intern
 from typing import Any
 
 import attrs
 
-__all__ = ["COLUMNS", "MAGIC", "Snapshot", "SnapshotError", "decode", "encode"]
+__all__ = [
+    "CHUNK_ROWS",
+    "COLUMNS",
+    "MAGIC",
+    "Reader",
+    "Snapshot",
+    "SnapshotError",
+    "decode",
+    "encode",
+    "open_snapshot",
+]
 
 #: The first bytes of a snapshot file (the ``1`` is the format's version).
-MAGIC = b"pairns-snapshot 1\n"
+MAGIC = b"pairns-snapshot 2\n"
 #: Columns per snapshot: ``seq`` and the ten fields of a stored row.
 COLUMNS = 11
+#: Rows per chunk of the file.
+CHUNK_ROWS = 8192
 _MARSHAL_VERSION = 4
 _MAX_HEADER = 64
 
@@ -97,56 +113,132 @@ def encode(snapshot: Snapshot) -> bytes:
         ]
         for index in (_OWNER, _NODE):
             columns[index] = [intern(v) if type(v) is str else v for v in columns[index]]
-    meta = {"node_id": snapshot.node_id, "token": snapshot.token, "last_seq": snapshot.last_seq}
-    payload = marshal.dumps((meta, tuple(columns)), _MARSHAL_VERSION)
-    header = b"%d %d\n" % (len(payload), zlib.crc32(payload))
+    count = len(columns[0]) if columns else 0
+    meta: dict[str, Any] = {
+        "node_id": snapshot.node_id,
+        "token": snapshot.token,
+        "last_seq": snapshot.last_seq,
+        "count": count,
+    }
+    chunks = [
+        marshal.dumps(
+            tuple(column[start : start + CHUNK_ROWS] for column in columns), _MARSHAL_VERSION
+        )
+        for start in range(0, count, CHUNK_ROWS)
+    ]
+    meta["chunks"] = list(map(len, chunks))
+    head = marshal.dumps(meta, _MARSHAL_VERSION)
+    payload = b"".join([head, *chunks])
+    header = b"%d %d %d\n" % (len(payload), zlib.crc32(payload), len(head))
     return MAGIC + header + payload
 
 
 def decode(data: bytes) -> Snapshot:
-    """The snapshot held by *data* (raises :class:`SnapshotError`).
+    """The snapshot held by *data*, every chunk loaded (raises :class:`SnapshotError`)."""
+    reader = open_snapshot(data)
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(COLUMNS))
+    for chunk in reader.chunks():
+        for column, values in zip(columns, chunk, strict=True):
+            column.extend(values)
+    return Snapshot(
+        node_id=reader.node_id, token=reader.token, last_seq=reader.last_seq, columns=columns
+    )
 
-    Checks the framing, the checksum and the shape (every column as long as the
-    ``seq`` column, the ``seq`` values increasing and at most ``last_seq``); the
-    values themselves are checked when entries are made of them.
-    """
-    if not data.startswith(MAGIC):
+
+def open_snapshot(data: bytes | memoryview) -> Reader:
+    """A :class:`Reader` of *data* (a buffer: the storage maps the file, so that no
+    heap block of its size is made and freed): the framing, the checksum and the meta
+    checked (raises :class:`SnapshotError`); the rows are loaded by
+    :meth:`Reader.chunks`, which reads *data* until it ends."""
+    data = memoryview(data)
+    if data[: len(MAGIC)] != MAGIC:
         raise SnapshotError("not a pairns snapshot, or another version of the format")
-    end = data.find(b"\n", len(MAGIC), len(MAGIC) + _MAX_HEADER)
+    end = bytes(data[len(MAGIC) : len(MAGIC) + _MAX_HEADER]).find(b"\n")
     if end < 0:
         raise SnapshotError("damaged snapshot header")
+    end += len(MAGIC)
     try:
-        length_text, crc_text = data[len(MAGIC) : end].split(b" ")
-        length, crc = int(length_text), int(crc_text)
+        length_text, crc_text, head_text = bytes(data[len(MAGIC) : end]).split(b" ")
+        length, crc, head = int(length_text), int(crc_text), int(head_text)
     except ValueError:
         raise SnapshotError("damaged snapshot header") from None
-    payload = memoryview(data)[end + 1 :]
+    payload = data[end + 1 :]
     if len(payload) != length:
         raise SnapshotError(f"truncated snapshot ({len(payload)} of {length} bytes)")
     if zlib.crc32(payload) != crc:
         raise SnapshotError("snapshot checksum mismatch")
     try:
-        meta, columns = marshal.loads(payload)
-        node_id, token, last_seq = meta["node_id"], meta["token"], meta["last_seq"]
+        meta = marshal.loads(payload[:head])
+        node_id, token = meta["node_id"], meta["token"]
+        last_seq, count, sizes = meta["last_seq"], meta["count"], meta["chunks"]
     except (EOFError, ValueError, TypeError, KeyError) as exc:
         raise SnapshotError(f"unreadable snapshot ({exc})") from None
     if not (
         isinstance(node_id, str)
         and isinstance(token, str)
-        and isinstance(last_seq, int)
-        and isinstance(columns, tuple)
-        and len(columns) == COLUMNS
-        and all(isinstance(column, list) for column in columns)
+        and type(last_seq) is int
+        and type(count) is int
+        and count >= 0
+        and type(sizes) is list
+        and set(map(type, sizes)) <= {int}
+        and all(size > 0 for size in sizes)
+        and head + sum(sizes) == length
     ):
         raise SnapshotError("snapshot of an unexpected shape")
-    seqs = columns[0]
-    if any(len(column) != len(seqs) for column in columns):
-        raise SnapshotError("snapshot columns of different lengths")
-    if not set(map(type, seqs)) <= {int}:
-        raise SnapshotError("snapshot with a seq that is not an int")
-    if seqs:
-        if not all(map(operator.lt, seqs, seqs[1:])):
-            raise SnapshotError("snapshot rows out of order")
-        if seqs[0] < 1 or seqs[-1] > last_seq:
-            raise SnapshotError("snapshot rows outside its range")
-    return Snapshot(node_id=node_id, token=token, last_seq=last_seq, columns=columns)
+    return Reader(
+        node_id=node_id,
+        token=token,
+        last_seq=last_seq,
+        count=count,
+        payload=payload[head:],
+        sizes=sizes,
+    )
+
+
+@attrs.define
+class Reader:
+    """A snapshot file's meta, and its rows one chunk at a time (:meth:`chunks`)."""
+
+    node_id: str
+    token: str
+    last_seq: int
+    #: How many rows the file holds.
+    count: int
+    _payload: memoryview = attrs.field(alias="payload", repr=False)
+    _sizes: list[int] = attrs.field(alias="sizes", repr=False)
+
+    def chunks(self) -> Iterator[tuple[list[Any], ...]]:
+        """The rows, a tuple of columns per chunk; each chunk checked for its shape
+        (every column as long as the ``seq`` column, ``seq`` increasing across the
+        whole file, at least 1 and at most ``last_seq``) before it is yielded. Raises
+        :class:`SnapshotError` at the first fault (chunks already yielded were fine)."""
+        payload, last_seq = self._payload, self.last_seq
+        previous = 0
+        seen = 0
+        offset = 0
+        for size in self._sizes:
+            try:
+                chunk = marshal.loads(payload[offset : offset + size])
+            except (EOFError, ValueError, TypeError) as exc:
+                raise SnapshotError(f"unreadable snapshot ({exc})") from None
+            offset += size
+            if not (
+                isinstance(chunk, tuple)
+                and len(chunk) == COLUMNS
+                and all(type(column) is list for column in chunk)
+            ):
+                raise SnapshotError("snapshot of an unexpected shape")
+            seqs = chunk[0]
+            if not seqs or any(len(column) != len(seqs) for column in chunk):
+                raise SnapshotError("snapshot columns of different lengths")
+            if not set(map(type, seqs)) <= {int}:
+                raise SnapshotError("snapshot with a seq that is not an int")
+            if seqs[0] < 1 or seqs[-1] > last_seq:
+                raise SnapshotError("snapshot rows outside its range")
+            if seqs[0] <= previous or not all(map(operator.lt, seqs, seqs[1:])):
+                raise SnapshotError("snapshot rows out of order")
+            previous = seqs[-1]
+            seen += len(seqs)
+            yield chunk
+        if seen != self.count:
+            raise SnapshotError(f"snapshot holds other than its {self.count} rows")

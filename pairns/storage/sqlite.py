@@ -53,6 +53,7 @@ import gc
 import itertools
 import json
 import logging
+import mmap
 import operator
 import os
 import sqlite3
@@ -462,20 +463,23 @@ class _Database:
         Of two rows of one name (none should exist) the later is kept and the earlier
         deleted from the file.
         """
-        snap = self._read_snapshot(node_id, token) if token is not None else None
+        reader = self._read_snapshot(node_id, token) if token is not None else None
         after = 0
         seqs: list[int] = []
         entries: list[Entry] = []
-        if snap is not None:
+        # In chunks, from the snapshot as from the database: the values of a chunk
+        # are garbage once its entries exist, so the peak (and the arenas the process
+        # keeps afterwards) stays small.
+        if reader is not None:
             try:
-                entries = entries_from_columns(*snap.columns[1:])
-            except ValueError as exc:
+                for columns in reader.chunks():
+                    entries.extend(entries_from_columns(*columns[1:]))
+                    seqs.extend(columns[0])
+            except ValueError as exc:  # SnapshotError, or a value no entry holds
                 log.warning("ignoring the start-up snapshot (%s): %s", exc, self.snapshot_path)
                 return self._read_entries(conn, node_id, None)
-            seqs, after = snap.columns[0], snap.last_seq
-            del snap  # its columns are garbage once the entries exist
-        # In chunks: the values of a chunk are garbage once its entries exist, so the
-        # peak (and the arenas the process keeps afterwards) stays small.
+            after = reader.last_seq
+            del reader
         cursor = conn.execute(_SELECT_AFTER, (after,))
         read = 0
         while chunk := cursor.fetchmany(_LOAD_CHUNK):
@@ -527,12 +531,17 @@ class _Database:
         """Where the start-up snapshot of this database is kept."""
         return os.path.join(self.directory, SNAPSHOT_NAME)
 
-    def _read_snapshot(self, node_id: str, token: str) -> snapshot.Snapshot | None:
+    def _read_snapshot(self, node_id: str, token: str) -> snapshot.Reader | None:
         """The snapshot file, if it is the one the database names; else ``None``."""
         path = self.snapshot_path
         try:
             with open(path, "rb") as file:
-                data = file.read()
+                # Mapped rather than read: a 13 MB heap block made and freed raises
+                # glibc's mmap threshold, and the namespace's tables then fragment
+                # the heap (16 MiB more RSS with 100,000 names).
+                data: bytes | memoryview = b""
+                if os.fstat(file.fileno()).st_size:
+                    data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
         except FileNotFoundError:
             log.warning("the start-up snapshot is missing, reading every row: %s", path)
             return None
@@ -540,14 +549,14 @@ class _Database:
             log.warning("cannot read the start-up snapshot (%s): %s", os_reason(exc), path)
             return None
         try:
-            snap = snapshot.decode(data)
+            reader = snapshot.open_snapshot(data)
         except snapshot.SnapshotError as exc:
             log.warning("ignoring the start-up snapshot (%s): %s", exc, path)
             return None
-        if snap.node_id != node_id or snap.token != token:
+        if reader.node_id != node_id or reader.token != token:
             log.warning("ignoring a start-up snapshot of another database: %s", path)
             return None
-        return snap
+        return reader
 
     def _save_snapshot(self) -> None:
         """Write every row to a new snapshot file and point the database at it.

@@ -86,34 +86,74 @@ def test_any_flipped_payload_byte_is_caught_by_the_checksum(data: st.DataObject)
         decode(bytes(raw))
 
 
-def _framed(payload_value: Any) -> bytes:
-    """A well-framed file (right magic, length and checksum) holding anything."""
+def _framed(meta: Any, *chunks: Any, extra: bytes = b"") -> bytes:
+    """A well-framed file (right magic, lengths and checksum) holding any objects: *meta*
+    (given the chunks' sizes when it is a dict without them), then *chunks*."""
     import marshal
     import zlib
 
-    payload = marshal.dumps(payload_value, 4)
-    return MAGIC + b"%d %d\n" % (len(payload), zlib.crc32(payload)) + payload
+    blobs = [marshal.dumps(chunk, 4) for chunk in chunks]
+    if isinstance(meta, dict) and "chunks" not in meta:
+        meta = {**meta, "chunks": list(map(len, blobs))}
+    head = marshal.dumps(meta, 4)
+    payload = b"".join([head, *blobs]) + extra
+    return MAGIC + b"%d %d %d\n" % (len(payload), zlib.crc32(payload), len(head)) + payload
+
+
+_META = {"node_id": "n", "token": "t", "last_seq": 9, "count": 2}
+
+
+def _meta(**changes: Any) -> dict[str, Any]:
+    return {**_META, **changes}
 
 
 @pytest.mark.parametrize(
-    ("value", "message"),
+    ("values", "message"),
     [
-        ("just a string", "unreadable"),
-        (({"node_id": "n", "token": "t"}, ()), "unreadable"),
-        (({"node_id": "n", "token": "t", "last_seq": "9"}, ()), "unexpected shape"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([],) * 10), "unexpected shape"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([1, 2],) + ([0],) * 10), "lengths"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([2, 1],) * 11), "out of order"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([1, 1],) * 11), "out of order"),
-        (({"node_id": "n", "token": "t", "last_seq": 1}, ([1, 2],) * 11), "outside"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([0, 2],) * 11), "outside"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, (["1", 2],) * 11), "not an int"),
-        (({"node_id": "n", "token": "t", "last_seq": 9}, ([1, "2"],) * 11), "not an int"),
+        (("just a string",), "unreadable"),
+        (({"node_id": "n", "token": "t", "last_seq": 9},), "unreadable"),
+        ((_meta(last_seq="9"),), "unexpected shape"),
+        ((_meta(count=-1),), "unexpected shape"),
+        ((_meta(chunks=[10**6]), ([1, 2],) * 11), "unexpected shape"),
+        ((_meta(chunks=["1"]),), "unexpected shape"),
+        ((_meta(), ([1, 2],) * 10), "unexpected shape"),
+        ((_meta(), ([1, 2],) + ([0],) * 10), "lengths"),
+        ((_meta(), ([2, 1],) * 11), "out of order"),
+        ((_meta(), ([1, 1],) * 11), "out of order"),
+        ((_meta(count=4), ([1, 5],) * 11, ([3, 6],) * 11), "out of order"),
+        ((_meta(last_seq=1), ([1, 2],) * 11), "outside"),
+        ((_meta(), ([0, 2],) * 11), "outside"),
+        ((_meta(), (["1", 2],) * 11), "not an int"),
+        ((_meta(), ([1, "2"],) * 11), "not an int"),
+        ((_meta(count=3), ([1, 2],) * 11), "other than its 3 rows"),
+        ((_meta(count=1), ([1, 2],) * 11), "other than its 1 rows"),
     ],
 )
-def test_well_framed_but_wrong_contents_are_refused(value: object, message: str) -> None:
+def test_well_framed_but_wrong_contents_are_refused(values: tuple[Any, ...], message: str) -> None:
     with pytest.raises(SnapshotError, match=message):
-        decode(_framed(value))
+        decode(_framed(*values))
+
+
+def test_bytes_the_chunks_do_not_account_for_are_refused() -> None:
+    with pytest.raises(SnapshotError, match="unexpected shape"):
+        decode(_framed(_meta(), ([1, 2],) * 11, extra=b"x"))
+
+
+def test_rows_come_in_chunks_and_a_fault_stops_at_its_chunk() -> None:
+    count = snapshot_format.CHUNK_ROWS * 2 + 5
+    data = encode(_snapshot(count))
+    reader = snapshot_format.open_snapshot(data)
+    assert reader.count == count
+    sizes = [len(chunk[0]) for chunk in reader.chunks()]
+    assert sizes == [snapshot_format.CHUNK_ROWS, snapshot_format.CHUNK_ROWS, 5]
+    # The second chunk made out of order: the first is still given, then the error.
+    columns = _columns(count)
+    columns[0][snapshot_format.CHUNK_ROWS] = 1
+    reader = snapshot_format.open_snapshot(encode(_snapshot(count, columns=columns)))
+    chunks = reader.chunks()
+    assert len(next(chunks)[0]) == snapshot_format.CHUNK_ROWS
+    with pytest.raises(SnapshotError, match="out of order"):
+        next(chunks)
 
 
 # ----------------------------------------------------- the SQLite backend's use
