@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from itertools import repeat
+from itertools import compress, repeat
 
 import attrs
 
@@ -231,9 +231,9 @@ class View:
         entries were made (which keeps memory access sequential at start-up).
         """
         # The same rule as refresh, worked out top-down from the root: a group's limit
-        # (the stamp its children must beat) is found once for all its children, and
-        # a group whose children all beat it and none is deleted - nearly every
-        # group - is done with C-level passes over its children.
+        # (the stamp its children must beat) is found once for all its children; the
+        # children of a group that all beat it, none deleted - nearly every group -
+        # need no step each, and its objects are shown with C-level passes.
         entries = self.entries
         objects = self.objects
         objects.clear()
@@ -255,48 +255,40 @@ class View:
             if not any(map(get_deleted, got)) and min(map(get_hlc, map(get_stamp, got))) > (
                 limit.hlc
             ):
-                # Every child is self-visible.
-                self_ok.update(kids)
-                direct[group] = len(kids)
-                uris = list(map(get_uri, got))
-                kinds = list(map(get_kind, got))
-                if _GROUP not in kinds and None not in uris:
-                    objects.update(zip(kids, uris, strict=True))
-                    shown.update(zip(map(_slicer(cut), kids), repeat(1)))
-                    continue
-                for kid, kind, uri in zip(kids, kinds, uris, strict=True):
-                    if kind is _OBJECT and uri is not None:
-                        objects[kid] = uri
-                        shown[kid[cut:]] = 1
-                        continue
-                    shown[kid[cut:]] = 0
-                    shown_groups.append(kid)
-                    if kind is not _OBJECT and kid in kids_of:
+                visible_kids, visible = kids, got  # every child is self-visible
+            else:
+                visible_kids, visible = [], []
+                for kid, entry in zip(kids, got, strict=True):
+                    stamp = entry.stamp
+                    if entry.deleted:
+                        if kid in kids_of:
+                            stack.append((kid, stamp if newer(stamp, limit) else limit))
+                    elif newer(stamp, limit):
+                        visible_kids.append(kid)
+                        visible.append(entry)
+                    elif entry.kind is not _OBJECT and kid in kids_of:
+                        # Not visible itself; a live group still lets newer names through.
                         stack.append((kid, limit))
-                continue
-            count = 0
-            for kid, entry in zip(kids, got, strict=True):
-                stamp = entry.stamp
-                if entry.deleted:
-                    if kid in kids_of:
-                        stack.append((kid, stamp if newer(stamp, limit) else limit))
-                    continue
-                if not newer(stamp, limit):
-                    # Not visible itself; a live group still lets newer names through.
-                    if entry.kind is not _OBJECT and kid in kids_of:
-                        stack.append((kid, limit))
-                    continue
-                count += 1
-                self_ok.add(kid)
-                if entry.kind is _OBJECT and entry.uri is not None:
-                    objects[kid] = entry.uri
-                    shown[kid[cut:]] = 1
-                    continue
-                shown[kid[cut:]] = 0
-                shown_groups.append(kid)
-                if entry.kind is not _OBJECT and kid in kids_of:
-                    stack.append((kid, limit))
-            direct[group] = count
+            self_ok.update(visible_kids)
+            direct[group] = len(visible_kids)
+            uris = list(map(get_uri, visible))
+            kinds = list(map(get_kind, visible))
+            if _GROUP in kinds or None in uris:
+                # Shown as groups: groups (walked in turn) and objects without a URI.
+                is_object = [
+                    kind is _OBJECT and uri is not None
+                    for kind, uri in zip(kinds, uris, strict=True)
+                ]
+                for kid, kind, shown_as_object in zip(visible_kids, kinds, is_object, strict=True):
+                    if not shown_as_object:
+                        shown[kid[cut:]] = 0
+                        shown_groups.append(kid)
+                        if kind is not _OBJECT and kid in kids_of:
+                            stack.append((kid, limit))
+                visible_kids = list(compress(visible_kids, is_object))
+                uris = list(compress(uris, is_object))
+            objects.update(zip(visible_kids, uris, strict=True))
+            shown.update(zip(map(_slicer(cut), visible_kids), repeat(1)))
         # support: how many self-visible names each group but the root has below it,
         # summed from the leaves up (walked lists descendants after their ancestors).
         support: dict[str, int] = {}
