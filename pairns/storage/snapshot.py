@@ -20,13 +20,14 @@ warning, and the rows are read from the database instead.
 Sans-IO: this module turns columns into bytes and back; the storage reads and writes
 the file.
 
-File layout: :data:`MAGIC`, then a header line ``<length> <crc32>\\n`` of the payload,
-then the payload: marshal objects (version 4) one after the other - a *meta* dict (see
-:class:`Snapshot`, plus ``count``, the number of rows), then the rows in chunks of at
-most :data:`CHUNK_ROWS`, each a tuple of one list per stored column (``seq`` first,
-then the fields of :meth:`pairns.namespace.entry.Entry.to_row`, with ``hlc`` as an
-int). In chunks so that a reader turns one chunk into entries before it loads the
-next: loaded at once, the columns of 100,000 rows left the process 5 MiB larger.
+File layout: :data:`MAGIC`, then a header line ``<length> <crc32> <meta length>\\n``
+(of the payload), then the payload: marshal objects (version 4) one after the other -
+a *meta* dict (see :class:`Snapshot`, plus ``count``, the number of rows, and
+``chunks``, the byte length of each chunk), then the rows in chunks of at most
+:data:`CHUNK_ROWS`, each a tuple of one list per stored column (``seq`` first, then
+the fields of :meth:`pairns.namespace.entry.Entry.to_row`, with ``hlc`` as an int).
+A reader turns one chunk into entries before it loads the next, so the columns of
+every row are never alive at once.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ __all__ = [
     "open_snapshot",
 ]
 
-#: The first bytes of a snapshot file (the ``1`` is the format's version).
+#: The first bytes of a snapshot file (the ``2`` is the format's version).
 MAGIC = b"pairns-snapshot 2\n"
 #: Columns per snapshot: ``seq`` and the ten fields of a stored row.
 COLUMNS = 11

@@ -538,7 +538,7 @@ class _Database:
             with open(path, "rb") as file:
                 # Mapped rather than read: a 13 MB heap block made and freed raises
                 # glibc's mmap threshold, and the namespace's tables then fragment
-                # the heap (16 MiB more RSS with 100,000 names).
+                # the heap (14 MiB more RSS with 100,000 names).
                 data: bytes | memoryview = b""
                 if os.fstat(file.fileno()).st_size:
                     data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
