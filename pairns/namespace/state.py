@@ -104,7 +104,6 @@ tombstones; any other batch takes the per-entry path.
 from __future__ import annotations
 
 import bisect
-import gc
 import itertools
 import json
 import operator
@@ -114,6 +113,7 @@ from typing import Any
 
 import attrs
 
+from pairns import _collector as collector
 from pairns import names
 from pairns.errors import NamingError, URIError
 from pairns.namespace._fields import get_deleted, get_hlc, get_name, get_stamp
@@ -373,13 +373,8 @@ class Namespace:
         """
         # A bulk load makes ~10 long-lived objects per entry; the cyclic collector
         # would rescan them all several times (a third of the load time), for no gain.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector.paused():
             self._load(rows, last_seq)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def _load(self, rows: Iterable[tuple[int, Entry]], last_seq: int) -> None:
         ordered = sorted(rows, key=_first)  # storage hands them sorted: one linear pass
@@ -620,17 +615,12 @@ class Namespace:
             return changes
         # Merging makes a dozen long-lived objects per entry: as in load, the cyclic
         # collector would rescan the growing namespace again and again, for no gain.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector.paused():
             if self._bulk_eligible(pairs):
                 self._merge_bulk(pairs, changes)
             else:
                 for entry, seen in pairs:
                     self._merge_one(entry, seen, changes)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         return changes
 
     def _bulk_eligible(self, pairs: _Merges) -> bool:

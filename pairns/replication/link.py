@@ -33,19 +33,19 @@ the twin is away.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import operator
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import attrs
 import trio
 
+from pairns import _collector as collector
 from pairns.errors import (
     ConnectionClosedError,
     ConnectionDeniedError,
@@ -288,27 +288,14 @@ _item_seen = operator.attrgetter("seen")
 GC_HOLD_MAX = 10.0
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic collector while one batch is built and encoded, or parsed and
-    merged (synchronous).
-
-    A resync batch makes tens of thousands of objects. On the receiver they all live
-    on (entries, stamps, request records): the collector would only rescan them, and
-    the growing namespace with them, again and again (as in ``Namespace.load``). On the
-    sender they are garbage as soon as the batch is encoded, and freed by reference
-    counting; but while the batch is built they survive enough young collections to
-    reach the oldest generation, and that growth triggers full collections over the
-    whole namespace every few batches.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+# The collector is paused while one batch is built and encoded, or parsed and merged
+# (synchronous). A resync batch makes tens of thousands of objects. On the receiver
+# they all live on (entries, stamps, request records): the collector would only rescan
+# them, and the growing namespace with them, again and again (as in
+# ``Namespace.load``). On the sender they are garbage as soon as the batch is encoded,
+# and freed by reference counting; but while the batch is built they survive enough
+# young collections to reach the oldest generation, and that growth triggers full
+# collections over the whole namespace every few batches.
 
 
 @attrs.define(eq=False)
@@ -802,7 +789,7 @@ class Replicator:
     async def _pusher(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
         while True:
             await link.wait_news(self.heartbeat)
-            with _gc_paused():  # what it makes is garbage once encoded (see _gc_paused)
+            with collector.paused():  # garbage once encoded (see the note on pausing)
                 batch = link.next_batch()
                 wire = batch.to_wire()
             await proxy.oneway("push", session, wire)
@@ -833,7 +820,7 @@ class Replicator:
     async def _merger(self, receive: trio.MemoryReceiveChannel[Any], link: _Link) -> None:
         async with receive:
             async for reply in receive:
-                with _gc_paused():
+                with collector.paused():
                     try:
                         batch = Batch.from_wire(reply)
                     except ValueError as exc:
@@ -967,7 +954,7 @@ class Replicator:
             return  # a stale connection: the dialler finds out on its next poll
         link = session.link
         try:
-            with _gc_paused():
+            with collector.paused():
                 batch = Batch.from_wire(raw)
                 link.receive(batch)
         except (LinkFailed, ValueError) as exc:
@@ -1001,7 +988,7 @@ class Replicator:
             if link.closed:
                 raise NamingError("peer session closed; reconnect")
             link.contact()
-            with _gc_paused():  # what it makes is garbage once encoded (see _gc_paused)
+            with collector.paused():  # garbage once encoded (see the note on pausing)
                 return link.next_batch().to_wire()
         finally:
             session.polling = False

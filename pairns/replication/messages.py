@@ -15,16 +15,17 @@ raise ``ValueError`` for anything a pairns node does not send (the link then dro
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import operator
 from collections.abc import Sequence
+from contextlib import nullcontext
 from sys import intern
 from typing import Any, NamedTuple
 
 import attrs
 
+from pairns import _collector as collector
 from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
 from pairns.namespace._fields import (
     get_created,
@@ -281,14 +282,9 @@ class Batch:
                 raise ValueError("invalid batch contents")
             # A resync batch makes a dozen objects per change, all kept: pausing the
             # cyclic collector meanwhile (as Namespace.load does) saves it rescanning them.
-            gc_paused = len(text) >= _GC_PAUSE_TEXT and gc.isenabled()
-            if gc_paused:
-                gc.disable()
-            try:
+            pause = collector.paused() if len(text) >= _GC_PAUSE_TEXT else nullcontext()
+            with pause:
                 items, requests = decode_contents(text, start, upto)
-            finally:
-                if gc_paused:
-                    gc.enable()
         return cls(
             start=start,
             upto=upto,

@@ -11,7 +11,6 @@ twin answers such a retry too. No IO and no clock of its own (``now`` is passed 
 from __future__ import annotations
 
 import bisect
-import gc
 import itertools
 import operator
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from typing import Any, Final
 
 import attrs
 
+from pairns import _collector as collector
 from pairns.replication.messages import RequestRecord
 
 __all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestTable"]
@@ -119,9 +119,7 @@ class RequestTable:
         young = [row for row in stored if row[2] >= oldest][-self.max_size :]
         if not young:
             return
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector.paused():
             records = self._records
             if records:
                 young = [row for row in young if row[0] not in records]
@@ -129,9 +127,6 @@ class RequestTable:
             new_index = [(seq, rid) for rid, seq, _ in young]
             self._by_seq = sorted(self._by_seq + new_index) if self._by_seq else new_index
             self._trim(now)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def between(self, low: int, high: int, now: float) -> list[RequestRecord]:
         """Records of local writes at feed positions in ``(low, high]``."""
