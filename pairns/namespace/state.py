@@ -120,9 +120,10 @@ from pairns.namespace._fields import get_deleted, get_hlc, get_name, get_stamp
 from pairns.namespace.changes import ChangeSet, Conflict
 from pairns.namespace.digest import DIGEST_MODULUS, entry_hash, format_digest
 from pairns.namespace.entry import Entry, Kind
-from pairns.namespace.stamps import ZERO_STAMP, HybridClock, Stamp
+from pairns.namespace.stamps import BOOTSTRAP_HLC, ZERO_STAMP, HybridClock, Stamp
 from pairns.namespace.visibility import View, depth, newer, parent_of, upper_ancestors
 from pairns.uri import URI
+from pairns.uri import is_canonical as is_canonical_uri
 
 __all__ = ["BULK_MERGE_MIN", "MAX_META_BYTES", "ChangeSet", "Conflict", "Namespace"]
 
@@ -135,6 +136,7 @@ MAX_META_BYTES = 64 * 1024
 BULK_MERGE_MIN = 256
 
 _ROOT = names.ROOT
+_INF = float("inf")
 _SEP = names.SEP
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
@@ -433,6 +435,10 @@ class Namespace:
         self._pending = weakref.WeakSet()
         self._view.rebuild(kids_of)
         self._version += 1
+        # The clock never runs below a stamp this node holds (a restarted node whose
+        # wall clock is behind would otherwise stamp its writes below what they replace).
+        if entries:
+            self.clock.observe(Stamp(max(map(get_hlc, map(get_stamp, entries.values()))), ""))
 
     def undo(self, changes: ChangeSet) -> None:
         """Put back what *changes* replaced (its commit failed). Idempotent."""
@@ -466,10 +472,14 @@ class Namespace:
         and the default group (with its parent groups). Names in the way (say an object
         registered as ``:Default``) are left alone, as Pyro 3 did."""
         changes = self._new_changes()
-        stamp = self.clock.tick()
+        # A name with no entry at all gets the lowest stamp a real entry can have: it
+        # never supersedes what the twin holds for it (a node restarted empty would
+        # otherwise wipe the metadata set on these groups, on both nodes). A group the
+        # clients deleted (a tombstone) is made again by a real write above it.
+        lowest = Stamp(BOOTSTRAP_HLC, self.node_id)
         now = self.clock.now()
         if _ROOT not in self._entries:
-            self._apply(self._new_entry(_ROOT, _GROUP, None, None, stamp, now), changes)
+            self._apply(self._new_entry(_ROOT, _GROUP, None, None, lowest, now), changes)
         wanted = [":Pyro", *upper_ancestors(self.default_group), self.default_group]
         for group in dict.fromkeys(g for g in wanted if g != _ROOT):
             if self.kind_of(group) is not None:
@@ -478,6 +488,8 @@ class Namespace:
                 self._check_parent(group)
             except NamingError:
                 continue
+            old = self._entries.get(group)
+            stamp = lowest if old is None else self.clock.tick_above(old.stamp)
             self._write_live(self._new_entry(group, _GROUP, None, None, stamp, now), changes)
         return changes
 
@@ -542,9 +554,11 @@ class Namespace:
         if kind is _OBJECT:
             raise NamingError("is no group", name)
         old = self._entries[name]
+        doomed = [d for d in self._view.descendants(name) if not self._entries[d].deleted]
+        for descendant in doomed:
+            self.clock.observe(self._entries[descendant].stamp)
         tomb = self._tombstone(old, _GROUP)
         changes = self._new_changes()
-        doomed = [d for d in self._view.descendants(name) if not self._entries[d].deleted]
         doomed.sort(key=depth, reverse=True)
         for descendant in doomed:
             self._apply(attrs.evolve(tomb, name=descendant), changes)
@@ -559,7 +573,7 @@ class Namespace:
         value = _checked_meta(name, meta)
         old = self._entries.get(name)
         changes = self._new_changes()
-        stamp = self.clock.tick()
+        stamp = self.clock.tick() if old is None else self.clock.tick_above(old.stamp)
         now = self.clock.now()
         if old is None:  # the root before bootstrap()
             entry = self._new_entry(name, _GROUP, None, value, stamp, now)
@@ -832,7 +846,7 @@ class Namespace:
         return Entry(name, kind, uri, meta, now, now, self.node_id, stamp)
 
     def _tombstone(self, old: Entry, kind: Kind) -> Entry:
-        stamp = self.clock.tick()
+        stamp = self.clock.tick_above(old.stamp)
         return Entry(
             name=old.name,
             kind=kind,
@@ -848,7 +862,8 @@ class Namespace:
     def _create(self, name: str, kind: Kind, uri: str | None) -> ChangeSet:
         """A new live entry for *name* (already validated), as its own change set."""
         changes = self._new_changes()
-        stamp = self.clock.tick()
+        old = self._entries.get(name)  # a tombstone, or a hidden entry
+        stamp = self.clock.tick() if old is None else self.clock.tick_above(old.stamp)
         self._write_live(self._new_entry(name, kind, uri, None, stamp, self.clock.now()), changes)
         return changes
 
@@ -1011,21 +1026,56 @@ def _checked_meta(name: str, meta: Any) -> Any:
     return json.loads(text)
 
 
+#: Longest node id accepted from a twin (pairns makes 32 hex digits).
+MAX_NODE_ID_LENGTH = 256
+
+
 def _check_remote_entry(entry: Entry) -> None:
-    """Refuse entries no pairns node writes (the peer is buggy or hostile)."""
-    if not isinstance(entry, Entry):
+    """Refuse entries no pairns node writes (the peer is buggy or hostile): what a
+    client write could not have made, checked as strictly as the client path does.
+    Raises ``ValueError`` saying what is wrong."""
+    if type(entry) is not Entry:
         raise ValueError(f"not an entry: {entry!r}")
-    if not names.is_absolute_valid(entry.name):
-        raise ValueError(f"entry with an invalid name: {entry.name!r}")
-    if entry.name == _ROOT and (entry.deleted or entry.kind is not _GROUP):
+    name = entry.name
+    if not names.is_absolute_valid(name):
+        raise ValueError(f"entry with an invalid name: {name!r}")
+    if name == _ROOT and (entry.deleted or entry.kind is not _GROUP):
         raise ValueError("the root can only be a live group")
-    if not entry.deleted:
-        if entry.kind is _OBJECT and not (isinstance(entry.uri, str) and entry.uri):
-            raise ValueError(f"object entry without a URI: {entry.name!r}")
-        if entry.kind is _GROUP and entry.uri is not None:
-            raise ValueError(f"group entry with a URI: {entry.name!r}")
-    if entry.stamp.hlc <= 0 or not isinstance(entry.stamp.node, str):
-        raise ValueError(f"entry with an invalid stamp: {entry.name!r}")
+    kind, uri, meta = entry.kind, entry.uri, entry.meta
+    if kind is not _GROUP and kind is not _OBJECT:
+        raise ValueError(f"entry of an unknown kind: {name!r}")
+    if entry.deleted:
+        if uri is not None or meta is not None:
+            raise ValueError(f"tombstone with a URI or metadata: {name!r}")
+    elif kind is _OBJECT:
+        if not is_canonical_uri(uri):
+            raise ValueError(f"object entry without a URI, or an invalid one: {name!r}: {uri!r}")
+    elif uri is not None:
+        raise ValueError(f"group entry with a URI: {name!r}")
+    if meta is not None:
+        try:
+            _checked_meta(name, meta)
+        except NamingError as exc:
+            raise ValueError(f"entry with {exc.args[0]}: {name!r}") from None
+    created, modified = entry.created, entry.modified
+    if not (
+        type(created) is float
+        and type(modified) is float
+        and 0.0 <= created < _INF
+        and 0.0 <= modified < _INF
+    ):
+        raise ValueError(f"entry with invalid times: {name!r}: {created!r}, {modified!r}")
+    stamp, owner = entry.stamp, entry.owner
+    if type(stamp) is not Stamp or type(stamp.hlc) is not int or stamp.hlc <= 0:
+        raise ValueError(f"entry with an invalid stamp: {name!r}")
+    node = stamp.node
+    if (
+        type(node) is not str
+        or not 0 < len(node) <= MAX_NODE_ID_LENGTH
+        or type(owner) is not str
+        or not 0 < len(owner) <= MAX_NODE_ID_LENGTH
+    ):
+        raise ValueError(f"entry with an invalid node id: {name!r}")
 
 
 def _index_child(children: dict[str, set[str]], name: str) -> None:
