@@ -121,6 +121,15 @@ class Config:
     ns2_port: int = attrs.field(default=9091, validator=_check_port)
     ack: str = attrs.field(default="local", validator=_check_ack)
     peer_timeout: float = attrs.field(default=2.0, validator=_check_positive)
+    #: The secret the twin must prove on the peer link (default: ``identification``).
+    pair_secret: str | None = attrs.field(default=None, repr=False)
+    #: How far ahead of this node's wall clock a stamp from the twin may be (seconds).
+    max_clock_skew: float = attrs.field(default=60.0, validator=_check_positive)
+
+    @property
+    def effective_pair_secret(self) -> str | None:
+        """What the twin proves: the pair secret, else the identification, else None."""
+        return self.pair_secret if self.pair_secret is not None else self.identification
 
     @property
     def twin_address(self) -> tuple[str, int] | None:
@@ -179,6 +188,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], tuple[type, ...]]] = {
     "PYRO_NS2_PORT": ("ns2_port", int, (int,)),
     "PYRO_NS_ACK": ("ack", str, (str,)),
     "PYRO_NS_PEER_TIMEOUT": ("peer_timeout", float, (int, float)),
+    "PYRO_NS_PAIR_SECRET": ("pair_secret", _parse_optional_str, (str,)),
+    "PYRO_NS_MAX_CLOCK_SKEW": ("max_clock_skew", float, (int, float)),
 }
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from pairns import names
 from pairns.config import Config
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
+from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
 from pairns.replication.requests import RequestTable
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
@@ -101,14 +102,27 @@ def _write_uri_file(path: Path, uri: URI) -> None:
 
 
 @asynccontextmanager
-async def open_node(config: Config) -> AsyncIterator[Node]:
-    """Start a node; yields it once it listens, stops it when the block ends."""
+async def open_node(
+    config: Config, *, wall_clock: Callable[[], float] | None = None
+) -> AsyncIterator[Node]:
+    """Start a node; yields it once it listens, stops it when the block ends.
+
+    *wall_clock* (default :func:`time.time`) is the node's wall clock: its version
+    stamps, the times of its entries and the clock-skew bound read it (tests give a
+    node a wrong clock this way).
+    """
     storage_path = config.database_path if config.persistent else None
     async with open_storage(storage_path) as storage:
         loaded = await storage.open()
-        clock = HybridClock(loaded.node_id)
+        clock = HybridClock(loaded.node_id, wall_clock or time.time)
         namespace = Namespace(loaded.node_id, clock, default_group=config.default_group)
         namespace.load(loaded.rows, loaded.last_seq)
+        # This run numbers its changes from here on: the twin's claims on this node's
+        # feed are checked against the list of runs (see feed_history).
+        history = FeedHistory.from_text(loaded.kv.get(KV_FEED_HISTORY)).started(
+            new_incarnation_id(), loaded.last_seq + 1
+        )
+        await storage.set_kv(KV_FEED_HISTORY, history.to_text())
         boot = namespace.bootstrap()
         if boot.rows:
             await storage.commit(boot.rows)
@@ -138,8 +152,18 @@ async def open_node(config: Config) -> AsyncIterator[Node]:
                 requests=requests,
                 kv=loaded.kv,
                 max_frame_size=config.max_frame_size,
+                pair_secret=config.pair_secret,
+                history=history,
+                max_clock_skew=config.max_clock_skew,
             )
-            daemon.register(replicator.endpoint, PEER_OBJECT_ID)
+            daemon.register(replicator.endpoint, PEER_OBJECT_ID, with_connection=True)
+            if config.effective_pair_secret is None:
+                log.warning(
+                    "paired without an identification or pair secret: any process that "
+                    "can connect from the twin's address (%s) is trusted as the twin; "
+                    "use -i or PYRO_NS_PAIR_SECRET",
+                    twin[0],
+                )
         async with trio.open_nursery() as nursery:
             node_box: list[Node] = []
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
+import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -78,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="acknowledge writes once durable here (local, the default) or once the "
         "connected twin has applied them too (twin) - PYRO_NS_ACK",
     )
+    p.add_argument(
+        "--pair-secret",
+        metavar="SECRET",
+        help="the secret the twin must prove on the peer link (default: the -i "
+        "identification) - PYRO_NS_PAIR_SECRET; prefer the environment variable, which "
+        "other users cannot see in the process list",
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging")
     p.add_argument("--config", metavar="FILE", help="TOML configuration file (PYRO_* keys)")
     return p
@@ -107,19 +117,41 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
         overrides["twin"] = args.second or None
     if args.ack is not None:
         overrides["ack"] = args.ack
+    if args.pair_secret is not None:
+        overrides["pair_secret"] = args.pair_secret
     # -p is applied last: for a -2 node PYRO_NS_PORT names where its twin serves.
     config = load_config(args.config, env=env, overrides=overrides)
     return resolve_pairing(config, listen_port=args.port)
 
 
-async def _serve(config: Config) -> None:
+#: A testing hook: seconds added to this node's wall clock (stamps, times, the skew
+#: bound), so tests and the chaos suite can run a node whose clock is wrong.
+CLOCK_OFFSET_ENV = "PAIRNS_CLOCK_OFFSET"
+
+
+def clock_offset(env: dict[str, str] | os._Environ[str] | None = None) -> float:
+    """The wall-clock offset :data:`CLOCK_OFFSET_ENV` asks for (0 when unset)."""
+    text = (os.environ if env is None else env).get(CLOCK_OFFSET_ENV, "")
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"environment variable {CLOCK_OFFSET_ENV}: not a number: {text!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"environment variable {CLOCK_OFFSET_ENV}: not finite: {text!r}")
+    return value
+
+
+async def _serve(config: Config, offset: float = 0.0) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # Start-up makes about ten objects per stored name. With the collector on,
         # each pass over them is work for nothing (they all stay alive): several
         # passes, 0.1-0.2 s with 100,000 names.
         gc.disable()
+        wall_clock = None if not offset else (lambda: time.time() + offset)
         try:
-            async with open_node(config) as node:
+            async with open_node(config, wall_clock=wall_clock) as node:
                 # Everything alive now (modules, the loaded namespace) stays alive:
                 # keep it out of the collector's full passes, which otherwise stall
                 # the event loop for tens of milliseconds and show up as replication
@@ -128,13 +160,15 @@ async def _serve(config: Config) -> None:
                 # loads free their garbage by reference counting).
                 gc.freeze()
                 gc.enable()
-                await _run(config, node, signals)
+                await _run(config, node, signals, offset)
         finally:
             gc.enable()
     print("pairns name server stopped", flush=True)
 
 
-async def _run(config: Config, node: Node, signals: AsyncIterator[int]) -> None:
+async def _run(
+    config: Config, node: Node, signals: AsyncIterator[int], offset: float = 0.0
+) -> None:
     host, port = node.address
     mode = f"persistent ({config.database_path})" if config.persistent else "in memory"
     lines = [
@@ -146,6 +180,9 @@ async def _run(config: Config, node: Node, signals: AsyncIterator[int]) -> None:
         else "identification: NOT required (anyone may connect; use -i to require one)",
         f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
         _pairing_line(config),
+        *_peer_trust_lines(config),
+        *([f"wall clock: offset by {offset:+g} s ({CLOCK_OFFSET_ENV}, a testing hook)"]
+          if offset else []),
         f"URI file: {config.uri_path.resolve()}",
     ]
     for line in lines:
@@ -173,10 +210,25 @@ def _pairing_line(config: Config) -> str:
     )
 
 
+def _peer_trust_lines(config: Config) -> list[str]:
+    if config.role == 0:
+        return []
+    if config.pair_secret is not None:
+        return ["peer link: the twin must prove the pair secret (PYRO_NS_PAIR_SECRET)"]
+    if config.identification is not None:
+        return ["peer link: the twin must prove the identification"]
+    host = config.twin_address[0] if config.twin_address else "?"
+    return [
+        f"peer link: NO secret - any process that can connect from the twin's address "
+        f"({host}) is trusted as the twin; use -i or PYRO_NS_PAIR_SECRET"
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pairns``; returns the exit code."""
     try:
         config = config_from_args(argv)
+        offset = clock_offset()
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        trio.run(_serve, config)
+        trio.run(_serve, config, offset)
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:

@@ -33,7 +33,10 @@ the twin is away.
 
 from __future__ import annotations
 
+import datetime
 import gc
+import ipaddress
+import json
 import logging
 import operator
 import time
@@ -54,7 +57,11 @@ from pairns.errors import (
     PairnsError,
     StorageError,
 )
-from pairns.namespace import ChangeSet, Conflict, Entry, Namespace
+from pairns.namespace import ChangeSet, Conflict, Entry, Kind, Namespace
+from pairns.namespace._fields import get_hlc, get_stamp
+from pairns.namespace.stamps import COUNTER_BITS, max_skew_hlc
+from pairns.replication import auth
+from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -75,6 +82,7 @@ from pairns.replication.state import (
     Positions,
 )
 from pairns.rpc import AsyncProxy
+from pairns.rpc.context import ConnectionInfo, current_connection
 from pairns.storage import Storage
 
 __all__ = [
@@ -85,6 +93,7 @@ __all__ = [
     "Replicator",
     "TwinOrigin",
     "build_batch",
+    "describe_version",
 ]
 
 log = logging.getLogger("pairns.replication")
@@ -96,6 +105,19 @@ PEER_OBJECT_ID: Final = "Pyro.NameServer.Peer"
 KV_TWIN_ID: Final = "twin.node_id"
 KV_APPLIED: Final = "twin.applied"
 KV_ACKED: Final = "twin.acked"
+#: The twin's incarnation (run) that ``twin.applied`` was last heard from.
+KV_TWIN_INCARNATION: Final = "twin.incarnation"
+
+#: Default of ``PYRO_NS_MAX_CLOCK_SKEW``: how far ahead of this node's wall clock a stamp
+#: from the twin may be (CockroachDB bounds its maximum clock offset the same way).
+DEFAULT_MAX_CLOCK_SKEW: Final = 60.0
+
+#: Longest pause of the ``-1`` node's probes of an absent twin: they find a twin that
+#: came back (and wake its dialling) within about this long.
+PROBE_MAX_BACKOFF: Final = 1.0
+
+#: Key of the per-connection state the peer endpoint keeps (ConnectionInfo.attributes).
+_AUTH_KEY: Final = "pairns.twin"
 
 #: Heartbeats per peer timeout: a twin is dropped after missing about this many.
 HEARTBEATS_PER_TIMEOUT: Final = 4
@@ -308,6 +330,8 @@ class _Counters:
     drops: int = 0
     degraded_acks: int = 0
     twin_acks: int = 0
+    skew_refusals: int = 0
+    refused_peer_calls: int = 0
 
 
 class _Link:
@@ -333,7 +357,11 @@ class _Link:
         self.cancel_scope = trio.CancelScope()
         self.sent_caught_up = False
         self.received_caught_up = False
+        # Merged batches not durable yet, in arrival order: waiting for the committer
+        # (_pending) or being written by it (_committing). ``applied`` (what the twin
+        # is told this node holds) moves only past what is durable.
         self._pending: list[tuple[int, ChangeSet]] = []
+        self._committing: list[tuple[int, ChangeSet]] = []
         self._pending_event = trio.Event()
         self.last_ack_sent = -1
         # When the collector was paused for this link's catch-up stream (see hold_gc).
@@ -360,8 +388,10 @@ class _Link:
             if not batch.more:
                 self._caught_up_received()
             return
+        items = batch.items
+        if items:
+            self.check_skew(items)
         try:
-            items = batch.items
             pairs = list(zip(map(_item_entry, items), map(_item_seen, items), strict=True))
             changes = rep.namespace.merge_pairs(pairs)
         except ValueError as exc:
@@ -372,7 +402,7 @@ class _Link:
         positions.on_received(batch.upto)
         rep.counters.entries_received += len(batch.items)
         rep.counters.batches_received += 1
-        if rep.durable and (changes.entries or self._pending):
+        if rep.durable and (changes.entries or self._pending or self._committing):
             # Durable (and acknowledged) in order: behind any batch still being stored.
             self._pending.append((batch.upto, changes))
             self._pending_event.set()
@@ -382,6 +412,26 @@ class _Link:
             rep.changed()
         if not batch.more:
             self._caught_up_received()
+
+    def check_skew(self, items: tuple[Item, ...]) -> None:
+        """Refuse a batch holding a stamp further ahead of this node's wall clock than
+        the maximum clock skew: merging it would drag this node's clock (and every
+        stamp it makes) that far ahead, and a hostile twin could stamp a deletion
+        years ahead so that nothing could ever replace it."""
+        rep = self.rep
+        top = max(map(get_hlc, map(get_stamp, map(_item_entry, items))))
+        now = rep.namespace.clock.physical()
+        if top <= now + rep.max_skew_hlc:
+            return
+        rep.counters.skew_refusals += 1
+        ahead = ((top - now) >> COUNTER_BITS) / 1000
+        reason = (
+            f"refused a batch from the twin: a change stamped {ahead:.1f} s ahead of this "
+            f"node's clock, more than the maximum clock skew ({rep.max_clock_skew:g} s, "
+            "PYRO_NS_MAX_CLOCK_SKEW); is one of the two clocks wrong?"
+        )
+        log.error("%s", reason)
+        raise LinkFailed(reason)
 
     def hold_gc(self, more: bool) -> None:
         """Keep the cyclic collector paused while the twin streams a backlog.
@@ -434,18 +484,33 @@ class _Link:
                 await self._pending_event.wait()
                 continue
             batch, self._pending = self._pending, []
+            self._committing = batch
             rows: list[Any] = []
             for _, changes in batch:
                 rows.extend(changes.rows)
             try:
                 await rep.storage.commit(rows)
             except StorageError as exc:
-                for _, changes in reversed(batch):
-                    rep.namespace.undo(changes)
-                raise LinkFailed(f"cannot store what the twin sent: {exc}") from exc
+                # Nothing merged since the last durable position may stay: not what this
+                # commit held, nor what arrived while it ran (merged, but never to be
+                # written). The twin sends it all again after the reconnection.
+                reason = f"cannot store what the twin sent: {exc}"
+                rep._fail(self, reason)
+                self.undo_undurable()
+                raise LinkFailed(reason) from exc
+            self._committing = []
             upto = batch[-1][0]
             if self.positions.on_durable(upto):
                 rep._kick()
+
+    def undo_undurable(self) -> None:
+        """Undo every merged change that is not durable, newest first (the link failed
+        or ended): memory then holds nothing that the disk and ``applied`` do not, and
+        the twin's resend merges it again instead of skipping it as known."""
+        undone, self._committing, self._pending = self._committing + self._pending, [], []
+        for _, changes in reversed(undone):
+            self.rep.namespace.undo(changes)
+        self.positions.received = self.positions.applied
 
     # -- sending ---------------------------------------------------------------------
 
@@ -528,22 +593,42 @@ class _Session:
 
 
 class PeerEndpoint:
-    """The remote object the twin calls (served as :data:`PEER_OBJECT_ID`)."""
+    """The remote object the twin calls (served as :data:`PEER_OBJECT_ID`, registered
+    ``with_connection=True``: it judges each call by the connection it came on).
+
+    A connection reaches ``push`` and ``poll`` only once it proved it is the twin:
+    ``challenge`` then ``hello`` with the proof (see :mod:`pairns.replication.auth`),
+    or, in a pair with no secret at all, a ``hello`` from the twin's own address.
+    """
 
     def __init__(self, replicator: Replicator) -> None:
         self._rep = replicator
 
-    async def hello(self, hello: Any) -> dict[str, Any]:
+    def challenge(self, nonce: Any, has_secret: Any) -> dict[str, Any]:
+        """First step of the proof: returns this node's nonce and its own proof."""
+        return self._rep._answer_challenge(_connection(), nonce, has_secret)
+
+    async def hello(self, hello: Any, proof: Any = None) -> dict[str, Any]:
         """Start a link (or answer a probe); returns ``{"hello": ..., "session": id}``."""
-        return await self._rep._accept_hello(hello)
+        return await self._rep._accept_hello(_connection(), hello, proof)
 
     def push(self, session: str, batch: Any) -> None:
         """A batch from the dialling twin (oneway; applied in arrival order)."""
-        self._rep._on_push(session, batch)
+        if self._rep._proven(_connection(), "push"):
+            self._rep._on_push(session, batch)
 
     async def poll(self, session: str, ack: int, wait: float) -> dict[str, Any]:
         """The next batch for the dialling twin, after at most *wait* seconds."""
+        if not self._rep._proven(_connection(), "poll"):
+            raise NamingError("refused: this connection has not proved it is the twin")
         return await self._rep._on_poll(session, ack, wait)
+
+
+def _connection() -> ConnectionInfo:
+    info = current_connection.get()
+    if info is None:  # served without with_connection=True: refuse everything
+        return ConnectionInfo(None, False)
+    return info
 
 
 class Replicator:
@@ -571,6 +656,9 @@ class Replicator:
         kv: dict[str, str] | None = None,
         max_frame_size: int | None = None,
         backoff: Backoff | None = None,
+        pair_secret: str | None = None,
+        history: FeedHistory | None = None,
+        max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
     ) -> None:
         if role not in (1, 2):
             raise ValueError("a replicator needs role 1 or 2")
@@ -580,6 +668,12 @@ class Replicator:
         self.role = role
         self.twin = twin
         self.identification = identification
+        # The key the twin proves: the pair's own secret, else the identification.
+        secret = pair_secret if pair_secret is not None else identification
+        self._pair_key = None if secret is None else secret.encode("utf-8")
+        self.history = history if history is not None else FeedHistory()
+        self.max_clock_skew = max_clock_skew
+        self.max_skew_hlc = max_skew_hlc(max_clock_skew)
         self.durable = durable
         self.peer_timeout = peer_timeout
         self.heartbeat = peer_timeout / HEARTBEATS_PER_TIMEOUT
@@ -602,7 +696,13 @@ class Replicator:
         self._twin_id = kv.get(KV_TWIN_ID, "")
         self._stored_applied = _int_or_zero(kv.get(KV_APPLIED))
         self._stored_acked = _int_or_zero(kv.get(KV_ACKED))
-        self._persisted = (self._twin_id, self._stored_applied, self._stored_acked)
+        self._twin_incarnation = kv.get(KV_TWIN_INCARNATION, "")
+        self._persisted = self._positions_state()
+        # Addresses the twin may connect from when there is no secret to prove.
+        self._twin_ips: frozenset[str] | None = None
+        # Set by a probe from the -1 node: the -2 node dials at once instead of after
+        # its backoff (the twin is reachable again).
+        self._dial_now = trio.Event()
         self._link: _Link | None = None
         self._session: _Session | None = None
         self._new_session = trio.Event()
@@ -699,6 +799,9 @@ class Replicator:
             "full_resyncs": c.full_resyncs,
             "incremental_resyncs": c.incremental_resyncs,
             "link_drops": c.drops,
+            "skew_refusals": c.skew_refusals,
+            "refused_peer_calls": c.refused_peer_calls,
+            "incarnation": self.history.current,
         }
 
     def _unacked(self, acked: int, twin_id: str) -> tuple[int, float | None]:
@@ -745,7 +848,9 @@ class Replicator:
                 self._down("link closed", attempts)
             if self._full_requested:
                 continue  # resync() asked: reconnect at once
-            await trio.sleep(self.backoff.next())
+            self._dial_now = trio.Event()
+            with trio.move_on_after(self.backoff.next()):
+                await self._dial_now.wait()  # a probe from the twin: it is back
 
     async def _connect_and_run(self) -> None:
         host, port = self.twin
@@ -760,18 +865,19 @@ class Replicator:
         async with proxy:
             full = self._full_requested
             hello = self._my_hello(full=full, probe=False)
-            try:
-                answer = await proxy.call("hello", hello.to_wire())
-            except ConnectionDeniedError as exc:
-                raise _Refused(_IDENT_MISMATCH, str(exc)) from None
-            except NamingError as exc:
-                raise _refusal(exc) from None
+            answer = await self._call_hello(proxy, hello)
             self._transition(LinkEvent.CONNECTED)
             theirs, session = _parse_answer(answer)
             self._check_twin(theirs)
+            if not theirs.full and not self._vouched(theirs):
+                # The -1 node accepted an incremental resync, but its claim on this
+                # node's feed is one this node's history cannot have given: ask again,
+                # in full, both ways.
+                self._full_requested = True
+                raise LinkFailed("the twin's position in this node's feed is not in its history")
             self._full_requested = False
             full = full or theirs.full
-            link = self._start_link(theirs.node_id, their_applied=theirs.applied, full=full)
+            link = self._start_link(theirs, their_applied=theirs.applied, full=full)
             try:
                 async with trio.open_nursery() as nursery:
                     link.cancel_scope = nursery.cancel_scope
@@ -839,8 +945,9 @@ class Replicator:
             )
             log.warning(
                 "serving alone until the twin (-2 at %s) connects; its address is probed with "
-                "backoff of at most 5 s",
+                "backoff of at most %g s",
                 self.twin_address,
+                PROBE_MAX_BACKOFF,
             )
             while True:
                 session = self._session
@@ -875,7 +982,7 @@ class Replicator:
 
     async def _probe_loop(self) -> None:
         """While unpaired, check the twin's address: report mismatches, log progress."""
-        backoff = Backoff(initial=0.25)
+        backoff = Backoff(initial=0.25, maximum=PROBE_MAX_BACKOFF)
         while True:
             await trio.sleep(backoff.next())
             if self._session is not None and not self._session.done.is_set():
@@ -891,16 +998,11 @@ class Replicator:
             )
             try:
                 async with proxy:
-                    try:
-                        answer = await proxy.call(
-                            "hello", self._my_hello(full=False, probe=True).to_wire()
-                        )
-                    except NamingError as exc:
-                        raise _refusal(exc) from None
+                    answer = await self._call_hello(
+                        proxy, self._my_hello(full=False, probe=True)
+                    )
                 theirs, _ = _parse_answer(answer)
                 self._check_twin(theirs)
-            except ConnectionDeniedError as exc:
-                self._refuse(_Refused(_IDENT_MISMATCH, str(exc)))
             except _Refused as exc:
                 self._refuse(exc)
             except (PairnsError, ValueError) as exc:
@@ -911,7 +1013,158 @@ class Replicator:
                 if self.machine.state is LinkState.REFUSED:
                     self._transition(LinkEvent.DIAL, "the twin can now be paired with")
 
-    async def _accept_hello(self, raw: Any) -> dict[str, Any]:
+    # -- proving who the twin is (see pairns.replication.auth) -------------------------
+
+    async def _call_hello(self, proxy: AsyncProxy, hello: Hello) -> Any:
+        """Prove this node is the twin, then send *hello*; the answer as it came.
+
+        Raises :class:`_Refused` for every reason pairing is impossible (identification
+        or secret mismatch, a twin that cannot prove the secret, its refusal).
+        """
+        key = self._pair_key
+        nonce = auth.new_nonce()
+        try:
+            answer = await proxy.call("challenge", nonce, key is not None)
+            their_nonce, their_proof, their_secret = auth.parse_challenge_answer(answer)
+            if key is not None and not their_secret:
+                raise _Refused(
+                    _IDENT_MISMATCH,
+                    "this node has an identification (or pair secret) and the twin none",
+                )
+            if key is None and their_secret:
+                raise _Refused(
+                    _IDENT_MISMATCH,
+                    "the twin has an identification (or pair secret) and this node none",
+                )
+            proof = None
+            if key is not None:
+                expected = auth.server_proof(key, 3 - self.role, nonce, their_nonce)
+                if not auth.proofs_equal(expected, their_proof):
+                    raise _Refused(
+                        "twin proof failed",
+                        f"the node at {self.twin_address} does not know the pair's secret "
+                        "(a different -i or PYRO_NS_PAIR_SECRET, or not the twin)",
+                    )
+                proof = auth.client_proof(key, self.role, their_nonce, nonce)
+            return await proxy.call("hello", hello.to_wire(), proof)
+        except ConnectionDeniedError as exc:
+            raise _Refused(_IDENT_MISMATCH, str(exc)) from None
+        except NamingError as exc:
+            raise _refusal(exc) from None
+        except ValueError as exc:
+            raise LinkFailed(f"invalid answer from the twin: {exc}") from None
+
+    def _answer_challenge(
+        self, info: ConnectionInfo, nonce: Any, has_secret: Any
+    ) -> dict[str, Any]:
+        """The ``challenge`` call: a fresh nonce for this connection, and this node's
+        proof of the secret."""
+        try:
+            client_nonce = auth.parse_nonce(nonce)
+        except ValueError:
+            raise NamingError("refused: invalid challenge") from None
+        key = self._pair_key
+        if bool(has_secret) != (key is not None):
+            mine, theirs = ("none", "one") if key is None else ("one", "none")
+            refusal = _Refused(
+                _IDENT_MISMATCH,
+                f"this node has {mine} identification (or pair secret), the twin {theirs}",
+            )
+            self._refuse_caller(refusal)
+            raise NamingError(f"refused: {refusal}")
+        server_nonce = auth.new_nonce()
+        info.attributes[_AUTH_KEY] = {"client": client_nonce, "server": server_nonce}
+        proof = None
+        if key is not None:
+            proof = auth.server_proof(key, self.role, client_nonce, server_nonce)
+        return {"nonce": server_nonce, "proof": proof, "has_secret": key is not None}
+
+    async def _prove_caller(self, info: ConnectionInfo, proof: Any) -> None:
+        """Mark *info*'s connection as the twin's, or raise the refusal."""
+        state = info.attributes.get(_AUTH_KEY)
+        key = self._pair_key
+        if key is not None:
+            if not isinstance(state, dict) or "server" not in state:
+                raise NamingError("refused: twin proof failed: no challenge on this connection")
+            expected = auth.client_proof(key, 3 - self.role, state["server"], state["client"])
+            if not auth.proofs_equal(expected, proof):
+                refusal = _Refused(
+                    "twin proof failed",
+                    f"a connection from {_address_text(info.peer)} does not know the pair's "
+                    "secret",
+                )
+                self._refuse_caller(refusal)
+                raise NamingError(f"refused: {refusal}")
+        elif not await self._from_twin_address(info):
+            self.counters.refused_peer_calls += 1
+            log.warning(
+                "refused a peer hello from %s: without an identification or pair secret, "
+                "only the twin's address (%s) may pair",
+                _address_text(info.peer),
+                self.twin[0],
+            )
+            raise NamingError(
+                f"refused: not the twin's address (without a pair secret only {self.twin[0]} "
+                "may pair)"
+            )
+        info.attributes[_AUTH_KEY] = {"proven": True}
+
+    def _refuse_caller(self, refusal: _Refused) -> None:
+        """A connection failed to prove it is the twin. Shown as the link's state while
+        no twin is linked (it may be the twin, configured wrongly); while one is, only
+        logged and counted: nobody else can change what the real link shows."""
+        self.counters.refused_peer_calls += 1
+        link = self._link
+        if link is None or link.closed:
+            self._refuse(refusal)
+        else:
+            log.warning("refused a peer connection while paired: %s", refusal)
+
+    def _proven(self, info: ConnectionInfo, what: str) -> bool:
+        """True if *info*'s connection proved it is the twin (else counted, logged)."""
+        state = info.attributes.get(_AUTH_KEY)
+        if isinstance(state, dict) and state.get("proven") is True:
+            return True
+        self.counters.refused_peer_calls += 1
+        log.warning(
+            "refused a peer %s from %s: the connection has not proved it is the twin",
+            what,
+            _address_text(info.peer),
+        )
+        return False
+
+    async def _from_twin_address(self, info: ConnectionInfo) -> bool:
+        if info.peer is None:
+            return False
+        if self._twin_ips is None:
+            try:
+                found = await trio.socket.getaddrinfo(self.twin[0], None)
+            except OSError as exc:
+                log.warning("cannot resolve the twin's host %s: %s", self.twin[0], exc)
+                return False
+            self._twin_ips = frozenset(_plain_ip(str(item[4][0])) for item in found)
+        return _plain_ip(info.peer[0]) in self._twin_ips
+
+    def _vouched(self, theirs: Hello) -> bool:
+        """True if the twin's claim on this node's feed (``applied`` in the
+        incarnation it names) is one this node's history can have given."""
+        if theirs.expect != self.node_id:
+            return True  # the claim is for another node: it is ignored anyway
+        ok = self.history.vouches(
+            theirs.expect_incarnation, theirs.applied, self.durable_seq()
+        )
+        if not ok:
+            log.warning(
+                "the twin claims to hold this node's changes up to %d (run %s), which this "
+                "node's history (up to %d) cannot have given: restarted from an older copy "
+                "of its database? Full resync, both ways",
+                theirs.applied,
+                theirs.expect_incarnation or "unknown",
+                self.durable_seq(),
+            )
+        return ok
+
+    async def _accept_hello(self, info: ConnectionInfo, raw: Any, proof: Any) -> dict[str, Any]:
         try:
             theirs = Hello.from_wire(raw)
         except ValueError as exc:
@@ -921,20 +1174,23 @@ class Replicator:
         except _Refused as exc:
             self._refuse(exc)
             raise NamingError(f"refused: {exc}") from None
+        await self._prove_caller(info, proof)
         if theirs.probe or self.role == 2:
+            if self.role == 2 and not self._dial_now.is_set():
+                self._dial_now.set()  # the -1 node reached us: dial it now
             return {"hello": self._my_hello(full=False, probe=True).to_wire(), "session": ""}
         old = self._session
         if old is not None:
             self._fail(old.link, "the twin reconnected")
             with trio.move_on_after(self.peer_timeout):
                 await old.done.wait()
-        full = self._full_requested or theirs.full
+        full = self._full_requested or theirs.full or not self._vouched(theirs)
         self._full_requested = False
         their_applied = theirs.applied if theirs.expect == self.node_id and not full else 0
         if self.machine.state not in (LinkState.CONNECTING,):
             self._transition(LinkEvent.DIAL)
         self._transition(LinkEvent.CONNECTED)
-        link = self._start_link(theirs.node_id, their_applied=their_applied, full=full)
+        link = self._start_link(theirs, their_applied=their_applied, full=full)
         mine = self._my_hello(full=full, probe=False)
         session = _Session(uuid.uuid4().hex, link)
         self._session = session
@@ -1007,6 +1263,8 @@ class Replicator:
             expect=self._twin_id,
             full=full,
             probe=probe,
+            incarnation=self.history.current,
+            expect_incarnation=self._twin_incarnation,
         )
 
     def _check_twin(self, theirs: Hello) -> None:
@@ -1024,8 +1282,12 @@ class Replicator:
                 "other with -2",
             )
 
-    def _start_link(self, twin_id: str, *, their_applied: int, full: bool) -> _Link:
+    def _start_link(self, theirs: Hello, *, their_applied: int, full: bool) -> _Link:
         """A new link after hellos: positions from storage, reset if the twin changed."""
+        twin_id = theirs.node_id
+        self._twin_incarnation = theirs.incarnation
+        if full:
+            their_applied = 0
         if twin_id != self._twin_id:
             if self._twin_id:
                 log.warning(
@@ -1061,6 +1323,7 @@ class Replicator:
 
     async def _end_link(self, link: _Link) -> None:
         link.closed = True
+        link.undo_undurable()  # batches merged but never handed to the committer
         link.release_gc()
         self.counters.drops += 1
         if self._link is link:
@@ -1070,10 +1333,18 @@ class Replicator:
         with trio.CancelScope(shield=True), trio.move_on_after(self.peer_timeout):
             await self._persist(link)
 
+    def _positions_state(self) -> tuple[str, int, int, str]:
+        return (
+            self._twin_id,
+            self._stored_applied,
+            self._stored_acked,
+            self._twin_incarnation,
+        )
+
     async def _persist(self, link: _Link) -> None:
         self._stored_applied = max(0, link.positions.applied)
         self._stored_acked = max(0, link.positions.acked)
-        state = (self._twin_id, self._stored_applied, self._stored_acked)
+        state = self._positions_state()
         if state == self._persisted:
             return
         failed: list[StorageError] = []
@@ -1084,11 +1355,12 @@ class Replicator:
             except StorageError as exc:
                 failed.append(exc)
 
-        # Submitted together, the three ride in one transaction (one sync, not three).
+        # Submitted together, they ride in one transaction (one sync, not four).
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put, KV_TWIN_ID, state[0])
             nursery.start_soon(put, KV_APPLIED, str(state[1]))
             nursery.start_soon(put, KV_ACKED, str(state[2]))
+            nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
         if failed:
             log.warning("cannot store the twin's positions: %s", failed[0])
             return
@@ -1175,16 +1447,70 @@ class Replicator:
     ) -> Callable[[Conflict], None]:
         def on_conflict(conflict: Conflict) -> None:
             log.warning(
-                "conflict (%s) on %s: kept %r, lost %r",
+                "conflict (%s) on %s: kept %s, lost %s",
                 conflict.kind,
                 conflict.name,
-                conflict.winner,
-                conflict.loser,
+                describe_version(conflict.winner),
+                describe_version(conflict.loser),
             )
             if previous is not None:
                 previous(conflict)
 
         return on_conflict
+
+
+#: Metadata longer than this (as JSON) is summarised in a conflict's log line.
+_LOGGED_META_CHARS: Final = 512
+
+
+def describe_version(entry: Entry) -> str:
+    """One entry as the JSON object a conflict's log line shows: what a client sees of
+    it (``kind``, ``deleted``, ``uri``, ``meta``), which node wrote it and when.
+
+    One line a reader can follow and a program can parse (the chaos suite does); large
+    metadata is summarised (``"meta_bytes"`` instead of ``"meta"``).
+    """
+    stamp = entry.stamp
+    data: dict[str, Any] = {
+        "name": entry.name,
+        "kind": "object" if entry.kind is Kind.OBJECT else "group",
+        "deleted": entry.deleted,
+        "uri": entry.uri,
+        "node": stamp.node,
+        "time": _iso(stamp.wall_time),
+    }
+    meta = json.dumps(entry.meta, separators=(",", ":"), ensure_ascii=False)
+    if len(meta) <= _LOGGED_META_CHARS:
+        data["meta"] = entry.meta
+    else:
+        data["meta_bytes"] = len(meta.encode())
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso(seconds: float) -> str:
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain_ip(address: str) -> str:
+    """*address* without an IPv4-mapped IPv6 prefix or a zone (for comparing)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _address_text(peer: tuple[str, int] | None) -> str:
+    if peer is None:
+        return "an unknown address"
+    host, port = peer
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _refusal(exc: NamingError) -> _Refused:

@@ -58,7 +58,8 @@ __all__ = [
 ]
 
 #: Bumped when the messages change incompatibly; twins with different versions refuse.
-PROTOCOL_VERSION = 2
+#: 3: the twin proves the pair's secret (``challenge``), hellos carry feed incarnations.
+PROTOCOL_VERSION = 3
 
 #: Most entries one batch carries: big enough that a 100,000-name snapshot is fifty
 #: messages, small enough that merging one (tens of milliseconds) does not hold up
@@ -101,7 +102,10 @@ class Hello:
 
     ``applied`` is the position in the *receiver's* feed that the sender has durably
     applied, valid only if ``expect`` (the node id the sender believes the receiver
-    has) is the receiver's id; otherwise the receiver starts from 0 (a full snapshot).
+    has) is the receiver's id, and if the receiver's history vouches for it:
+    ``expect_incarnation`` is the receiver's run the sender last heard from (see
+    :mod:`pairns.replication.feed_history`); otherwise the receiver starts from 0 (a
+    full snapshot, both ways). ``incarnation`` is the sender's own current run.
     ``full`` asks for (or, in a reply, announces) a full resync in both directions;
     ``probe`` only checks that pairing is possible (the ``-1`` node's diagnostics).
     """
@@ -113,6 +117,8 @@ class Hello:
     full: bool = False
     probe: bool = False
     version: int = PROTOCOL_VERSION
+    incarnation: str = ""
+    expect_incarnation: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON form."""
@@ -124,6 +130,8 @@ class Hello:
             "full": self.full,
             "probe": self.probe,
             "version": self.version,
+            "incarnation": self.incarnation,
+            "expect_incarnation": self.expect_incarnation,
         }
 
     @classmethod
@@ -142,6 +150,8 @@ class Hello:
             full=bool(value.get("full", False)),
             probe=bool(value.get("probe", False)),
             version=_int(value.get("version"), "protocol version"),
+            incarnation=_str(value.get("incarnation", ""), "incarnation"),
+            expect_incarnation=_str(value.get("expect_incarnation", ""), "incarnation"),
         )
 
 

@@ -4,7 +4,9 @@
 - :class:`AsyncProxy` (Trio) lets many tasks call one object over one connection.
 - :class:`Proxy` is the blocking twin, on plain sockets, safe to share between threads.
 - :class:`Deferred` lets a plain method answer later, without a task per call.
-- :data:`current_request_id` is set while a method runs for a request that carries one.
+- :data:`current_request_id` is set while a method runs for a request that carries one;
+  :data:`current_connection` (a :class:`ConnectionInfo`) for objects registered
+  ``with_connection=True``.
 
 Names are imported on first use, so that a blocking client never imports Trio.
 """
@@ -18,7 +20,7 @@ from pairns._lazy import exports
 if TYPE_CHECKING:
     from pairns.rpc.aproxy import AsyncProxy
     from pairns.rpc.client import Target
-    from pairns.rpc.context import current_request_id
+    from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
     from pairns.rpc.daemon import DAEMON_OBJECT_ID, Daemon, DaemonLimits, DaemonStatistics
     from pairns.rpc.deferred import Deferred
     from pairns.rpc.proxy import Proxy
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "AsyncProxy": "pairns.rpc.aproxy",
     "Target": "pairns.rpc.client",
+    "ConnectionInfo": "pairns.rpc.context",
+    "current_connection": "pairns.rpc.context",
     "current_request_id": "pairns.rpc.context",
     "DAEMON_OBJECT_ID": "pairns.rpc.daemon",
     "Daemon": "pairns.rpc.daemon",
@@ -39,12 +43,14 @@ _HOMES = {
 __all__ = [
     "DAEMON_OBJECT_ID",
     "AsyncProxy",
+    "ConnectionInfo",
     "Daemon",
     "DaemonLimits",
     "DaemonStatistics",
     "Deferred",
     "Proxy",
     "Target",
+    "current_connection",
     "current_request_id",
 ]
 

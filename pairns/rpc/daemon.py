@@ -29,7 +29,7 @@ import outcome
 import trio
 
 from pairns.errors import LocalProtocolError, NamingError, RemoteProtocolError
-from pairns.rpc.context import current_request_id
+from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
 from pairns.rpc.deferred import Deferred
 from pairns.rpc.dispatch import (
     DAEMON_OBJECT_ID,
@@ -192,7 +192,16 @@ class _Link:
     takes it in the task that finished the call and a helper task releases it.
     """
 
-    __slots__ = ("closed", "lock", "nursery", "oneway_tasks", "sending", "stream", "tasks")
+    __slots__ = (
+        "closed",
+        "info",
+        "lock",
+        "nursery",
+        "oneway_tasks",
+        "sending",
+        "stream",
+        "tasks",
+    )
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
@@ -208,6 +217,9 @@ class _Link:
         #: Set once the connection is over: a reply finished later is dropped (its
         #: descriptor may already belong to another connection).
         self.closed = False
+        #: Who is calling, for objects registered ``with_connection`` (set once the
+        #: handshake is over).
+        self.info: ConnectionInfo | None = None
 
     @property
     def idle(self) -> bool:
@@ -345,15 +357,26 @@ class Daemon:
 
     # -- objects ---------------------------------------------------------------------
 
-    def register(self, obj: object, object_id: str, *, name: str | None = None) -> None:
+    def register(
+        self,
+        obj: object,
+        object_id: str,
+        *,
+        name: str | None = None,
+        with_connection: bool = False,
+    ) -> None:
         """Serve *obj* under *object_id*; with *name*, ``PYROLOC`` can find it too.
 
-        Raises ``ValueError`` for an invalid or already used id or name. Public methods
-        are looked up once and cached: re-register an object to change its methods.
+        With *with_connection*, the object's methods see the calling connection in
+        :data:`pairns.rpc.context.current_connection` (its address, whether it proved
+        the identification, and a dict for per-connection state); such calls skip the
+        hot path. Raises ``ValueError`` for an invalid or already used id or name.
+        Public methods are looked up once and cached: re-register an object to change
+        its methods.
         """
         if object_id == DAEMON_OBJECT_ID:
             raise ValueError(f"{DAEMON_OBJECT_ID!r} is the daemon's own object id")
-        self._objects.add(obj, object_id, name)
+        self._objects.add(obj, object_id, name, with_connection=with_connection)
 
     def connect(self, obj: object, name: str | None = None) -> str:
         """Serve *obj* under a fresh object id; returns its ``PYRO://`` URI.
@@ -551,6 +574,13 @@ class Daemon:
                 await self._linger(link)
                 return False
             await stream.send_all(conn.send(verdict))
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                peer = None
+            link.info = ConnectionInfo(
+                (str(peer[0]), int(peer[1])) if peer else None, bool(conn.peer_authenticated)
+            )
             return True
         await self._goodbye(
             link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
@@ -697,6 +727,11 @@ class Daemon:
         except LookupFailed as exc:
             return self._error_bytes(conn, corr_id, exc.error)
         token = None if request_id is None else current_request_id.set(request_id)
+        conn_token = (
+            current_connection.set(link.info)
+            if self._objects.wants_connection(object_id)
+            else None
+        )
         try:
             if is_async:
                 # The task copies the current context, request id included.
@@ -710,6 +745,8 @@ class Daemon:
         finally:
             if token is not None:
                 current_request_id.reset(token)
+            if conn_token is not None:
+                current_connection.reset(conn_token)
         if type(result) is Deferred:
             self._defer(link, conn, request, fn, result)
             return None
@@ -807,20 +844,36 @@ class Daemon:
                 return self._run_oneway(link, oneway, fn)  # back-pressure: run it inline
             nursery.start_soon(self._run_oneway, link, oneway, fn)
             return None
+        conn_token = (
+            current_connection.set(link.info)
+            if self._objects.wants_connection(object_id)
+            else None
+        )
         try:
             fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception:
             log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+        finally:
+            if conn_token is not None:
+                current_connection.reset(conn_token)
         return None
 
     async def _run_oneway(self, link: _Link, oneway: Oneway, fn: Callable[..., Any]) -> None:
         object_id, method, args, kwargs = oneway
+        # Set here, not by the caller: this may also run inline in the reader task.
+        token = (
+            current_connection.set(link.info)
+            if self._objects.wants_connection(object_id)
+            else None
+        )
         try:
             await (fn(*args, **kwargs) if kwargs else fn(*args))
         except Exception:
             log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
         finally:
             link.oneway_tasks -= 1
+            if token is not None:
+                current_connection.reset(token)
 
     # -- closing ---------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def check_object_id(object_id: object) -> str:
 class ObjectTable:
     """Registered objects by id, names (for ``PYROLOC``) and a cache of bound methods."""
 
-    __slots__ = ("_methods", "_names", "_objects", "_sync")
+    __slots__ = ("_contextual", "_methods", "_names", "_objects", "_sync")
 
     def __init__(self) -> None:
         self._objects: dict[str, object] = {}
@@ -76,6 +76,8 @@ class ObjectTable:
         self._methods: dict[tuple[str, str], tuple[Callable[..., Any], bool]] = {}
         #: The same, for plain (not coroutine) methods only: the daemon's hot path.
         self._sync: dict[tuple[str, str], Callable[..., Any]] = {}
+        #: Objects that see the calling connection (never served by the hot path).
+        self._contextual: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -83,8 +85,17 @@ class ObjectTable:
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._objects
 
-    def add(self, obj: object, object_id: str, name: str | None = None) -> None:
-        """Register *obj* under *object_id* (and *name*, if given)."""
+    def add(
+        self,
+        obj: object,
+        object_id: str,
+        name: str | None = None,
+        *,
+        with_connection: bool = False,
+    ) -> None:
+        """Register *obj* under *object_id* (and *name*, if given); with
+        *with_connection*, its methods see the calling connection (see
+        :func:`wants_connection`)."""
         check_object_id(object_id)
         if object_id in self._objects:
             raise ValueError(f"an object is already registered with id {object_id!r}")
@@ -95,11 +106,18 @@ class ObjectTable:
                 raise ValueError(f"an object is already connected under the name {name!r}")
             self._names[name] = object_id
         self._objects[object_id] = obj
+        if with_connection:
+            self._contextual.add(object_id)
+
+    def wants_connection(self, object_id: str) -> bool:
+        """True if calls to *object_id* must see ``current_connection``."""
+        return object_id in self._contextual
 
     def remove(self, object_id: str) -> object:
         """Unregister *object_id* (and its name); returns the object."""
         try:
             obj = self._objects.pop(object_id)
+            self._contextual.discard(object_id)
         except KeyError:
             raise KeyError(f"no object is registered with id {object_id!r}") from None
         for name in [n for n, oid in self._names.items() if oid == object_id]:
@@ -162,7 +180,7 @@ class ObjectTable:
         is_async = inspect.iscoroutinefunction(bound)
         found = (bound, is_async)
         self._methods[key] = found
-        if not is_async:
+        if not is_async and object_id not in self._contextual:
             self._sync[key] = bound
         return found
 

@@ -1,0 +1,456 @@
+"""Regression tests for the ways the pair once broke its promise (issue 18).
+
+Each test is one defect found by an adversarial run: two in-process nodes on loopback
+with a short peer timeout. Before the fixes, each ended with both nodes ``paired`` and
+no conflict reported, yet different digests, a lost acknowledged write, or a peer link
+that trusted whoever spoke to it. Every wait is bounded by ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from pairns.config import Config
+from pairns.errors import NamingError, StorageError
+from pairns.namespace import Kind
+from pairns.namespace.entry import Entry
+from pairns.namespace.stamps import COUNTER_BITS, Stamp
+from pairns.naming.proxy import AsyncNameServerProxy
+from pairns.node import Node, open_node
+from pairns.replication import auth
+from pairns.replication.link import PEER_OBJECT_ID
+from pairns.replication.messages import Hello, Item, encode_contents
+from pairns.rpc import AsyncProxy
+
+HOST = "127.0.0.1"
+TIMEOUT = 0.4
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def config(tmp: Path, name: str, port: int, role: int, twin: str, **kw: Any) -> Config:
+    return Config(
+        host=kw.pop("host", HOST),
+        port=port,
+        role=role,
+        twin=twin,
+        uri_file=str(tmp / f"{name}.uri"),
+        peer_timeout=TIMEOUT,
+        **kw,
+    )
+
+
+def persistent(tmp: Path, name: str) -> dict[str, Any]:
+    return {"persistent": True, "database": str(tmp / f"{name}-db")}
+
+
+async def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    with trio.fail_after(seconds):
+        while not check():
+            await trio.sleep(0.02)
+
+
+def link(node: Node) -> str:
+    assert node.replicator is not None
+    return str(node.replicator.status()["link"])
+
+
+async def converged(a: Node, b: Node, seconds: float = 10.0) -> None:
+    """Both paired, nothing unacknowledged either way, equal digests."""
+
+    def done() -> bool:
+        assert a.replicator is not None and b.replicator is not None
+        return (
+            link(a) == "paired"
+            and link(b) == "paired"
+            and a.replicator.status()["unacked_changes"] == 0
+            and b.replicator.status()["unacked_changes"] == 0
+            and a.namespace.digest() == b.namespace.digest()
+        )
+
+    await wait_for(done, seconds)
+
+
+def client(node: Node, **kw: Any) -> AsyncNameServerProxy:
+    return AsyncNameServerProxy(HOST, node.address[1], timeout=5.0, **kw)
+
+
+class Ports:
+    def __init__(self) -> None:
+        self.p1, self.p2 = free_port(), free_port()
+
+    def twin_of_1(self) -> str:
+        return f"{HOST}:{self.p2}"
+
+    def twin_of_2(self) -> str:
+        return f"{HOST}:{self.p1}"
+
+
+def ahead(seconds: float) -> Callable[[], float]:
+    return lambda: time.time() + seconds
+
+
+# -- 1. a restarted node's clock ------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [5.0, 30.0])
+async def test_a_restarted_node_stamps_above_what_it_replaces(tmp_path: Path, skew: float) -> None:
+    """The twin's clock runs ahead: after a restart, this node's unregister, setMeta and
+    deleteGroup must still beat what they replace (they used to be dropped by the twin,
+    and a resync then brought the unregistered name back)."""
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    async with open_node(c1, wall_clock=ahead(skew)) as n1:
+        async with open_node(c2) as n2, client(n1) as a:
+            await a.createGroup(":g")
+            await a.register(":g.x", "PYRO://127.0.0.1:1/x")
+            await a.register(":g.y", "PYRO://127.0.0.1:1/y")
+            await a.createGroup(":h")
+            await converged(n1, n2)
+        async with open_node(c2) as n2, client(n2) as b:
+            await converged(n1, n2)
+            await b.unregister(":g.x")
+            await b.setMeta(":g.y", {"set": "on the restarted node"})
+            await b.deleteGroup(":h")
+            await converged(n1, n2)
+            for node in (n1, n2):
+                assert not node.namespace.exists(":g.x")
+                assert node.namespace.get_meta(":g.y") == {"set": "on the restarted node"}
+                assert not node.namespace.exists(":h")
+
+
+def test_the_clock_is_restored_from_the_stored_stamps() -> None:
+    from pairns.namespace import HybridClock, Namespace
+
+    future = int((time.time() + 3600) * 1000) << COUNTER_BITS
+    row = Entry(":x", Kind.OBJECT, "PYRO://h:1/x", None, 1.0, 1.0, "B", Stamp(future, "B"))
+    ns = Namespace("A", HybridClock("A"))
+    ns.load([(1, row)], 1)
+    assert ns.clock.last >= future
+    changes = ns.unregister(":x")
+    assert changes.entries[-1].stamp > row.stamp
+
+
+def test_a_local_write_beats_the_entry_it_replaces_whatever_the_clock() -> None:
+    from pairns.namespace import HybridClock, Namespace
+
+    ns = Namespace("A", HybridClock("A", lambda: 1000.0))
+    ns.bootstrap()
+    later = (5000 * 1000) << COUNTER_BITS
+    ns.merge(Entry(":o", Kind.OBJECT, "PYRO://h:1/o", None, 5.0, 5.0, "B", Stamp(later, "B")))
+    ns.clock._last = 0  # a clock that lost track (the bug): the write must still win
+    for change in (ns.set_meta(":o", 1), ns.unregister(":o")):
+        assert change.entries[-1].stamp.hlc > later
+
+
+# -- 2. a node restarted from an older copy of its database ------------------------
+
+
+async def test_a_node_restored_from_an_old_copy_converges_both_ways(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    db2, backup = tmp_path / "n2-db", tmp_path / "n2-backup"
+    async with open_node(c1) as n1:
+        async with open_node(c2) as n2, client(n2) as b:
+            await b.createGroup(":g")
+            for i in range(5):
+                await b.register(f":g.old{i}", f"PYRO://127.0.0.1:1/old{i}")
+            await converged(n1, n2)
+        shutil.copytree(db2, backup)  # the backup
+        async with open_node(c2) as n2, client(n2) as b:
+            await converged(n1, n2)
+            for i in range(30):  # more than the backup's feed holds
+                await b.register(f":g.after{i}", f"PYRO://127.0.0.1:1/after{i}")
+            await b.unregister(":g.old0")
+            await converged(n1, n2)
+        shutil.rmtree(db2)
+        shutil.copytree(backup, db2)  # restored
+        async with open_node(c2) as n2, client(n2) as b:
+            for i in range(40):  # acknowledged on the restored node, maybe before pairing
+                await b.register(f":g.new{i}", f"PYRO://127.0.0.1:1/new{i}")
+            await converged(n1, n2, 15.0)
+            for node in (n1, n2):
+                assert node.namespace.exists(":g.after29"), node.node_id
+                assert node.namespace.exists(":g.new39"), node.node_id
+                assert not node.namespace.exists(":g.old0"), node.node_id
+                assert node.namespace.exists(":g.old1"), node.node_id
+            assert n1.replicator is not None
+            assert n1.replicator.counters.full_resyncs >= 2
+
+
+def test_feed_history_vouches_only_for_positions_it_wrote() -> None:
+    from pairns.replication.feed_history import FeedHistory
+
+    h = FeedHistory().started("a", 1).started("b", 101)
+    assert h.current == "b"
+    assert h.vouches("a", 100, 150) and not h.vouches("a", 101, 150)
+    assert h.vouches("b", 150, 150) and not h.vouches("b", 151, 150)
+    assert not h.vouches("zzz", 5, 150)  # a run this copy never had: restored
+    assert h.vouches("", 150, 150) and not h.vouches("", 151, 150)
+    assert h.vouches("zzz", 0, 150)
+    restored = FeedHistory().started("a", 1).started("c", 81)  # a copy taken at 80
+    assert not restored.vouches("a", 100, 120) and not restored.vouches("b", 90, 120)
+    assert FeedHistory.from_text(h.to_text()) == h
+    assert FeedHistory.from_text("garbage") == FeedHistory()
+
+
+# -- 3. an empty restart wipes the built-in groups' metadata -----------------------
+
+
+async def test_an_empty_restart_keeps_the_metadata_of_the_built_in_groups(
+    tmp_path: Path,
+) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2())
+    async with open_node(c1) as n1, client(n1) as a:
+        async with open_node(c2) as n2:
+            await converged(n1, n2)
+            for name in (":", ":Pyro", ":Default"):
+                await a.setMeta(name, {"kept": name})
+            await converged(n1, n2)
+        # n2 was in memory: it comes back empty, with a new node id, and later clocks.
+        async with open_node(c2, wall_clock=ahead(20)) as n2:
+            await converged(n1, n2)
+            for node in (n1, n2):
+                for name in (":", ":Pyro", ":Default"):
+                    assert node.namespace.get_meta(name) == {"kept": name}, node.node_id
+
+
+# -- 4. a failed commit on the receiving twin ----------------------------------------
+
+
+async def test_a_failed_commit_on_the_receiving_twin_loses_nothing(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    count = 3000
+    async with open_node(c1) as n1, client(n1) as a:
+        async with open_node(c2) as n2:
+            await converged(n1, n2)
+            assert n2.replicator is not None
+            storage = n2.replicator.storage
+            real = storage._backend_write_blocking  # type: ignore[attr-defined]
+            full = True
+
+            def disk(changes: Any, kv: Any) -> int:
+                if full and changes:
+                    time.sleep(0.002)  # a slow failing disk: batches pile up meanwhile
+                    raise StorageError("database or disk is full (test)")
+                return int(real(changes, kv))
+
+            storage._backend_write_blocking = disk  # type: ignore[attr-defined]
+            await a.createGroup(":bulk")
+
+            async def register(lo: int, hi: int) -> None:
+                for i in range(lo, hi):
+                    await a.register(f":bulk.n{i}", f"PYRO://127.0.0.1:1/n{i}")
+
+            async with trio.open_nursery() as nursery:
+                for k in range(8):
+                    nursery.start_soon(register, k * count // 8, (k + 1) * count // 8)
+            await trio.sleep(0.5)
+            full = False  # space is back
+            await converged(n1, n2, 20.0)
+        async with open_node(c2) as n2:  # what is on n2's disk
+            await converged(n1, n2, 20.0)
+            missing = [i for i in range(count) if not n2.namespace.exists(f":bulk.n{i}")]
+            assert missing == []
+
+
+# -- 5. identification on the peer link ------------------------------------------------
+
+
+async def test_a_twin_without_identification_is_refused_by_one_with(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), identification="s3cret")
+    async with open_node(c1) as n1, open_node(c2) as n2, client(n1) as a:
+        await a.createGroup(":private")
+        await wait_for(
+            lambda: link(n1).startswith("refused: identification mismatch")
+            and link(n2).startswith("refused: identification mismatch"),
+            5.0,
+        )
+        await trio.sleep(0.3)
+        assert not n2.namespace.exists(":private")
+
+
+async def test_an_impostor_at_the_twin_address_gets_nothing(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), identification="s3cret")
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), identification="s3cret")
+    impostor = config(tmp_path, "imp", ports.p1, 1, ports.twin_of_1())
+    async with open_node(c2) as n2:
+        async with open_node(c1) as n1, client(n1, identification="s3cret") as a:
+            await a.createGroup(":secret")
+            await converged(n1, n2)
+        async with open_node(impostor) as imp:
+            await wait_for(lambda: link(n2).startswith("refused: "), 5.0)
+            await trio.sleep(0.3)
+            assert not imp.namespace.exists(":secret")
+            assert n2.namespace.exists(":secret")
+
+
+# -- 6. the peer object is not open to clients ----------------------------------------
+
+
+async def _peer(port: int, **kw: Any) -> AsyncProxy:
+    return AsyncProxy.for_address(HOST, port, PEER_OBJECT_ID, timeout=3.0, **kw)
+
+
+def _hello(node_id: str = "ff" * 16) -> dict[str, Any]:
+    return Hello(node_id=node_id, role=2, applied=0, expect="").to_wire()
+
+
+async def test_a_client_cannot_displace_the_twin_without_the_pair_secret(
+    tmp_path: Path,
+) -> None:
+    ports = Ports()
+    kw = {"identification": "clients", "pair_secret": "twins-only"}
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **kw)
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **kw)
+    async with open_node(c1) as n1, open_node(c2) as n2:
+        await converged(n1, n2)
+        async with await _peer(ports.p1, identification="clients") as peer:
+            with pytest.raises(NamingError, match="refused"):
+                await peer.call("hello", _hello(), None)
+            answer = await peer.call("challenge", auth.new_nonce(), True)
+            with pytest.raises(NamingError, match="twin proof failed"):
+                await peer.call("hello", _hello(), "00" * 32)
+            with pytest.raises(NamingError, match="not proved"):
+                await peer.call("poll", "nosession", 0, 0.1)
+            await peer.oneway("push", "nosession", {"start": 0, "upto": 0, "ack": 0})
+            assert answer["has_secret"] is True
+        await trio.sleep(0.2)
+        assert link(n1) == "paired"
+        assert n1.replicator is not None
+        assert n1.replicator.status()["refused_peer_calls"] >= 2
+
+
+async def test_without_any_secret_only_the_twin_address_may_pair(tmp_path: Path) -> None:
+    # The twin is configured at 127.0.0.2: a client on 127.0.0.1 is not the twin.
+    p1 = free_port()
+    c1 = config(tmp_path, "n1", p1, 1, "127.0.0.2:1")
+    async with open_node(c1) as n1, await _peer(p1) as peer:
+        await peer.call("challenge", auth.new_nonce(), False)
+        with pytest.raises(NamingError, match="not the twin's address"):
+            await peer.call("hello", _hello(), None)
+        assert n1.replicator is not None
+        assert n1.replicator.status()["refused_peer_calls"] == 1
+
+
+@asynccontextmanager
+async def proven_twin(node: Node, secret: str) -> AsyncIterator[tuple[AsyncProxy, str]]:
+    """A connection to *node*'s peer object that proved the pair secret, as a -2 node:
+    what a buggy or hostile twin could send on it."""
+    key = secret.encode()
+    async with await _peer(node.address[1], identification=secret) as peer:
+        nonce = auth.new_nonce()
+        answer = await peer.call("challenge", nonce, True)
+        theirs, _, _ = auth.parse_challenge_answer(answer)
+        proof = auth.client_proof(key, 2, theirs, nonce)
+        reply = await peer.call("hello", _hello(), proof)
+        yield peer, reply["session"]
+
+
+def _text_batch(contents: dict[str, Any], upto: int = 1) -> dict[str, Any]:
+    # Written by hand: json.dumps writes Infinity, which no pairns node sends.
+    return {"start": 0, "upto": upto, "ack": 0, "changes": json.dumps(contents)}
+
+
+def _contents(entry: Entry, **override: Any) -> dict[str, Any]:
+    contents: dict[str, Any] = json.loads(encode_contents([Item(1, entry)], []))
+    for key, value in override.items():
+        contents[key] = [value]
+    return contents
+
+
+GOOD = Entry(
+    ":Default.evil", Kind.OBJECT, "PYRO://h:1/e", None, 1.0, 1.0, "ee", Stamp(1 << 16, "ee")
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "batch"),
+    [
+        (
+            "ten years ahead",
+            lambda now: _text_batch(
+                _contents(
+                    Entry(
+                        ":Default.x", Kind.OBJECT, None, None, 1.0, 1.0, "ee",
+                        Stamp(int((now + 10 * 365 * 86400) * 1000) << COUNTER_BITS, "ee"),
+                        deleted=True,
+                    )
+                )
+            ),
+        ),
+        ("URI with whitespace", lambda now: _text_batch(_contents(GOOD, uri="PYRO://h:1/a b"))),
+        ("created = +Infinity", lambda now: _text_batch(_contents(GOOD, created=float("inf")))),
+        ("invalid name", lambda now: _text_batch(_contents(GOOD, name=":Default..x"))),
+        ("huge metadata", lambda now: _text_batch(_contents(GOOD, meta="m" * 70_000))),
+    ],
+)
+async def test_a_proven_twin_cannot_push_what_no_client_could_write(
+    tmp_path: Path, case: str, batch: Callable[[float], dict[str, Any]]
+) -> None:
+    p1 = free_port()
+    c1 = config(tmp_path, "n1", p1, 1, f"{HOST}:{free_port()}", identification="s")
+    async with open_node(c1) as n1, client(n1, identification="s") as a:
+        await a.register(":Default.x", "PYRO://127.0.0.1:1/x")
+        digest = n1.namespace.digest()
+        clock_before = n1.namespace.clock.last
+        async with proven_twin(n1, "s") as (peer, session):
+            await peer.oneway("push", session, batch(time.time()))
+            await wait_for(lambda: link(n1).startswith(("down", "connecting")), 3.0)
+        assert n1.namespace.digest() == digest, case
+        assert n1.namespace.exists(":Default.x")
+        limit = int((time.time() + 61) * 1000) << COUNTER_BITS
+        assert clock_before <= n1.namespace.clock.last < limit
+        assert n1.replicator is not None
+        if case == "ten years ahead":
+            assert n1.replicator.status()["skew_refusals"] == 1
+        # The client view is intact.
+        assert all(isinstance(uri, str) for _, uri in n1.namespace.flatlist())
+
+
+async def test_a_twin_within_the_skew_bound_is_accepted(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2())
+    async with open_node(c1) as n1, open_node(c2, wall_clock=ahead(50)) as n2:
+        async with client(n2) as b:
+            await b.createGroup(":fast")
+        await converged(n1, n2)
+        assert n1.namespace.exists(":fast")
+
+
+async def test_a_twin_beyond_the_skew_bound_is_refused_and_said_so(tmp_path: Path) -> None:
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), max_clock_skew=10.0)
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2())
+    async with open_node(c1) as n1, open_node(c2, wall_clock=ahead(600)) as n2:
+        async with client(n2) as b:
+            await b.createGroup(":future")
+        assert n1.replicator is not None
+        await wait_for(lambda: n1.replicator is not None
+                       and n1.replicator.status()["skew_refusals"] >= 1, 5.0)
+        assert not n1.namespace.exists(":future")
+        assert n1.namespace.clock.last < int((time.time() + 11) * 1000) << COUNTER_BITS
