@@ -224,13 +224,9 @@ def _split_hostport(hostport: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
-# "SCHEME://HOSTPORT/PATH" with a printable-ASCII path: the shape of every canonical URI
-# with a host. The scheme and host part are then checked once per distinct value.
-_CANONICAL_SHAPE_RE = re.compile(r"([A-Z]+://[^/\s]+/)([!-~]+)", re.ASCII)
-
-
 @functools.lru_cache(maxsize=4096)
 def _canonical_prefix(prefix: str) -> bool:
+    """True if ``SCHEME://HOSTPORT/`` starts canonical URIs (checked once per value)."""
     try:
         return str(URI.from_string(prefix + "x"))[:-1] == prefix
     except URIError:
@@ -246,9 +242,17 @@ def is_canonical(text: object) -> bool:
     """
     if type(text) is not str or len(text) > MAX_URI_LENGTH:
         return False
-    match = _CANONICAL_SHAPE_RE.fullmatch(text)
-    if match is not None and match.group(1) != "PYRONAME://":
-        return _canonical_prefix(match.group(1))
+    start = text.find("://")
+    slash = text.find("/", start + 3) if start > 0 else -1
+    if slash > start + 3 and not text.startswith("PYRONAME://"):
+        path = text[slash + 1 :]
+        return (
+            path.isascii()
+            and path.isprintable()
+            and " " not in path
+            and path != ""
+            and _canonical_prefix(text[: slash + 1])
+        )
     try:
         return str(URI.from_string(text)) == text
     except URIError:

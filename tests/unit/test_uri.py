@@ -304,3 +304,38 @@ def test_random_text_raises_only_uri_errors(text: str) -> None:
     except URIError:
         return
     assert URI.from_string(str(uri)) == uri
+
+
+def _reference_canonical(text: str) -> bool:
+    try:
+        return str(URI.from_string(text)) == text
+    except URIError:
+        return False
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            lambda p, host, port, path: f"{p}://{host}{port}/{path}",
+            st.sampled_from(["PYRO", "pyro", "PYRONAME", "PYROLOC", "PYROLOCSSL", "PYROSSL", "X"]),
+            st.sampled_from(["h", "H", "host.example", "[::1]", "[0::1]", "1.2.3.4", "", "a b"]),
+            st.sampled_from(["", ":1", ":01", ":65535", ":70000", ":x", ":"]),
+            st.text(max_size=20),
+        ),
+        st.builds(
+            lambda p, h, port, path: str(URI(p, h, port, path)),
+            st.sampled_from(["PYRO", "PYROSSL", "PYROLOC", "PYROLOCSSL", "PYRONAME"]),
+            _host,
+            _port,
+            _path,
+        ),
+    )
+)
+def test_is_canonical_agrees_with_parsing(text: str) -> None:
+    """The fast check the peer link uses says exactly what parse-and-format says."""
+    from pairns.uri import is_canonical
+
+    assert is_canonical(text) == _reference_canonical(text)
+    assert not is_canonical(b"PYRO://h:1/x") and not is_canonical(None)
