@@ -7,8 +7,9 @@ change that wrote it, plus a few small key/value strings of node metadata.
 :meth:`Storage.commit` returns only once the changes are durable. Concurrent callers
 share transactions (*group commit*): one committer writes a batch; commits that
 arrive meanwhile queue up and all go together in the next transaction, so N
-concurrent writers cost far fewer than N syncs. Batches are written in arrival order,
-so a later change to a name overwrites an earlier one.
+concurrent writers cost far fewer than N syncs. Per name the row with the highest
+sequence number is kept, whatever order the commits arrive in: a merge from the twin is
+committed after the local writes that may already have replaced it in memory.
 
 A backend whose writes block on a disk (SQLite) is driven by a *committer thread*: it
 takes whatever is queued, writes it, hands the result to the Trio loop and goes
@@ -248,8 +249,12 @@ class Storage(abc.ABC):
         *request_id*, the client's id for the write these changes make, is stored with
         the last of them (see :attr:`Loaded.requests`).
 
-        Changes are applied in order (one row per name: a later change to a name
-        replaces the earlier one). An empty sequence returns at once. If the
+        One row per name: the change with the higher seq wins, whatever the order the
+        commits arrive in. A change to a name is always stored above an older one; a
+        change that reaches storage after a newer change to its name was stored (a
+        merge from the twin whose entry a local write replaced before the merge was
+        committed) is stale and not written, since the newer row already holds the
+        name. An empty sequence returns at once. If the
         transaction fails, every caller whose changes were in it gets
         :class:`StorageError` and none of those changes are stored; the storage
         stays usable. Like ``trio.to_thread.run_sync``, a commit is never abandoned:

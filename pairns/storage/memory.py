@@ -74,6 +74,9 @@ class MemoryStorage(Storage):
         entries, request_ids = volume.entries, volume.request_ids
         last = 0
         for seq, entry, request_id in changes:
+            stored = entries.get(entry.name)
+            if stored is not None and stored[0] > seq:
+                continue  # a newer change to this name is stored already (see base)
             entries[entry.name] = (seq, entry)
             if request_id is None:
                 request_ids.pop(entry.name, None)

@@ -620,15 +620,31 @@ class _Database:
     def write(self, rows: list[_Row], kv: dict[str, str]) -> int:
         """Write one batch in one transaction; return its highest seq.
 
-        Rows come in the order the changes were applied: of two rows for one name only
-        the later is written, and a name's row already on disk is deleted.
+        Of two rows for one name only the one with the higher seq is written, and it
+        replaces (deletes) the name's row on disk unless that one has a higher seq
+        still: then the row is stale and left out (see ``Storage.commit``).
         """
         conn = self._conn
         seq_of = self._seq_of
         latest = {row[1]: row for row in rows}
         if len(latest) != len(rows):
+            latest = {}
+            for row in rows:
+                kept = latest.get(row[1])
+                if kept is None or row[0] > kept[0]:
+                    latest[row[1]] = row
             rows = list(latest.values())
-        replaced = [seq_of[name] for name in latest if name in seq_of]
+        replaced = []
+        stale = False
+        for name, row in latest.items():
+            old = seq_of.get(name)
+            if old is not None:
+                if old > row[0]:
+                    stale = True
+                else:
+                    replaced.append(old)
+        if stale:
+            rows = [row for row in rows if seq_of.get(row[1], 0) <= row[0]]
         last = max((row[0] for row in rows), default=0)
         try:
             if replaced or kv or len(rows) > self._statements.insert_rows:

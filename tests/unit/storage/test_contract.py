@@ -6,6 +6,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -101,6 +102,24 @@ async def test_later_seq_overwrites_the_name(backend: Backend) -> None:
             (5, entry(":c", 2, deleted=True)),
         ]
         assert loaded.last_seq == 5
+
+
+async def test_a_stale_row_committed_late_does_not_replace_a_newer_one(backend: Backend) -> None:
+    """A merge from the twin is committed after the local write that replaced it in
+    memory (seq 7 arrives after seq 8): the stored row stays the newer one. Found by the
+    chaos suite: a node restarted after this held the older entry on disk."""
+    async with backend.opened() as (storage, _):
+        await storage.commit([(8, entry(":o", 8, deleted=True))])
+        await storage.commit([(7, entry(":o", 7)), (6, entry(":p", 6))])
+        # Within one call too: the higher seq wins, not the later position.
+        await storage.commit([(10, entry(":q", 10)), (9, entry(":q", 9, deleted=True))])
+    async with backend.opened() as (storage, loaded):
+        assert loaded.rows == [
+            (6, entry(":p", 6)),
+            (8, entry(":o", 8, deleted=True)),
+            (10, entry(":q", 10)),
+        ]
+        assert loaded.last_seq == 10
 
 
 async def test_entries_since_is_ordered_by_seq_and_pages(backend: Backend) -> None:
@@ -393,3 +412,31 @@ async def test_commit_soon_on_a_closing_storage_is_refused_or_called_back(
     with pytest.raises(StorageError, match="closed"):
         storage.commit_soon([(2, entry(":b", 2))], errors.append)
     assert errors == [None]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(max_examples=25, deadline=None)
+@given(batches=_batches, order=st.randoms(use_true_random=False))
+async def test_store_keeps_the_highest_seq_per_name_in_any_commit_order(
+    kind: str, batches: list[list[tuple[str, bool]]], order: Any
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = Backend(kind, Path(tmp) / "data")
+        model: dict[str, tuple[int, Any]] = {}
+        calls = []
+        seq = 0
+        for batch in batches:
+            changes = []
+            for name, deleted in batch:
+                seq += 1
+                change = (seq, entry(f":{name}", seq, deleted=deleted))
+                changes.append(change)
+                if f":{name}" not in model or model[f":{name}"][0] < seq:
+                    model[f":{name}"] = change
+            calls.append(changes)
+        order.shuffle(calls)
+        async with backend.opened() as (storage, _):
+            for changes in calls:
+                await storage.commit(changes)
+        async with backend.opened() as (storage, loaded):
+            assert loaded.rows == sorted(model.values(), key=lambda row: row[0])
