@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 9090
 
-.PHONY: run test lint typecheck unit integration bench clean
+.PHONY: run test lint typecheck unit integration bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,17 @@ integration: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# One chaos campaign (docs/chaos.md): make chaos SEED=7 ROUNDS=20 FAULTS=kill,partition,wipe
+# (DURATION=300 instead of ROUNDS; CHAOS_ARGS passes more flags, e.g. --topology netns).
+SEED ?= 1
+ROUNDS ?= 10
+DURATION ?=
+FAULTS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m pairns.chaos --seed $(SEED) \
+		$(if $(DURATION),--duration $(DURATION),--rounds $(ROUNDS)) \
+		$(if $(FAULTS),--faults $(FAULTS)) $(CHAOS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'

@@ -1,0 +1,465 @@
+"""The chaos client: a process doing random name-server calls against both nodes.
+
+Run as ``python -m pairns.chaos.client --client NAME --seed N --nodes H:P1,H:P2
+--out FILE``. It prints ``ready`` once started, then obeys commands on stdin, one per
+line: ``run`` (do operations), ``pause`` (finish the operation in flight, with its
+retries, stop, and print ``paused``), ``exit`` (end; so does the end of stdin). Every
+attempt of every call is appended to *FILE* as an :class:`~pairns.chaos.history.Op`
+line, flushed at once, so a client killed mid-run leaves at most one torn line.
+
+Operations are drawn from a ``random.Random`` seeded with the seed and the client's
+name (:func:`choose_op`); a call with no answer (timeout, connection refused, reset or
+closed) is retried with the same request id, on the same node or the other one, up to
+three attempts. :class:`ClientProcess` is the runner's handle on one such process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, Final
+
+from pairns.chaos.history import WRITE_OPS, Op, Status, write_jsonl
+from pairns.errors import ConnectionClosedError, PairnsError
+from pairns.names import NAMESERVER_OBJECT_ID
+from pairns.rpc.proxy import Proxy
+
+__all__ = [
+    "BUILTINS",
+    "GROUPS",
+    "MAX_ATTEMPTS",
+    "OBJECTS",
+    "OP_WEIGHTS",
+    "ClientProcess",
+    "Worker",
+    "choose_op",
+    "main",
+]
+
+#: The groups clients create and delete (the runner creates them all at setup).
+GROUPS: Final = tuple(f":chaos.g{k}" for k in range(4))
+#: The objects clients register, unregister and resolve.
+OBJECTS: Final = tuple(f"{g}.o{j}" for g in GROUPS for j in range(5)) + tuple(
+    f":chaos.o{j}" for j in range(5)
+)
+#: Built-in names whose metadata is set now and then.
+BUILTINS: Final = (":", ":Pyro", ":Default")
+#: Groups that ``list`` lists.
+LISTED: Final = (":chaos", *GROUPS)
+
+#: The operation mix (relative weights). ``setMetaBuiltin`` is a setMeta on a built-in
+#: name; a client does one at most every :data:`BUILTIN_PAUSE` seconds (else it becomes
+#: a plain setMeta), so that the last one often lies long before a later fault: 1 % of
+#: ~1,500 operations a second would rewrite the built-ins every few milliseconds.
+OP_WEIGHTS: Final = (
+    ("register", 20),
+    ("unregister", 12),
+    ("setMeta", 11),
+    ("setMetaBuiltin", 1),
+    ("createGroup", 5),
+    ("deleteGroup", 3),
+    ("resolve", 25),
+    ("list", 10),
+    ("getMeta", 8),
+    ("flatlist", 4),
+)
+_OP_NAMES: Final = tuple(name for name, _ in OP_WEIGHTS)
+_OP_CUM: Final = tuple(
+    sum(weight for _, weight in OP_WEIGHTS[: i + 1]) for i in range(len(OP_WEIGHTS))
+)
+
+#: Attempts of one operation (the first and two retries).
+MAX_ATTEMPTS: Final = 3
+#: Seconds (drawn from this range) a client waits between two setMetas on built-ins.
+BUILTIN_PAUSE: Final = (5.0, 20.0)
+
+
+def choose_op(
+    rng: random.Random, op_id: str, *, builtins: bool = True
+) -> tuple[str, tuple[Any, ...]]:
+    """Draw the next operation and its arguments (names absolute). Register URIs and
+    setMeta values carry *op_id*, so every write is unique. With ``builtins=False`` a
+    setMeta drawn for a built-in name goes to a chaos name instead."""
+    kind = rng.choices(_OP_NAMES, cum_weights=_OP_CUM)[0]
+    if kind == "setMetaBuiltin" and not builtins:
+        kind = "setMeta"
+    meta_targets = OBJECTS + GROUPS
+    match kind:
+        case "register":
+            return "register", (rng.choice(OBJECTS), f"PYRO://127.0.0.1:1/{op_id}")
+        case "unregister" | "resolve":
+            return kind, (rng.choice(OBJECTS),)
+        case "setMeta":
+            return "setMeta", (rng.choice(meta_targets), {"op": op_id})
+        case "setMetaBuiltin":
+            return "setMeta", (rng.choice(BUILTINS), {"op": op_id})
+        case "createGroup" | "deleteGroup":
+            return kind, (rng.choice(GROUPS),)
+        case "list":
+            return "list", (rng.choice(LISTED),)
+        case "getMeta":
+            targets = BUILTINS if rng.random() < 0.1 else meta_targets
+            return "getMeta", (rng.choice(targets),)
+        case _:
+            return "flatlist", ()
+
+
+def _plain(value: Any) -> Any:
+    """A result as JSON shapes it (tuples become lists), so the record round-trips."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+class Worker:
+    """The client's state: its proxies (one connection per node), its random stream and
+    the commands the stdin thread passed on. :meth:`loop` does the work."""
+
+    def __init__(
+        self,
+        name: str,
+        seed: int,
+        nodes: Sequence[tuple[str, int]],
+        out: Path,
+        *,
+        timeout: float = 2.0,
+        max_seconds: float = 3600.0,
+        max_ops: int | None = None,
+        stdout: IO[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.rng = random.Random(f"{seed}:{name}")
+        self.out = out
+        self.proxies = {
+            i + 1: Proxy.for_address(host, port, NAMESERVER_OBJECT_ID, timeout=timeout)
+            for i, (host, port) in enumerate(nodes)
+        }
+        self.max_seconds = max_seconds
+        self.max_ops = max_ops
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.ops_done = 0
+        #: When this client may next set metadata on a built-in name.
+        self.builtin_after = time.monotonic() + self.rng.uniform(0.0, 3.0)
+        self._cond = threading.Condition()
+        self._running = False
+        self._pauses = 0
+        self._exit = False
+
+    # -- commands (from the stdin thread) --------------------------------------------
+
+    def command(self, line: str) -> None:
+        """Apply one command line: ``run``, ``pause``, ``exit`` (others are ignored)."""
+        word = line.strip()
+        with self._cond:
+            if word == "run":
+                self._running = True
+            elif word == "pause":
+                self._running = False
+                self._pauses += 1
+            elif word == "exit":
+                self._exit = True
+            else:
+                print(f"chaos client {self.name}: unknown command {word!r}", file=sys.stderr)
+            self._cond.notify_all()
+
+    def read_commands(self, stream: IO[str]) -> None:
+        """Apply every line of *stream*; its end means ``exit``."""
+        try:
+            for line in stream:
+                self.command(line)
+        finally:
+            self.command("exit")
+
+    # -- the work loop ---------------------------------------------------------------
+
+    def loop(self) -> None:
+        """Do operations while running, answer pauses, return at ``exit``. Past
+        *max_seconds* or *max_ops* it does no more operations but still answers."""
+        deadline = time.monotonic() + self.max_seconds
+        self._say("ready")
+        while True:
+            with self._cond:
+                while True:
+                    if self._pauses:
+                        for _ in range(self._pauses):
+                            self._say("paused")
+                        self._pauses = 0
+                    if self._exit:
+                        return
+                    done = time.monotonic() > deadline or (
+                        self.max_ops is not None and self.ops_done >= self.max_ops
+                    )
+                    if self._running and not done:
+                        break
+                    self._cond.wait(0.5)
+            if not self.run_one(self.ops_done + 1):
+                # No answer at all: both nodes may be away; do not spin.
+                time.sleep(self.rng.uniform(0.05, 0.1))
+
+    def _say(self, word: str) -> None:
+        self.stdout.write(word + "\n")
+        self.stdout.flush()
+
+    def run_one(self, n: int) -> bool:
+        """Operation *n*, with its retries; False if no attempt got an answer."""
+        self.ops_done = n
+        op_id = f"{self.name}-{n}"
+        now = time.monotonic()
+        op, args = choose_op(self.rng, op_id, builtins=now >= self.builtin_after)
+        if op == "setMeta" and args[0] in BUILTINS:
+            self.builtin_after = now + self.rng.uniform(*BUILTIN_PAUSE)
+        rid = uuid.uuid4().hex if op in WRITE_OPS else None
+        node = self.rng.choice((1, 2))
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            record = self.attempt(op_id, attempt, node, op, args, rid)
+            write_jsonl(self.out, [record])
+            if record.status != "unknown":
+                return True
+            if attempt < MAX_ATTEMPTS:
+                time.sleep(self.rng.uniform(0.05, 0.2))
+                if self.rng.random() >= 0.5:
+                    node = 3 - node
+        return False
+
+    def attempt(
+        self, op_id: str, attempt: int, node: int, op: str, args: tuple[Any, ...], rid: str | None
+    ) -> Op:
+        """One call of *op* on *node*, as an :class:`Op` record."""
+        proxy = self.proxies[node]
+        result: Any = None
+        error: dict[str, str] | None = None
+        status: Status
+        start = time.monotonic()
+        try:
+            result = _plain(proxy.call(op, *args, request_id=rid))
+            status = "ok"
+        except ConnectionClosedError as exc:  # timeouts, refused, reset, closed
+            status, error = "unknown", _describe(exc)
+        except PairnsError as exc:  # the node answered with an error
+            status, error = "error", _describe(exc)
+        except OSError as exc:
+            proxy.close()
+            status, error = "unknown", _describe(exc)
+        except Exception as exc:
+            # Not a reply we understand: the call's fate is unknown; start afresh.
+            proxy.close()
+            status, error = "unknown", _describe(exc)
+        end = time.monotonic()
+        return Op(
+            client=self.name,
+            op_id=op_id,
+            attempt=attempt,
+            node=node,
+            op=op,
+            args=args,
+            start=start,
+            end=end,
+            status=status,
+            rid=rid,
+            result=result if status == "ok" else None,
+            error=error,
+        )
+
+    def close(self) -> None:
+        """Close every connection."""
+        for proxy in self.proxies.values():
+            proxy.close()
+
+
+def _describe(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _nodes(text: str) -> list[tuple[str, int]]:
+    nodes = [_address(part) for part in text.split(",") if part.strip()]
+    if len(nodes) != 2:
+        raise argparse.ArgumentTypeError(f"expected two HOST:PORT addresses, got {text!r}")
+    return nodes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pairns.chaos.client``; the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pairns.chaos.client",
+        description="A chaos-campaign client: random calls against both nodes of a pair.",
+    )
+    parser.add_argument("--client", required=True, help="this client's name")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--nodes", type=_nodes, required=True, help="H:P1,H:P2")
+    parser.add_argument("--out", type=Path, required=True, help="ops JSONL file (appended)")
+    parser.add_argument("--timeout", type=float, default=2.0, help="call timeout (s)")
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--max-ops", type=int, default=None)
+    args = parser.parse_args(argv)
+    if "-" in args.client or not args.client:
+        parser.error("--client must be a non-empty name without '-'")
+    worker = Worker(
+        args.client,
+        args.seed,
+        args.nodes,
+        args.out,
+        timeout=args.timeout,
+        max_seconds=args.max_seconds,
+        max_ops=args.max_ops,
+    )
+    reader = threading.Thread(
+        target=worker.read_commands, args=(sys.stdin,), name="commands", daemon=True
+    )
+    reader.start()
+    try:
+        worker.loop()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        worker.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- the runner's side
+
+
+class ClientProcess:
+    """The runner's handle on one client process (started with :meth:`start`)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        seed: int,
+        nodes: Sequence[tuple[str, int]],
+        out: Path,
+        log: Path,
+        env: dict[str, str],
+        prefix: Sequence[str] = (),
+        timeout: float = 2.0,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.name = name
+        self.out = out
+        self.log = log
+        self.argv = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "pairns.chaos.client",
+            "--client",
+            name,
+            "--seed",
+            str(seed),
+            "--nodes",
+            ",".join(f"{h}:{p}" for h, p in nodes),
+            "--out",
+            str(out),
+            "--timeout",
+            repr(float(timeout)),
+            "--max-seconds",
+            repr(float(max_seconds)),
+        ]
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._buffer = bytearray()
+        self.lost = False
+
+    @property
+    def pid(self) -> int | None:
+        """The process id once started."""
+        return None if self.proc is None else self.proc.pid
+
+    def start(self) -> int:
+        """Start the process (its stderr goes to *log*); its pid. See :meth:`expect`."""
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=self.env,
+            )
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, command: str) -> bool:
+        """Write one command line; False if the process is gone."""
+        if self.proc is None or self.proc.stdin is None or self.lost:
+            return False
+        try:
+            self.proc.stdin.write(command.encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            return False
+        return True
+
+    def expect(self, word: str, deadline: float) -> bool:
+        """Read stdout lines until one is *word*; False at EOF or past *deadline*."""
+        if self.proc is None or self.proc.stdout is None or self.lost:
+            return False
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self._buffer:
+                raw, _, rest = bytes(self._buffer).partition(b"\n")
+                self._buffer[:] = rest
+                if raw.decode("utf-8", "replace").strip() == word:
+                    return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return False
+            self._buffer += chunk
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """``exit``, wait up to *timeout* s, then SIGKILL by pid; reap."""
+        proc = self.proc
+        if proc is None:
+            return
+        self.send("exit")
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def kill(self) -> None:
+        """SIGKILL by pid (a client that stopped answering) and reap."""
+        self.lost = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
