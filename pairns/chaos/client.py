@@ -36,6 +36,8 @@ from pairns.rpc.proxy import Proxy
 
 __all__ = [
     "BUILTINS",
+    "FRESH_GROUP",
+    "FRESH_KEEP",
     "GROUPS",
     "MAX_ATTEMPTS",
     "OBJECTS",
@@ -54,8 +56,15 @@ OBJECTS: Final = tuple(f"{g}.o{j}" for g in GROUPS for j in range(5)) + tuple(
 )
 #: Built-in names whose metadata is set now and then.
 BUILTINS: Final = (":", ":Pyro", ":Default")
+#: Where each client registers names of its own, one per op, that nobody else ever
+#: writes: a change lost on one node cannot be hidden there by a later overwrite (the
+#: shared names above are rewritten many times a second), so it shows for good. The
+#: runner creates the group at setup; clients never delete it.
+FRESH_GROUP: Final = ":chaos.fresh"
+#: Fresh names a client keeps registered; past this it unregisters its oldest instead.
+FRESH_KEEP: Final = 100
 #: Groups that ``list`` lists.
-LISTED: Final = (":chaos", *GROUPS)
+LISTED: Final = (":chaos", *GROUPS, FRESH_GROUP)
 
 #: The operation mix (relative weights). ``setMetaBuiltin`` is a setMeta on a built-in
 #: name; a client does one at most every :data:`BUILTIN_PAUSE` seconds (else it becomes
@@ -72,6 +81,8 @@ OP_WEIGHTS: Final = (
     ("list", 10),
     ("getMeta", 8),
     ("flatlist", 4),
+    ("fresh", 10),
+    ("resolveFresh", 5),
 )
 _OP_NAMES: Final = tuple(name for name, _ in OP_WEIGHTS)
 _OP_CUM: Final = tuple(
@@ -85,16 +96,35 @@ BUILTIN_PAUSE: Final = (5.0, 20.0)
 
 
 def choose_op(
-    rng: random.Random, op_id: str, *, builtins: bool = True
+    rng: random.Random,
+    op_id: str,
+    *,
+    builtins: bool = True,
+    fresh: list[str] | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """Draw the next operation and its arguments (names absolute). Register URIs and
     setMeta values carry *op_id*, so every write is unique. With ``builtins=False`` a
-    setMeta drawn for a built-in name goes to a chaos name instead."""
+    setMeta drawn for a built-in name goes to a chaos name instead.
+
+    *fresh* is the client's list of its registered fresh names (oldest first; see
+    :data:`FRESH_GROUP`): ``fresh`` registers ``:chaos.fresh.<op_id>``, or, with
+    :data:`FRESH_KEEP` of them registered, unregisters the oldest; ``resolveFresh``
+    resolves one of them. The caller keeps the list (:meth:`Worker.run_one`).
+    """
     kind = rng.choices(_OP_NAMES, cum_weights=_OP_CUM)[0]
     if kind == "setMetaBuiltin" and not builtins:
         kind = "setMeta"
     meta_targets = OBJECTS + GROUPS
+    mine = fresh if fresh is not None else []
     match kind:
+        case "fresh":
+            if len(mine) >= FRESH_KEEP:
+                return "unregister", (mine[0],)
+            return "register", (f"{FRESH_GROUP}.{op_id}", f"PYRO://127.0.0.1:1/{op_id}")
+        case "resolveFresh":
+            if not mine:
+                return "resolve", (rng.choice(OBJECTS),)
+            return "resolve", (rng.choice(mine),)
         case "register":
             return "register", (rng.choice(OBJECTS), f"PYRO://127.0.0.1:1/{op_id}")
         case "unregister" | "resolve":
@@ -152,6 +182,8 @@ class Worker:
         self.ops_done = 0
         #: When this client may next set metadata on a built-in name.
         self.builtin_after = time.monotonic() + self.rng.uniform(0.0, 3.0)
+        #: The fresh names this client registered and has not unregistered yet.
+        self.fresh: list[str] = []
         self._cond = threading.Condition()
         self._running = False
         self._pauses = 0
@@ -217,9 +249,16 @@ class Worker:
         self.ops_done = n
         op_id = f"{self.name}-{n}"
         now = time.monotonic()
-        op, args = choose_op(self.rng, op_id, builtins=now >= self.builtin_after)
+        op, args = choose_op(
+            self.rng, op_id, builtins=now >= self.builtin_after, fresh=self.fresh
+        )
         if op == "setMeta" and args[0] in BUILTINS:
             self.builtin_after = now + self.rng.uniform(*BUILTIN_PAUSE)
+        is_fresh = args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + ".")
+        if is_fresh and op == "register":
+            self.fresh.append(args[0])  # kept even if unanswered: it may exist
+        elif is_fresh and op == "unregister":
+            self.fresh.remove(args[0])
         rid = uuid.uuid4().hex if op in WRITE_OPS else None
         node = self.rng.choice((1, 2))
         for attempt in range(1, MAX_ATTEMPTS + 1):

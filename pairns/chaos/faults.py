@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +78,48 @@ _NODE_ENV_DROP: Final = ("LD_PRELOAD", "PAIRNS_CLOCK_OFFSET")
 def is_root() -> bool:
     """Whether this process may mount file systems and make network namespaces."""
     return os.geteuid() == 0
+
+
+@functools.cache
+def tmpfs_problem() -> str | None:
+    """Why this process cannot mount a tmpfs for ``disk-full`` faults (None: it can).
+
+    Root is not always enough (a container without ``CAP_SYS_ADMIN``): a tiny tmpfs is
+    mounted and unmounted once to find out.
+    """
+    if not is_root():
+        return ROOT_REASON["disk-full"]
+    with tempfile.TemporaryDirectory(prefix="pairns-chaos-probe-") as probe:
+        result = run_command(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe], check=False
+        )
+        if result.returncode != 0:
+            return f"cannot mount a tmpfs here: {(result.stderr or result.stdout).strip()}"
+        run_command(["umount", probe], check=False)
+    return None
+
+
+@functools.cache
+def netns_problem() -> str | None:
+    """Why this process cannot make network namespaces for the ``netns`` topology
+    (None: it can): root, the ``ip`` command, and a namespace made and removed once."""
+    if not is_root():
+        return ROOT_REASON["netns"]
+    if shutil.which("ip") is None:
+        return "the ip command (Debian package iproute2) is not installed"
+    name = f"pairns-chaos-probe-{os.getpid()}"
+    result = run_command(["ip", "netns", "add", name], check=False)
+    if result.returncode != 0:
+        return f"cannot make a network namespace here: {(result.stderr or '').strip()}"
+    run_command(["ip", "netns", "delete", name], check=False)
+    return None
+
+
+#: Why the root-only kinds are dropped for a process that is not root.
+ROOT_REASON: Final = {
+    "disk-full": "needs root to mount a tmpfs per node",
+    "netns": "needs root to create network namespaces",
+}
 
 
 def pid_alive(pid: int) -> bool:

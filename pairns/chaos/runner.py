@@ -80,10 +80,7 @@ CALL_TIMEOUT: Final = 2.0
 DUMP_PAGE: Final = 10_000
 
 #: Kinds that need root, and why.
-ROOT_KINDS: Final = {
-    "disk-full": "needs root to mount a tmpfs per node",
-    "netns": "needs root to create network namespaces",
-}
+ROOT_KINDS: Final = fx.ROOT_REASON
 #: Kinds that need the fault proxies of the loopback topology.
 PROXY_KINDS: Final = frozenset({"partition", "delay", "cut"})
 
@@ -256,13 +253,18 @@ class Summary:
 
 
 def available_kinds(
-    requested: Iterable[str] | None, topology: str, *, root: bool
+    requested: Iterable[str] | None,
+    topology: str,
+    *,
+    root: bool,
+    problems: dict[str, str] | None = None,
 ) -> tuple[tuple[str, ...], dict[str, str]]:
     """The fault kinds a campaign can inject here, and why each dropped one is dropped.
 
     *requested* ``None`` asks for every kind. Proxy faults (partition, delay, cut)
     exist only in the loopback topology, ``netns`` only in the netns one; ``disk-full``
-    and ``netns`` need root.
+    and ``netns`` need root, and *problems* maps a kind to why this machine cannot
+    inject it even so (see :func:`machine_problems`).
     """
     wanted = KINDS if requested is None else tuple(k for k in KINDS if k in set(requested))
     kept: list[str] = []
@@ -274,9 +276,18 @@ def available_kinds(
             dropped[kind] = "needs --topology netns"
         elif kind in ROOT_KINDS and not root:
             dropped[kind] = ROOT_KINDS[kind]
+        elif problems and kind in problems:
+            dropped[kind] = problems[kind]
         else:
             kept.append(kind)
     return tuple(kept), dropped
+
+
+def machine_problems() -> dict[str, str]:
+    """Fault kinds this machine cannot inject although this process is root (a
+    container without the right capabilities, no ``ip`` command), and why."""
+    found = {"disk-full": fx.tmpfs_problem(), "netns": fx.netns_problem()}
+    return {kind: why for kind, why in found.items() if why is not None}
 
 
 def run_campaign(options: CampaignOptions) -> Summary:
@@ -341,7 +352,12 @@ class _Campaign:
         _validate(options)
         self.options = options
         self.root = fx.is_root()
-        self.kinds, self.dropped = available_kinds(options.faults, options.topology, root=self.root)
+        self.kinds, self.dropped = available_kinds(
+            options.faults,
+            options.topology,
+            root=self.root,
+            problems=machine_problems() if self.root else None,
+        )
         rounds = options.rounds
         if rounds is None and options.duration is None:
             rounds = 10
@@ -561,10 +577,10 @@ class _Campaign:
     def create_groups(self) -> None:
         """As client ``setup``: ``:chaos`` and its groups on node 1, recorded as ops;
         then wait until node 2 shows the same digest."""
-        from pairns.chaos.client import GROUPS
+        from pairns.chaos.client import FRESH_GROUP, GROUPS
 
         path = self.out / "ops-setup.jsonl"
-        for i, name in enumerate((":chaos", *GROUPS), start=1):
+        for i, name in enumerate((":chaos", *GROUPS, FRESH_GROUP), start=1):
             rid = uuid.uuid4().hex
             status: Status = "unknown"
             error: dict[str, str] | None = None
@@ -1319,10 +1335,8 @@ def _validate(options: CampaignOptions) -> None:
         raise ValueError("clock mode faketime needs libfaketime (apt-get install faketime)")
     if options.topology not in ("loopback", "netns"):
         raise ValueError(f"topology must be loopback or netns, got {options.topology!r}")
-    if options.topology == "netns" and not fx.is_root():
-        raise ValueError("the netns topology needs root (network namespaces)")
-    if options.topology == "netns" and shutil.which("ip") is None:
-        raise ValueError("the netns topology needs the ip command (iproute2)")
+    if options.topology == "netns" and (problem := fx.netns_problem()) is not None:
+        raise ValueError(f"the netns topology is not possible here: {problem}")
     if not 0 < options.bound <= 600:
         raise ValueError(f"bound must be within 0..600 s, got {options.bound}")
     if not 0 < options.client_timeout <= 60:

@@ -24,8 +24,11 @@ from .conftest import RunCampaign, explain
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-needs_root = pytest.mark.skipif(
-    not fx.is_root(), reason="needs root (tmpfs mounts, network namespaces)"
+needs_tmpfs = pytest.mark.skipif(
+    fx.tmpfs_problem() is not None, reason=f"disk-full faults: {fx.tmpfs_problem()}"
+)
+needs_netns = pytest.mark.skipif(
+    fx.netns_problem() is not None, reason=f"netns topology: {fx.netns_problem()}"
 )
 
 #: What the runner records for each scheduled kind.
@@ -48,7 +51,7 @@ def test_loopback_campaign_with_every_fault(campaign: RunCampaign) -> None:
     diverges after a restored old copy and loses built-in metadata after a wipe)."""
     summary = campaign(seed=2, rounds=8, clients=3)
     expected = {"kill", "stop", "partition", "delay", "cut", "old-copy", "wipe", "clock"}
-    if fx.is_root():
+    if fx.tmpfs_problem() is None:
         expected.add("disk-full")
     assert {RECORDED[k] for k in expected} <= set(summary.faults), summary.table()
     assert summary.ok is True, explain(summary)
@@ -59,7 +62,7 @@ def test_loopback_campaign_with_every_fault(campaign: RunCampaign) -> None:
     assert data["seed"] == 2 and data["ok"] is True
 
 
-@needs_root
+@needs_netns
 def test_netns_campaign_with_real_partitions(campaign: RunCampaign) -> None:
     """Two network namespaces and a veth pair; the partition takes a veth down."""
     summary = campaign(
@@ -78,7 +81,7 @@ def test_netns_campaign_with_real_partitions(campaign: RunCampaign) -> None:
     assert any(isinstance(r, Op) and r.status == "unknown" for r in ops)
 
 
-@needs_root
+@needs_tmpfs
 def test_disk_full_campaign(campaign: RunCampaign) -> None:
     """Each node's database on its own 64 MiB tmpfs, filled to ENOSPC now and then."""
     summary = campaign(seed=4, rounds=4, clients=3, faults=("disk-full", "kill"))
@@ -98,7 +101,8 @@ def test_an_interrupted_campaign_leaves_nothing_behind(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "pairns.chaos", "--seed", "5", "--rounds", "20"]
     argv += ["--clients", "2", "--out", str(out), "--no-check"]
-    if fx.is_root():
+    netns = fx.netns_problem() is None
+    if netns:
         argv += ["--topology", "netns"]
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -127,7 +131,7 @@ def test_an_interrupted_campaign_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not left, f"left running: {left}"
     with open("/proc/self/mounts", encoding="utf-8") as f:
         assert str(out) not in f.read()
-    if fx.is_root():
+    if netns:
         tag = f"pairns-chaos-{proc.pid}-"
         assert not [n for n in fx._netns_names() if n.startswith(tag)]
 

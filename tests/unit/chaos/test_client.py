@@ -18,6 +18,8 @@ import pytest
 
 from pairns.chaos.client import (
     BUILTINS,
+    FRESH_GROUP,
+    FRESH_KEEP,
     GROUPS,
     MAX_ATTEMPTS,
     OBJECTS,
@@ -60,12 +62,17 @@ def test_choose_op_mix_and_arguments() -> None:
     total = sum(w for _, w in OP_WEIGHTS)
     weights = dict(OP_WEIGHTS)
     weights["setMeta"] += weights.pop("setMetaBuiltin")
+    # Without fresh names registered yet, "fresh" registers one and "resolveFresh"
+    # resolves a shared object.
+    weights["register"] += weights.pop("fresh")
+    weights["resolve"] += weights.pop("resolveFresh")
     for op, weight in weights.items():
         assert counts[op] / len(draws) == pytest.approx(weight / total, abs=0.01), op
     for i, (op, args) in enumerate(draws):
         assert op in WRITE_OPS | READ_OPS
         if op == "register":
-            assert args[0] in OBJECTS and args[1] == f"PYRO://127.0.0.1:1/c9-{i}"
+            assert args[0] in (*OBJECTS, f"{FRESH_GROUP}.c9-{i}")
+            assert args[1] == f"PYRO://127.0.0.1:1/c9-{i}"
         elif op in ("unregister", "resolve"):
             assert args[0] in OBJECTS
         elif op == "setMeta":
@@ -76,6 +83,19 @@ def test_choose_op_mix_and_arguments() -> None:
             assert args == ()
     builtin_sets = sum(1 for op, args in draws if op == "setMeta" and args[0] in BUILTINS)
     assert 0.005 < builtin_sets / len(draws) < 0.015
+
+
+def test_fresh_names_are_unique_and_bounded() -> None:
+    rng = random.Random(5)
+    fresh = [f"{FRESH_GROUP}.c1-{i}" for i in range(FRESH_KEEP)]
+    draws = [choose_op(rng, f"c1-{1000 + i}", fresh=fresh) for i in range(5_000)]
+    # A full list: "fresh" unregisters the oldest, never registers a new one.
+    assert not [a for op, a in draws if op == "register" and a[0].startswith(FRESH_GROUP)]
+    assert {a[0] for op, a in draws if op == "unregister" and a[0].startswith(FRESH_GROUP)} == {
+        fresh[0]
+    }
+    resolved = {a[0] for op, a in draws if op == "resolve" and a[0].startswith(FRESH_GROUP)}
+    assert resolved and resolved <= set(fresh)
 
 
 def test_builtins_can_be_held_back() -> None:
