@@ -1190,8 +1190,13 @@ class Replicator:
         if self.machine.state not in (LinkState.CONNECTING,):
             self._transition(LinkEvent.DIAL)
         self._transition(LinkEvent.CONNECTED)
+        # The claim this node makes on the twin's feed names the twin's run it was
+        # reached in, not the run that is dialling now (_start_link records that one).
+        claimed_in = self._twin_incarnation
         link = self._start_link(theirs, their_applied=their_applied, full=full)
-        mine = self._my_hello(full=full, probe=False)
+        mine = attrs.evolve(
+            self._my_hello(full=full, probe=False), expect_incarnation=claimed_in
+        )
         session = _Session(uuid.uuid4().hex, link)
         self._session = session
         self._new_session.set()

@@ -179,19 +179,22 @@ async def test_a_node_restored_from_an_old_copy_converges_both_ways(tmp_path: Pa
                 await b.register(f":g.after{i}", f"PYRO://127.0.0.1:1/after{i}")
             await b.unregister(":g.old0")
             await converged(n1, n2)
-        shutil.rmtree(db2)
-        shutil.copytree(backup, db2)  # restored
-        async with open_node(c2) as n2, client(n2) as b:
-            for i in range(40):  # acknowledged on the restored node, maybe before pairing
-                await b.register(f":g.new{i}", f"PYRO://127.0.0.1:1/new{i}")
+    shutil.rmtree(db2)
+    shutil.copytree(backup, db2)  # restored
+    async with open_node(c2) as n2, client(n2) as b:
+        # Acknowledged on the restored node while its twin is away: its feed grows past
+        # the position the twin claims, so only the history can tell the claim is false.
+        for i in range(40):
+            await b.register(f":g.new{i}", f"PYRO://127.0.0.1:1/new{i}")
+        async with open_node(c1) as n1:
             await converged(n1, n2, 15.0)
             for node in (n1, n2):
                 assert node.namespace.exists(":g.after29"), node.node_id
                 assert node.namespace.exists(":g.new39"), node.node_id
                 assert not node.namespace.exists(":g.old0"), node.node_id
                 assert node.namespace.exists(":g.old1"), node.node_id
-            assert n1.replicator is not None
-            assert n1.replicator.counters.full_resyncs >= 2
+            assert n2.replicator is not None
+            assert n2.replicator.counters.full_resyncs >= 1
 
 
 def test_feed_history_vouches_only_for_positions_it_wrote() -> None:
