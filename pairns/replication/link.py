@@ -23,7 +23,7 @@ to break. While unpaired, the ``-1`` node *probes* its twin's address (a short `
 with ``probe``), only to find and report identification mismatches and a twin started
 with the same role; it never keeps that connection.
 
-Each connection runs in one nursery (sender, receiver, committer, heartbeat watchdog);
+Each connection runs in one nursery (sender, receiver, heartbeat watchdog, persister);
 if any of them fails, the whole link is cancelled, and the outer loop reconnects with
 backoff (at most 5 s) and resyncs from the positions the hellos agreed on. The change
 feed (``Namespace.entries_since``) is the outgoing buffer: the sender reads above what
@@ -357,12 +357,6 @@ class _Link:
         self.cancel_scope = trio.CancelScope()
         self.sent_caught_up = False
         self.received_caught_up = False
-        # Merged batches not durable yet, in arrival order: waiting for the committer
-        # (_pending) or being written by it (_committing). ``applied`` (what the twin
-        # is told this node holds) moves only past what is durable.
-        self._pending: list[tuple[int, ChangeSet]] = []
-        self._committing: list[tuple[int, ChangeSet]] = []
-        self._pending_event = trio.Event()
         self.last_ack_sent = -1
         # When the collector was paused for this link's catch-up stream (see hold_gc).
         self._gc_held_since: float | None = None
@@ -402,10 +396,11 @@ class _Link:
         positions.on_received(batch.upto)
         rep.counters.entries_received += len(batch.items)
         rep.counters.batches_received += 1
-        if rep.durable and (changes.entries or self._pending or self._committing):
-            # Durable (and acknowledged) in order: behind any batch still being stored.
-            self._pending.append((batch.upto, changes))
-            self._pending_event.set()
+        if rep.durable and (changes.entries or rep.merges_pending()):
+            # Durable (and acknowledged) in order: behind any batch still being stored,
+            # also one an earlier connection merged (this one may bring it again: its
+            # entries are then known here, but not yet on disk).
+            rep.queue_merged(self, batch.upto, changes)
         elif self.positions.on_durable(batch.upto):
             rep._kick()
         if changes.entries:
@@ -474,43 +469,6 @@ class _Link:
         if not self.received_caught_up:
             self.received_caught_up = True
             self.rep._maybe_caught_up(self)
-
-    async def committer(self) -> None:
-        """Commit merged batches (persistent mode), then advance ``applied``."""
-        rep = self.rep
-        while True:
-            if not self._pending:
-                self._pending_event = trio.Event()
-                await self._pending_event.wait()
-                continue
-            batch, self._pending = self._pending, []
-            self._committing = batch
-            rows: list[Any] = []
-            for _, changes in batch:
-                rows.extend(changes.rows)
-            try:
-                await rep.storage.commit(rows)
-            except StorageError as exc:
-                # Nothing merged since the last durable position may stay: not what this
-                # commit held, nor what arrived while it ran (merged, but never to be
-                # written). The twin sends it all again after the reconnection.
-                reason = f"cannot store what the twin sent: {exc}"
-                rep._fail(self, reason)
-                self.undo_undurable()
-                raise LinkFailed(reason) from exc
-            self._committing = []
-            upto = batch[-1][0]
-            if self.positions.on_durable(upto):
-                rep._kick()
-
-    def undo_undurable(self) -> None:
-        """Undo every merged change that is not durable, newest first (the link failed
-        or ended): memory then holds nothing that the disk and ``applied`` do not, and
-        the twin's resend merges it again instead of skipping it as known."""
-        undone, self._committing, self._pending = self._committing + self._pending, [], []
-        for _, changes in reversed(undone):
-            self.rep.namespace.undo(changes)
-        self.positions.received = self.positions.applied
 
     # -- sending ---------------------------------------------------------------------
 
@@ -703,6 +661,14 @@ class Replicator:
         # Set by a probe from the -1 node: the -2 node dials at once instead of after
         # its backoff (the twin is reachable again).
         self._dial_now = trio.Event()
+        # Merged batches not durable yet, in merge order, from any connection: waiting
+        # for the merge committer (_merged) or being written by it (_committing). A
+        # link's ``applied`` (what the twin is told this node holds) moves only past
+        # what is durable. They outlive the connection that merged them: dropping them
+        # when a link ends would make reads on this node go back.
+        self._merged: list[tuple[_Link, int, ChangeSet]] = []
+        self._committing: list[tuple[_Link, int, ChangeSet]] = []
+        self._merged_event = trio.Event()
         self._link: _Link | None = None
         self._session: _Session | None = None
         self._new_session = trio.Event()
@@ -821,11 +787,63 @@ class Replicator:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the link until cancelled (the node's nursery owns this task)."""
-        task_status.started()
-        if self.role == 2:
-            await self._dial_loop()
-        else:
-            await self._accept_loop()
+        async with trio.open_nursery() as nursery:
+            if self.durable:
+                nursery.start_soon(self._merge_committer)
+            task_status.started()
+            if self.role == 2:
+                await self._dial_loop()
+            else:
+                await self._accept_loop()
+
+    # -- making merged batches durable -----------------------------------------------
+
+    def queue_merged(self, link: _Link, upto: int, changes: ChangeSet) -> None:
+        """*changes* (merged from *link*'s batch up to *upto*) must become durable
+        before *link* acknowledges *upto*; in order, behind everything queued."""
+        self._merged.append((link, upto, changes))
+        self._merged_event.set()
+
+    def merges_pending(self) -> bool:
+        """True while some merged batch is not durable yet."""
+        return bool(self._merged or self._committing)
+
+    async def _merge_committer(self) -> None:
+        """Commit merged batches (persistent mode), then advance their links' ``applied``.
+
+        One for all connections: a batch merged on a connection that ended since is
+        still made durable (its entries stay, and the twin's resend finds them known).
+        If a commit fails, every merged change that is not durable is undone, newest
+        first - what the commit held and what was merged while it ran - and the current
+        connection fails: memory then holds nothing that the disk and ``applied`` do
+        not, and the twin's resend after the reconnection merges it again.
+        """
+        while True:
+            if not self._merged:
+                self._merged_event = trio.Event()
+                await self._merged_event.wait()
+                continue
+            batch, self._merged = self._merged, []
+            self._committing = batch
+            rows: list[Any] = []
+            for _, _, changes in batch:
+                rows.extend(changes.rows)
+            try:
+                await self.storage.commit(rows)
+            except StorageError as exc:
+                reason = f"cannot store what the twin sent: {exc}"
+                undone, self._committing, self._merged = self._committing + self._merged, [], []
+                for _, _, changes in reversed(undone):
+                    self.namespace.undo(changes)
+                for link in dict.fromkeys(link for link, _, _ in undone):
+                    link.positions.received = link.positions.applied
+                    self._fail(link, reason)
+                log.warning("%s; the twin will send it again", reason)
+                continue
+            self._committing = []
+            for link, upto, _ in batch:
+                if not link.closed and link.positions.on_durable(upto):
+                    self._kick()
 
     # -- -2: dial, hello, push and poll ----------------------------------------------
 
@@ -883,7 +901,6 @@ class Replicator:
                     link.cancel_scope = nursery.cancel_scope
                     nursery.start_soon(self._pusher, proxy, session, link)
                     nursery.start_soon(self._poller, proxy, session, link)
-                    nursery.start_soon(link.committer)
                     nursery.start_soon(link.watchdog)
                     nursery.start_soon(link.persister)
             except BaseExceptionGroup as group:
@@ -962,7 +979,6 @@ class Replicator:
         try:
             async with trio.open_nursery() as nursery:
                 link.cancel_scope = nursery.cancel_scope
-                nursery.start_soon(link.committer)
                 nursery.start_soon(link.watchdog)
                 nursery.start_soon(link.persister)
         except BaseExceptionGroup as group:
@@ -1328,7 +1344,6 @@ class Replicator:
 
     async def _end_link(self, link: _Link) -> None:
         link.closed = True
-        link.undo_undurable()  # batches merged but never handed to the committer
         link.release_gc()
         self.counters.drops += 1
         if self._link is link:

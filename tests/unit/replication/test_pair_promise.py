@@ -29,7 +29,7 @@ from pairns.naming.proxy import AsyncNameServerProxy
 from pairns.node import Node, open_node
 from pairns.replication import auth
 from pairns.replication.link import PEER_OBJECT_ID
-from pairns.replication.messages import Hello, Item, encode_contents
+from pairns.replication.messages import Batch, Hello, Item, encode_contents
 from pairns.rpc import AsyncProxy
 
 HOST = "127.0.0.1"
@@ -275,6 +275,51 @@ async def test_a_failed_commit_on_the_receiving_twin_loses_nothing(tmp_path: Pat
             await converged(n1, n2, 20.0)
             missing = [i for i in range(count) if not n2.namespace.exists(f":bulk.n{i}")]
             assert missing == []
+
+
+async def test_reads_do_not_go_back_when_the_link_drops_before_a_merge_is_durable(
+    tmp_path: Path,
+) -> None:
+    """What a node merged stays visible when its link ends before the merge reached the
+    disk, and is still made durable. Dropping it (as the link once did for batches its
+    committer had not picked up yet) made reads on the node go back until the twin sent
+    it again: the chaos suite saw a checkpoint's two states differ.
+
+    Driven without sockets: a link merges a batch, and ends before any committer ran.
+    """
+    from pairns.namespace import HybridClock, Namespace
+    from pairns.replication.link import Replicator
+    from pairns.replication.state import LinkEvent
+    from pairns.storage import open_storage
+
+    kept = Entry(
+        ":Default.kept", Kind.OBJECT, "PYRO://h:1/k", None, 1.0, 1.0, "ee", Stamp(1 << 16, "ee")
+    )
+    async with open_storage(tmp_path / "db") as storage:
+        loaded = await storage.open()
+        ns = Namespace(loaded.node_id, HybridClock(loaded.node_id))
+        ns.load(loaded.rows, loaded.last_seq)
+        await storage.commit(ns.bootstrap().rows)
+        rep = Replicator(
+            namespace=ns, storage=storage, node_id=loaded.node_id, role=1,
+            twin=(HOST, free_port()), identification=None, durable=True,
+        )
+        rep._transition(LinkEvent.DIAL)
+        rep._transition(LinkEvent.CONNECTED)  # hellos exchanged, as _accept_hello does
+        link = rep._start_link(
+            Hello(node_id="ee" * 8, role=2, applied=0, expect=""), their_applied=0, full=True
+        )
+        link.receive(Batch(start=0, upto=1, ack=0, items=(Item(1, kept),)))
+        assert ns.exists(":Default.kept")
+        await rep._end_link(link)  # the link ends before any committer ran
+        assert ns.exists(":Default.kept")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rep._merge_committer)
+            await wait_for(lambda: not rep.merges_pending(), 5.0)
+            nursery.cancel_scope.cancel()
+    async with open_storage(tmp_path / "db") as storage:
+        loaded = await storage.open()
+        assert [e.name for _, e in loaded.rows if e.name == ":Default.kept"]
 
 
 # -- 5. identification on the peer link ------------------------------------------------
