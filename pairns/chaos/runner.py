@@ -1147,13 +1147,13 @@ class _Campaign:
         return time.monotonic()
 
     def checkpoint(self, index: int, healed: float) -> None:
-        """Wait for equal digests (up to the bound), capture both states, record."""
+        """Wait until the pair settles (up to the bound), capture both states, record."""
         deadline = healed + self.options.bound
         converged_after: float | None = None
         while True:
             s1, s2 = self.status(1), self.status(2)
             now = time.monotonic()
-            if s1 is not None and s2 is not None and s1.get("digest") == s2.get("digest"):
+            if s1 is not None and s2 is not None and _settled(s1, s2):
                 converged_after = now - healed
                 break
             if now >= deadline:
@@ -1316,6 +1316,17 @@ def check_run(records: RunRecords, *, seed: int | None, bound: float) -> Any:
         records.faults,
         seed=seed,
         bound=bound,
+    )
+
+
+def _settled(s1: dict[str, Any], s2: dict[str, Any]) -> bool:
+    """Both nodes hold the same entries and will not change by themselves: equal
+    digests, both links paired, nothing unacknowledged either way. (Equal digests alone
+    can be a moment in the middle of a resync.)"""
+    return (
+        s1.get("digest") == s2.get("digest")
+        and s1.get("link") == s2.get("link") == "paired"
+        and s1.get("unacked_changes") == s2.get("unacked_changes") == 0
     )
 
 
