@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
-from pairns.testing.faultproxy import FaultProxyProcess, format_address, parse_address
+from pairns.testing.faultproxy import FaultProxyProcess
 
 __all__ = [
     "BALLAST_NAME",
@@ -515,42 +515,6 @@ def cleanup_leftover_mounts() -> list[str]:
 # --------------------------------------------------------------------------- loopback link
 
 
-class _RunnerProxy(FaultProxyProcess):
-    """A :class:`FaultProxyProcess` whose child dies with the runner (``setpriv
-    --pdeathsig``), so that not even a runner killed with SIGKILL leaves it behind."""
-
-    def start(self) -> Self:
-        """Start the child and wait for its ``listening`` line (as the base class)."""
-        prefix = death_signal_prefix()
-        if not prefix:
-            return super().start()
-        if self._process is not None:
-            raise RuntimeError("FaultProxyProcess already started")
-        argv = [
-            *prefix,
-            sys.executable,
-            "-m",
-            "pairns.testing.faultproxy",
-            "--listen",
-            format_address(self._listen),
-            "--target",
-            format_address(self.target),
-            "--control",
-            format_address(self._control),
-        ]
-        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        try:
-            words = self._read_first_line(self._process, self._startup_timeout).split()
-            if words[:3] != ["faultproxy", "listening", "on"] or len(words) != 6:
-                raise RuntimeError(f"faultproxy child printed an unexpected line: {words!r}")
-            self._address = parse_address(words[3])
-            self._control_address = parse_address(words[5])
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-
 class LoopbackLink:
     """The pair's link through two fault proxies on loopback.
 
@@ -560,8 +524,11 @@ class LoopbackLink:
     """
 
     def __init__(self, port1: int, port2: int) -> None:
-        self.to_node1: FaultProxyProcess = _RunnerProxy(("127.0.0.1", port1))
-        self.to_node2: FaultProxyProcess = _RunnerProxy(("127.0.0.1", port2))
+        # The children die with the runner (setpriv --pdeathsig), so that not even a
+        # runner killed with SIGKILL leaves them behind.
+        prefix = death_signal_prefix()
+        self.to_node1 = FaultProxyProcess(("127.0.0.1", port1), prefix=prefix)
+        self.to_node2 = FaultProxyProcess(("127.0.0.1", port2), prefix=prefix)
         self._partitions = 0
         self._delays: list[float] = []
 

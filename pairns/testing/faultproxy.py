@@ -563,6 +563,8 @@ class FaultProxyProcess:
 
     Each control call opens a short TCP connection to the child's control port and raises
     ``RuntimeError`` if the reply is not ``ok``. :meth:`stop` kills the child by PID.
+    *prefix* is put before the child's command line (the chaos runner uses ``setpriv
+    --pdeathsig KILL`` so the child dies with it).
     """
 
     def __init__(
@@ -573,8 +575,10 @@ class FaultProxyProcess:
         control: Address = ("127.0.0.1", 0),
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         control_timeout: float = DEFAULT_CONTROL_TIMEOUT,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.target = check_loopback(target, what="target", allow_port_zero=False)
+        self._prefix = list(prefix)
         self._listen = check_loopback(listen, what="listen address", allow_port_zero=True)
         self._control = check_loopback(control, what="control address", allow_port_zero=True)
         self._startup_timeout = startup_timeout
@@ -609,6 +613,7 @@ class FaultProxyProcess:
         if self._process is not None:
             raise RuntimeError("FaultProxyProcess already started")
         argv = [
+            *self._prefix,
             sys.executable,
             "-m",
             "pairns.testing.faultproxy",
