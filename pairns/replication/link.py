@@ -107,6 +107,9 @@ KV_APPLIED: Final = "twin.applied"
 KV_ACKED: Final = "twin.acked"
 #: The twin's incarnation (run) that ``twin.applied`` was last heard from.
 KV_TWIN_INCARNATION: Final = "twin.incarnation"
+#: The feed position up to which the twin is owed everything, its own changes included
+#: (a full resync that has not been acknowledged yet; "0": nothing owed).
+KV_FULL_OWED: Final = "twin.full_owed"
 
 #: Default of ``PYRO_NS_MAX_CLOCK_SKEW``: how far ahead of this node's wall clock a stamp
 #: from the twin may be (CockroachDB bounds its maximum clock offset the same way).
@@ -506,8 +509,8 @@ class _Link:
         return batch
 
     def echo_filter(self) -> Callable[[Entry], bool]:
-        """What not to send back: entries this twin sent (on this connection only, in a
-        full resync, in case the twin lost what it sent before)."""
+        """What not to send back: entries this twin sent (on this connection only while
+        a full resync is owed: the twin may have lost what it sent before)."""
         origin = self.rep.origin
         twin = self.twin_id
         number = self.number if self.full else None
@@ -655,6 +658,7 @@ class Replicator:
         self._stored_applied = _int_or_zero(kv.get(KV_APPLIED))
         self._stored_acked = _int_or_zero(kv.get(KV_ACKED))
         self._twin_incarnation = kv.get(KV_TWIN_INCARNATION, "")
+        self._full_owed = _int_or_zero(kv.get(KV_FULL_OWED))
         self._persisted = self._positions_state()
         # Addresses the twin may connect from when there is no secret to prove.
         self._twin_ips: frozenset[str] | None = None
@@ -887,12 +891,13 @@ class Replicator:
             self._transition(LinkEvent.CONNECTED)
             theirs, session = _parse_answer(answer)
             self._check_twin(theirs)
-            if not theirs.full and not self._vouched(theirs):
-                # The -1 node accepted an incremental resync, but its claim on this
-                # node's feed is one this node's history cannot have given: ask again,
-                # in full, both ways.
+            reason = self._full_reason(theirs)
+            if not theirs.full and reason is not None:
+                # The -1 node accepted an incremental resync, but from this side it must
+                # be a full one (say its claim on this node's feed is one this node's
+                # history cannot have given): ask again, in full, both ways.
                 self._full_requested = True
-                raise LinkFailed("the twin's position in this node's feed is not in its history")
+                raise LinkFailed(f"a full resync is needed ({reason}); asking for one")
             self._full_requested = False
             full = full or theirs.full
             link = self._start_link(theirs, their_applied=theirs.applied, full=full)
@@ -1165,7 +1170,7 @@ class Replicator:
         """True if the twin's claim on this node's feed (``applied`` in the
         incarnation it names) is one this node's history can have given."""
         if theirs.expect != self.node_id:
-            return True  # the claim is for another node: it is ignored anyway
+            return True  # a claim on another node's feed: _full_reason handles it
         ok = self.history.vouches(
             theirs.expect_incarnation, theirs.applied, self.durable_seq()
         )
@@ -1179,6 +1184,19 @@ class Replicator:
                 self.durable_seq(),
             )
         return ok
+
+    def _full_reason(self, theirs: Hello) -> str | None:
+        """Why this link must be a full resync both ways, judged from this node's
+        side, or None: a twin not met before or whose node id changed (wiped, or
+        restored from a copy with another id), a twin that does not know this node's
+        id, or a claim on this node's feed that its history cannot vouch for."""
+        if theirs.node_id != self._twin_id:
+            return "a new twin" if not self._twin_id else "the twin's node id changed"
+        if theirs.expect != self.node_id:
+            return "the twin does not know this node"
+        if not self._vouched(theirs):
+            return "this node's history was replaced"
+        return None
 
     async def _accept_hello(self, info: ConnectionInfo, raw: Any, proof: Any) -> dict[str, Any]:
         try:
@@ -1200,9 +1218,9 @@ class Replicator:
             self._fail(old.link, "the twin reconnected")
             with trio.move_on_after(self.peer_timeout):
                 await old.done.wait()
-        full = self._full_requested or theirs.full or not self._vouched(theirs)
+        full = self._full_requested or theirs.full or self._full_reason(theirs) is not None
         self._full_requested = False
-        their_applied = theirs.applied if theirs.expect == self.node_id and not full else 0
+        their_applied = 0 if full else theirs.applied
         if self.machine.state not in (LinkState.CONNECTING,):
             self._transition(LinkEvent.DIAL)
         self._transition(LinkEvent.CONNECTED)
@@ -1307,8 +1325,6 @@ class Replicator:
         """A new link after hellos: positions from storage, reset if the twin changed."""
         twin_id = theirs.node_id
         self._twin_incarnation = theirs.incarnation
-        if full:
-            their_applied = 0
         if twin_id != self._twin_id:
             if self._twin_id:
                 log.warning(
@@ -1319,9 +1335,14 @@ class Replicator:
             self._twin_id = twin_id
             self._stored_applied = 0
             self._stored_acked = 0
-            full = True
+            full = True  # _full_reason said so already; this is the last word
+        if full:
+            their_applied = 0
+            # Owed until the twin acknowledged it: if this link ends first, the next
+            # one still sends the twin its own earlier changes (it may have lost them).
+            self._full_owed = max(self._full_owed, self.durable_seq())
         applied = 0 if full else self._stored_applied
-        link = _Link(self, twin_id, their_applied, applied, full)
+        link = _Link(self, twin_id, their_applied, applied, full or self._full_owed > 0)
         self._link = link
         if full or their_applied == 0 or applied == 0:
             self.counters.full_resyncs += 1
@@ -1353,12 +1374,13 @@ class Replicator:
         with trio.CancelScope(shield=True), trio.move_on_after(self.peer_timeout):
             await self._persist(link)
 
-    def _positions_state(self) -> tuple[str, int, int, str]:
+    def _positions_state(self) -> tuple[str, int, int, str, int]:
         return (
             self._twin_id,
             self._stored_applied,
             self._stored_acked,
             self._twin_incarnation,
+            self._full_owed,
         )
 
     async def _persist(self, link: _Link) -> None:
@@ -1375,12 +1397,13 @@ class Replicator:
             except StorageError as exc:
                 failed.append(exc)
 
-        # Submitted together, they ride in one transaction (one sync, not four).
+        # Submitted together, they ride in one transaction (one sync, not five).
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put, KV_TWIN_ID, state[0])
             nursery.start_soon(put, KV_APPLIED, str(state[1]))
             nursery.start_soon(put, KV_ACKED, str(state[2]))
             nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
+            nursery.start_soon(put, KV_FULL_OWED, str(state[4]))
         if failed:
             log.warning("cannot store the twin's positions: %s", failed[0])
             return
@@ -1395,6 +1418,8 @@ class Replicator:
             self._kick()
 
     def _acked_moved(self, link: _Link) -> None:
+        if self._full_owed and link.positions.acked >= self._full_owed:
+            self._full_owed = 0  # the full resync is done: the next link may filter echoes
         self._wake_ack_waiters(all_=False)
 
     def _wake_ack_waiters(self, *, all_: bool) -> None:

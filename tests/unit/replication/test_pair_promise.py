@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -195,6 +196,81 @@ async def test_a_node_restored_from_an_old_copy_converges_both_ways(tmp_path: Pa
                 assert node.namespace.exists(":g.old1"), node.node_id
             assert n2.replicator is not None
             assert n2.replicator.counters.full_resyncs >= 1
+
+
+async def test_a_copy_restored_after_a_wipe_gets_back_its_own_lost_changes(
+    tmp_path: Path,
+) -> None:
+    """Found by the chaos suite (seed 11, round 46): node 2 deleted a name after a backup
+    was taken, was then wiped (a new node id), then restored from that backup (its old
+    node id again). The twin had the deletion, but as a change *from node 2*, which its
+    echo filter never sends back: node 2 showed the deleted name for good. A twin whose
+    node id changed is a full resync both ways, announced in the hello, and one that
+    ends early is done again."""
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    db2, backup = tmp_path / "n2-db", tmp_path / "n2-backup"
+    async with open_node(c1) as n1:
+        async with open_node(c2) as n2, client(n2) as b:
+            for i in range(5):
+                await b.register(f":Default.x{i}", f"PYRO://127.0.0.1:1/x{i}")
+            await converged(n1, n2)
+        shutil.copytree(db2, backup)
+        async with open_node(c2) as n2, client(n2) as b:
+            await converged(n1, n2)
+            await b.unregister(":Default.x0")  # on node 2, after the backup
+            await converged(n1, n2)
+        shutil.rmtree(db2)  # wiped: a new node id
+        async with open_node(c2) as n2:
+            await converged(n1, n2)
+        shutil.rmtree(db2)
+        shutil.copytree(backup, db2)  # restored: the old node id, without the deletion
+        async with open_node(c2) as n2:
+            await converged(n1, n2, 15.0)
+            for node in (n1, n2):
+                assert not node.namespace.exists(":Default.x0"), node.node_id
+                assert node.namespace.exists(":Default.x1"), node.node_id
+
+
+async def test_a_full_resync_is_owed_until_the_twin_acknowledged_it(tmp_path: Path) -> None:
+    """While a full resync is not acknowledged, every link sends the twin its own
+    earlier changes too (the twin may have lost them); a link that ends early does not
+    end the obligation. Driven without sockets."""
+    from pairns.namespace import HybridClock, Namespace
+    from pairns.replication.link import Replicator
+    from pairns.replication.state import LinkEvent
+    from pairns.storage import open_storage
+
+    async with open_storage(None) as storage:
+        loaded = await storage.open()
+        ns = Namespace(loaded.node_id, HybridClock(loaded.node_id))
+        ns.bootstrap()
+        rep = Replicator(
+            namespace=ns, storage=storage, node_id=loaded.node_id, role=1,
+            twin=(HOST, free_port()), identification=None, durable=False,
+        )
+        twin = Hello(node_id="ee" * 8, role=2, applied=0, expect="")
+
+        def start(hello: Hello, *, full: bool) -> Any:
+            rep._transition(LinkEvent.DIAL)
+            rep._transition(LinkEvent.CONNECTED)
+            return rep._start_link(hello, their_applied=hello.applied, full=full)
+
+        assert rep._full_reason(twin) == "a new twin"
+        first = start(twin, full=True)
+        assert first.full and rep.status()["link"] == "syncing"
+        await rep._end_link(first)  # before the twin acknowledged anything
+        again = attrs.evolve(twin, applied=1, expect=rep.node_id)
+        assert rep._full_reason(again) is None  # an incremental resync is fine...
+        second = start(again, full=False)
+        assert second.full  # ...but its echo filter still holds back only this link's
+        second.positions.on_sent(ns.last_seq)
+        assert second.positions.on_ack(ns.last_seq)
+        rep._acked_moved(second)
+        await rep._end_link(second)
+        third = start(attrs.evolve(again, applied=ns.last_seq), full=False)
+        assert not third.full
 
 
 def test_feed_history_vouches_only_for_positions_it_wrote() -> None:
