@@ -719,7 +719,7 @@ class Namespace:
                 if (
                     seen is not None
                     and current.node != stamp.node
-                    and seen < current
+                    and seen != current
                     and not _same_content(old, entry)
                 ):
                     conflicts.append(Conflict("version", name, entry, old))
@@ -818,7 +818,7 @@ class Namespace:
             current is not None
             and seen is not None
             and current.stamp.node != entry.stamp.node
-            and seen < current.stamp
+            and seen != current.stamp
             and not _same_content(current, entry)
         )
         target = changes if changes is not None else ChangeSet()

@@ -217,6 +217,28 @@ def test_knowledge_survives_a_chain_of_updates() -> None:
     assert a.get_meta(":Default.o") == 2
 
 
+def test_a_version_built_on_a_lost_version_of_mine_is_a_conflict() -> None:
+    """Knowledge is the exact version a remote one was built on, not an order: a node
+    restored from an older copy writes below versions of its own that it lost, and a
+    twin's version built on one of those (it never saw the new write) must still be
+    reported when it wins. Found by the chaos suite: a setMeta on a restored node lost
+    to a concurrent one, and nothing was logged."""
+    a, b, ta, tb = pair()
+    ta.advance(10)
+    deliver(send(a.register(":Default.o", "PYRO://h/lost")), b)  # A's version, later lost
+    tb.advance(1)
+    from_b = send(b.set_meta(":Default.o", "b"))  # built on A's lost version
+    # A, restored from a copy taken before it registered the name, writes it again with
+    # its clock behind the lost version (the copy does not hold that stamp).
+    restored, _, ta2, _ = pair()
+    ta2.advance(5)
+    restored.register(":Default.o", "PYRO://h/again")
+    conflicts = collect(restored)
+    deliver(from_b, restored)
+    assert restored.get_meta(":Default.o") == "b"
+    assert [(c.kind, c.loser.uri) for c in conflicts] == [("version", "PYRO://h/again")]
+
+
 def test_merge_without_knowledge_reports_no_version_conflict() -> None:
     a, b, ta, tb = pair()
     ta.advance(1)
