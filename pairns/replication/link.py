@@ -917,6 +917,7 @@ class Replicator:
     async def _pusher(self, proxy: AsyncProxy, session: str, link: _Link) -> None:
         while True:
             await link.wait_news(self.heartbeat)
+            _still_connected(proxy)
             with collector.paused():  # garbage once encoded (see the note on pausing)
                 batch = link.next_batch()
                 wire = batch.to_wire()
@@ -935,6 +936,7 @@ class Replicator:
             nursery.start_soon(self._merger, receive, link)
             async with send:
                 while True:
+                    _still_connected(proxy)
                     try:
                         reply = await proxy.call(
                             "poll", session, link.positions.applied, self.heartbeat
@@ -1556,6 +1558,13 @@ def _address_text(peer: tuple[str, int] | None) -> str:
         return "an unknown address"
     host, port = peer
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _still_connected(proxy: AsyncProxy) -> None:
+    """Fail the link rather than let the proxy reconnect: a link is one connection (the
+    twin proved itself on it), and a new one would be refused anyway."""
+    if not proxy.connected:
+        raise LinkFailed("the connection to the twin was lost")
 
 
 def _refusal(exc: NamingError) -> _Refused:
