@@ -1014,8 +1014,11 @@ class _Campaign:
             self.clients_run()
 
     def fence(self, n: int) -> str | None:
-        """Pause the clients and wait until node *n* is paired with nothing unacked.
-        None on success (clients stay paused), else why not (clients run again)."""
+        """Pause the clients and wait until the pair has settled (equal digests, both
+        paired, nothing unacknowledged either way): then the twin holds everything node
+        *n* holds, also what node *n* got from the twin and the twin has since lost (a
+        twin restored from an old copy gets it back from node *n*). None on success
+        (clients stay paused), else why not (clients run again)."""
         if self.active or self.down:
             # The twin must be reachable and able to take everything: every fault in
             # force ends now (its record says it was cut short).
@@ -1032,8 +1035,8 @@ class _Campaign:
         deadline = time.monotonic() + self.options.fence_timeout
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
-            last = self.status(n)
-            if last and last.get("link") == "paired" and last.get("unacked_changes") == 0:
+            last, other = self.status(n), self.status(3 - n)
+            if last and other and _settled(last, other):
                 return None
             time.sleep(POLL_INTERVAL)
         self.clients_run()
@@ -1043,7 +1046,7 @@ class _Campaign:
             else (f"link {last.get('link')!r}, unacked_changes {last.get('unacked_changes')}")
         )
         bound = self.options.fence_timeout
-        return f"fence: node {n} not paired with nothing unacked within {bound:g} s ({seen})"
+        return f"fence: the pair did not settle within {bound:g} s (node {n}: {seen})"
 
     def take_copy(self, copy: PlannedCopy) -> None:
         """Copy node *copy.node*'s database directory (the node frozen meanwhile)."""

@@ -779,8 +779,14 @@ class Replicator:
         count = 0
         oldest: float | None = None
         came_from = self.origin.came_from
+        # While a full resync is owed, the twin's own earlier changes travel back too
+        # (it may have lost them): only this link's echoes are held back, as it sends.
+        link = self._link
+        scope: int | None = None
+        if self._full_owed:
+            scope = link.number if link is not None and not link.closed else -1
         for _, entry in rows:
-            if twin_id and came_from(entry, twin_id):
+            if twin_id and came_from(entry, twin_id, scope):
                 continue  # the twin's own change: it will not travel back
             count += 1
             if oldest is None:
