@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-timeout", type=_positive, default=2.0, help="client call timeout (default 2 s)"
     )
     p.add_argument(
+        "--client-rate",
+        type=float,
+        default=0.0,
+        metavar="OPS",
+        help="operations a second per client (default 0: as fast as the nodes answer); "
+        "long campaigns pace their clients so the history stays a size the checker can hold",
+    )
+    p.add_argument(
         "--time-limit",
         type=_positive,
         metavar="SECONDS",
@@ -147,6 +155,7 @@ def options_from_args(args: argparse.Namespace) -> CampaignOptions:
         keep=args.keep,
         check=not args.no_check,
         client_timeout=args.client_timeout,
+        client_rate=args.client_rate,
         quiet=args.quiet,
         time_limit=args.time_limit,
     )

@@ -80,7 +80,7 @@ OP_WEIGHTS: Final = (
     ("resolve", 25),
     ("list", 10),
     ("getMeta", 8),
-    ("flatlist", 4),
+    ("flatlist", 1),
     ("fresh", 10),
     ("resolveFresh", 5),
 )
@@ -167,6 +167,7 @@ class Worker:
         timeout: float = 2.0,
         max_seconds: float = 3600.0,
         max_ops: int | None = None,
+        rate: float = 0.0,
         stdout: IO[str] | None = None,
     ) -> None:
         self.name = name
@@ -178,6 +179,8 @@ class Worker:
         }
         self.max_seconds = max_seconds
         self.max_ops = max_ops
+        #: Operations a second at most (0: as fast as the nodes answer).
+        self.rate = rate
         self.stdout = stdout if stdout is not None else sys.stdout
         self.ops_done = 0
         #: When this client may next set metadata on a built-in name.
@@ -220,6 +223,8 @@ class Worker:
         """Do operations while running, answer pauses, return at ``exit``. Past
         *max_seconds* or *max_ops* it does no more operations but still answers."""
         deadline = time.monotonic() + self.max_seconds
+        interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        next_at = 0.0
         self._say("ready")
         while True:
             with self._cond:
@@ -236,6 +241,13 @@ class Worker:
                     if self._running and not done:
                         break
                     self._cond.wait(0.5)
+            if interval:
+                now = time.monotonic()
+                # Paced: an operation every *interval*; after a pause or a slow call it
+                # starts again from now rather than catching up in a burst.
+                next_at = max(next_at + interval, now)
+                if next_at > now:
+                    time.sleep(next_at - now)
             if not self.run_one(self.ops_done + 1):
                 # No answer at all: both nodes may be away; do not spin.
                 time.sleep(self.rng.uniform(0.05, 0.1))
@@ -254,23 +266,36 @@ class Worker:
         )
         if op == "setMeta" and args[0] in BUILTINS:
             self.builtin_after = now + self.rng.uniform(*BUILTIN_PAUSE)
-        is_fresh = args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + ".")
-        if is_fresh and op == "register":
-            self.fresh.append(args[0])  # kept even if unanswered: it may exist
-        elif is_fresh and op == "unregister":
-            self.fresh.remove(args[0])
         rid = uuid.uuid4().hex if op in WRITE_OPS else None
         node = self.rng.choice((1, 2))
+        answered = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             record = self.attempt(op_id, attempt, node, op, args, rid)
             write_jsonl(self.out, [record])
             if record.status != "unknown":
-                return True
+                answered = True
+                break
             if attempt < MAX_ATTEMPTS:
                 time.sleep(self.rng.uniform(0.05, 0.2))
                 if self.rng.random() >= 0.5:
                     node = 3 - node
-        return False
+        if args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + "."):
+            self._track_fresh(op, args[0], record)
+        return answered
+
+    def _track_fresh(self, op: str, name: str, last: Op) -> None:
+        """Keep :attr:`fresh` to the fresh names that may exist: a register that failed
+        for sure made nothing; an unregister that did not answer, or failed otherwise
+        than "name not found" (a full disk), is tried again later. Without this, names
+        whose removal failed piled up, and with them every flatlist's result."""
+        if op == "register" and last.status != "error":
+            self.fresh.append(name)  # kept even if unanswered: it may exist
+        elif op == "unregister" and name in self.fresh:
+            gone = last.status == "ok" or (
+                last.status == "error" and "name not found" in (last.error or {}).get("message", "")
+            )
+            if gone:
+                self.fresh.remove(name)
 
     def attempt(
         self, op_id: str, attempt: int, node: int, op: str, args: tuple[Any, ...], rid: str | None
@@ -348,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="call timeout (s)")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--max-ops", type=int, default=None)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="operations a second at most (0: no limit)"
+    )
     args = parser.parse_args(argv)
     if "-" in args.client or not args.client:
         parser.error("--client must be a non-empty name without '-'")
@@ -357,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.nodes,
         args.out,
         timeout=args.timeout,
+        rate=args.rate,
         max_seconds=args.max_seconds,
         max_ops=args.max_ops,
     )
@@ -391,6 +420,7 @@ class ClientProcess:
         prefix: Sequence[str] = (),
         timeout: float = 2.0,
         max_seconds: float = 3600.0,
+        rate: float = 0.0,
     ) -> None:
         self.name = name
         self.out = out
@@ -412,6 +442,8 @@ class ClientProcess:
             repr(float(timeout)),
             "--max-seconds",
             repr(float(max_seconds)),
+            "--rate",
+            repr(float(rate)),
         ]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

@@ -115,6 +115,10 @@ class CampaignOptions:
     keep: bool = False
     check: bool = True
     client_timeout: float = 2.0
+    #: Operations a second per client (0: as fast as the nodes answer). A long
+    #: campaign paces its clients so that its history stays a size the checker can
+    #: hold (unpaced, ~1,900 operations a second in all).
+    client_rate: float = 0.0
     fence_timeout: float = 10.0
     tmpfs_size: str = "64m"
     quiet: bool = False
@@ -637,6 +641,7 @@ class _Campaign:
                 prefix=prefix,
                 timeout=opts.client_timeout,
                 max_seconds=max_seconds,
+                rate=opts.client_rate,
             )
             self.clients.append(client)
             self.started_process(f"client-{name}", client.start())
@@ -1355,6 +1360,8 @@ def _validate(options: CampaignOptions) -> None:
         raise ValueError(f"bound must be within 0..600 s, got {options.bound}")
     if not 0 < options.client_timeout <= 60:
         raise ValueError(f"client timeout must be within 0..60 s, got {options.client_timeout}")
+    if not 0 <= options.client_rate <= 100_000:
+        raise ValueError(f"client rate must be within 0..100000 a second: {options.client_rate}")
     if (
         options.pairns_path is not None
         and not (options.pairns_path / "pairns" / "cli" / "server.py").is_file()
