@@ -716,12 +716,7 @@ class Namespace:
                 stamp, current = entry.stamp, old.stamp
                 if not newer(stamp, current):
                     continue
-                if (
-                    seen is not None
-                    and current.node != stamp.node
-                    and seen != current
-                    and not _same_content(old, entry)
-                ):
+                if seen is not None and self._unknown_to(stamp, seen, current, old, entry):
                     conflicts.append(Conflict("version", name, entry, old))
                 del by_seq[seq_of[name]]
                 c_prev_seqs.append(seq_of[name])
@@ -817,9 +812,7 @@ class Namespace:
         lost_version = (
             current is not None
             and seen is not None
-            and current.stamp.node != entry.stamp.node
-            and seen != current.stamp
-            and not _same_content(current, entry)
+            and self._unknown_to(entry.stamp, seen, current.stamp, current, entry)
         )
         target = changes if changes is not None else ChangeSet()
         self._apply(entry, target, seen=seen if seen is not None else ZERO_STAMP, cause=entry)
@@ -829,6 +822,24 @@ class Namespace:
         return True
 
     # ------------------------------------------------------------------ internals
+
+    def _unknown_to(
+        self, stamp: Stamp, seen: Stamp, current: Stamp, old: Entry, new: Entry
+    ) -> bool:
+        """True if the remote version (*stamp*, knowledge *seen*) that beats the local
+        version *current* was written without knowing it, in a way a client can see.
+
+        A version written by the same node as the local one knew it (a node knows its
+        own earlier versions), except when that node is this one: then the remote
+        version is one this node lost (restored from an older copy) and gets back from
+        the twin, written before the local one. Otherwise the writer knew the local
+        version exactly when its *seen* is that version's stamp.
+        """
+        if _same_content(old, new):
+            return False
+        if stamp.node == current.node:
+            return stamp.node == self.node_id
+        return seen != current
 
     def _report(self, conflict: Conflict) -> None:
         self.conflict_count += 1

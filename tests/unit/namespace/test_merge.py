@@ -239,6 +239,25 @@ def test_a_version_built_on_a_lost_version_of_mine_is_a_conflict() -> None:
     assert [(c.kind, c.loser.uri) for c in conflicts] == [("version", "PYRO://h/again")]
 
 
+def test_a_lost_version_of_my_own_that_wins_is_a_conflict_too() -> None:
+    """A node restored from an older copy gets its own lost versions back from the twin;
+    one stamped above what the node wrote since (its clock was ahead then) wins, and
+    the write it supersedes is reported like any other. Found by the chaos suite: a
+    setMeta on :Default lost that way, with nothing logged, because versions from the
+    node's own id were taken never to conflict."""
+    a, b, ta, _ = pair()
+    ta.advance(30)
+    old = send(a.set_meta(":Default", "before the restore"))  # A's clock ran ahead
+    deliver(old, b)
+    restored, _, ta2, _ = pair()  # A again, from a copy without that version
+    ta2.advance(5)
+    restored.set_meta(":Default", "after the restore")
+    conflicts = collect(restored)
+    deliver([(e, b.seen_of(e.name)) for e in (b.entry(":Default"),) if e], restored)
+    assert restored.get_meta(":Default") == "before the restore"
+    assert [(c.kind, c.loser.meta) for c in conflicts] == [("version", "after the restore")]
+
+
 def test_merge_without_knowledge_reports_no_version_conflict() -> None:
     a, b, ta, tb = pair()
     ta.advance(1)
