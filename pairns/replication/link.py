@@ -970,15 +970,18 @@ class Replicator:
     async def _accept_loop(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._probe_loop)
-            self._transition(
-                LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to connect"
-            )
-            log.warning(
-                "serving alone until the twin (-2 at %s) connects; its address is probed with "
-                "backoff of at most %g s",
-                self.twin_address,
-                PROBE_MAX_BACKOFF,
-            )
+            # The daemon serves before this task starts: the twin's hello may have
+            # started a session already, and the link is then no longer DOWN.
+            if self.machine.state is LinkState.DOWN:
+                self._transition(
+                    LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to connect"
+                )
+                log.warning(
+                    "serving alone until the twin (-2 at %s) connects; its address is probed "
+                    "with backoff of at most %g s",
+                    self.twin_address,
+                    PROBE_MAX_BACKOFF,
+                )
             while True:
                 session = self._session
                 if session is None or session.done.is_set():

@@ -312,6 +312,46 @@ async def test_an_empty_restart_keeps_the_metadata_of_the_built_in_groups(
                     assert node.namespace.get_meta(name) == {"kept": name}, node.node_id
 
 
+async def test_a_hello_before_the_accepting_side_runs_still_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The -1 node serves before its link task starts; a -2 node that dials in that
+    window started a session, and the late start once reset the link to ``connecting``
+    for good (both nodes synced, -1 never ``paired``). Found by the chaos suite."""
+    from pairns.replication.link import Replicator
+
+    original = Replicator.run
+    hello_first = trio.Event()
+
+    async def late_run(self: Replicator, **kw: Any) -> None:
+        if self.role == 1:
+            with trio.fail_after(10):
+                while self._session is None:
+                    await trio.sleep(0.01)
+            hello_first.set()
+        await original(self, **kw)
+
+    monkeypatch.setattr(Replicator, "run", late_run)
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2())
+    nodes: dict[int, Node] = {}
+
+    async def start(c: Config, *, task_status: trio.TaskStatus[None]) -> None:
+        async with open_node(c) as node:
+            nodes[c.role] = node
+            task_status.started()
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: nursery.start(start, c2))
+        await nursery.start(start, c1)
+        await wait_for(lambda: 2 in nodes)
+        assert hello_first.is_set()
+        await converged(nodes[1], nodes[2])
+        nursery.cancel_scope.cancel()
+
+
 # -- 4. a failed commit on the receiving twin ----------------------------------------
 
 
