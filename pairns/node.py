@@ -197,12 +197,9 @@ async def open_node(
                 port,
                 NAMESERVER_OBJECT_ID,
             )
-            # The name server registers itself, replacing what an earlier run left behind.
-            own = namespace.lookup(names.NAMESERVER_NAME)
-            if own is None or own.uri != str(uri):
-                if own is not None:
-                    await storage.commit(namespace.unregister(names.NAMESERVER_NAME).rows)
-                await storage.commit(namespace.register(names.NAMESERVER_NAME, str(uri)).rows)
+            # Each node of a pair resolves :Pyro.NameServer to itself (as in Pyro 3): a
+            # node-local entry, neither stored nor replicated; twin() names the other.
+            namespace.set_local(names.NAMESERVER_NAME, str(uri))
             node = Node(
                 config=config,
                 uri=uri,

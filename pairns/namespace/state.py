@@ -125,7 +125,14 @@ from pairns.namespace.visibility import View, depth, newer, parent_of, upper_anc
 from pairns.uri import URI
 from pairns.uri import is_canonical as is_canonical_uri
 
-__all__ = ["BULK_MERGE_MIN", "MAX_META_BYTES", "ChangeSet", "Conflict", "Namespace"]
+__all__ = [
+    "BULK_MERGE_MIN",
+    "MAX_META_BYTES",
+    "NODE_LOCAL_NAMES",
+    "ChangeSet",
+    "Conflict",
+    "Namespace",
+]
 
 #: Largest user metadata accepted by ``set_meta``, as compact JSON (UTF-8 bytes). Pyro
 #: programs keep small descriptions there; 64 KiB leaves plenty of room while one name
@@ -134,6 +141,11 @@ MAX_META_BYTES = 64 * 1024
 
 #: Smallest batch :meth:`Namespace.merge_all` merges as a bulk (a resync sends 2,000).
 BULK_MERGE_MIN = 256
+
+#: Names each node holds for itself (Pyro 3: each server of a pair resolves
+#: ``:Pyro.NameServer`` to itself): shown by :meth:`Namespace.set_local`, never stored,
+#: replicated, merged or counted in the digest, and refused from a twin.
+NODE_LOCAL_NAMES = frozenset({names.NAMESERVER_NAME})
 
 _ROOT = names.ROOT
 _INF = float("inf")
@@ -189,6 +201,8 @@ class Namespace:
     )
     _version: int = attrs.field(init=False, repr=False, default=0)
     _sorted_names: tuple[int, list[str]] | None = attrs.field(init=False, repr=False, default=None)
+    # Node-local objects (name -> (uri, time set)); see set_local().
+    _local: dict[str, tuple[str, float]] = attrs.field(init=False, repr=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.default_group = names.check_default_group(self.default_group)
@@ -273,6 +287,9 @@ class Namespace:
         """
         kind = self._check_visible(name)
         entry = self._entries.get(name)
+        if name in self._local:
+            since = self._local[name][1]
+            return {"created": since, "modified": since, "owner": self.node_id, "kind": "object"}
         if entry is None:  # the root, before bootstrap()
             return {"created": 0.0, "modified": 0.0, "owner": "", "kind": "group"}
         return {
@@ -403,6 +420,8 @@ class Namespace:
                 if seq > top:
                     top = seq
         del batch, names_, seqs
+        for name in NODE_LOCAL_NAMES.intersection(entries):
+            del entries[name], seq_of[name]  # an earlier version stored and replicated it
         # The children of each stored name, in the order they were made: the view's
         # rebuild walks these lists; the index kept up to date afterwards holds sets.
         kids_of: dict[str, list[str]] = {}
@@ -434,6 +453,7 @@ class Namespace:
         self._digest = None
         self._pending = weakref.WeakSet()
         self._view.rebuild(kids_of)
+        self._show_local()
         self._version += 1
         # The clock never runs below a stamp this node holds (a restarted node whose
         # wall clock is behind would otherwise stamp its writes below what they replace).
@@ -464,6 +484,36 @@ class Namespace:
                         other.previous[j] = prev
                         other.previous_seqs[j] = prev_seq
                         other.previous_seen[j] = prev_seen
+
+    # ------------------------------------------------------------------ node-local names
+
+    def set_local(self, name: str, uri: str) -> None:
+        """Show object *name* (one of :data:`NODE_LOCAL_NAMES`) with *uri* on this node
+        only: it is not stored, not replicated and not in the digest; clients cannot
+        change it; it is listed whenever its group exists. The name server calls this at
+        every start with its own URI."""
+        if name not in NODE_LOCAL_NAMES:
+            raise ValueError(f"not a node-local name: {name!r}")
+        self._local[name] = (str(URI.from_string(uri)), self.clock.now())
+        self._version += 1
+        self._show_local()
+
+    def _show_local(self) -> None:
+        """Make the view show each node-local object exactly while its group is visible
+        (the view's own updates know nothing of them)."""
+        objects, listing = self._objects, self._listing
+        for name, (uri, _since) in self._local.items():
+            idx = name.rfind(_SEP)
+            siblings = listing.get(name[:idx] if idx > 0 else _ROOT)
+            if siblings is None:
+                objects.pop(name, None)
+            elif objects.get(name) != uri or siblings.get(name[idx + 1 :]) != 1:
+                objects[name] = uri
+                siblings[name[idx + 1 :]] = 1
+
+    def _check_not_local(self, name: str) -> None:
+        if name in self._local:
+            raise NamingError("not allowed to change the name server's own entry", name)
 
     # ------------------------------------------------------------------ operations
 
@@ -508,7 +558,7 @@ class Namespace:
         if canonical is None:
             raise NamingError("invalid URI", name)
         self._check_parent(name)
-        if self.exists(name):
+        if self.exists(name) or name in NODE_LOCAL_NAMES:
             raise NamingError("name already exists", name)
         return self._create(name, _OBJECT, canonical)
 
@@ -524,6 +574,7 @@ class Namespace:
             raise NamingError("name not found", name)
         if kind is _GROUP:
             raise NamingError("is a group, not an object", name)
+        self._check_not_local(name)
         old = self._entries[name]
         changes = self._new_changes()
         self._apply(self._tombstone(old, _OBJECT), changes)
@@ -536,7 +587,7 @@ class Namespace:
         if name == _ROOT:
             raise NamingError("invalid groupname", name)
         self._check_parent(name)
-        if self.exists(name):
+        if self.exists(name) or name in NODE_LOCAL_NAMES:
             raise NamingError("group already exists", name)
         return self._create(name, _GROUP, None)
 
@@ -570,6 +621,7 @@ class Namespace:
         most :data:`MAX_META_BYTES`). Errors: ``"name not found"``, ``"group not found"``
         (an ancestor is an object), ``"invalid metadata"``, ``"metadata too large"``."""
         kind = self._check_visible(name)
+        self._check_not_local(name)
         value = _checked_meta(name, meta)
         old = self._entries.get(name)
         changes = self._new_changes()
@@ -752,6 +804,7 @@ class Namespace:
         if changed:
             self._version += 1
             self._view.add_bulk(changed)
+            self._show_local()
         for conflict in conflicts:
             self._report(conflict)
 
@@ -801,6 +854,7 @@ class Namespace:
         self._last_seq = first + count - 1
         self._version += 1
         self._view.add_bulk(dict.fromkeys(batch_names))
+        self._show_local()
 
     def _merge_one(self, entry: Entry, seen: Stamp | None, changes: ChangeSet | None) -> bool:
         _check_remote_entry(entry)
@@ -967,6 +1021,8 @@ class Namespace:
             self._digest = total % DIGEST_MODULUS
         self._version += 1
         hidden, revived = self._view.refresh(name, old, new)
+        if self._local:
+            self._show_local()
         if cause is not None:
             for lost in hidden:
                 self._report(Conflict("hidden", lost, cause, self._entries[lost]))
@@ -1052,6 +1108,8 @@ def _check_remote_entry(entry: Entry) -> None:
         raise ValueError(f"entry with an invalid name: {name!r}")
     if name == _ROOT and (entry.deleted or entry.kind is not _GROUP):
         raise ValueError("the root can only be a live group")
+    if name in NODE_LOCAL_NAMES:
+        raise ValueError(f"entry for a name each node keeps for itself: {name!r}")
     kind, uri, meta = entry.kind, entry.uri, entry.meta
     if kind is not _GROUP and kind is not _OBJECT:
         raise ValueError(f"entry of an unknown kind: {name!r}")

@@ -59,7 +59,8 @@ __all__ = [
 
 #: Bumped when the messages change incompatibly; twins with different versions refuse.
 #: 3: the twin proves the pair's secret (``challenge``), hellos carry feed incarnations.
-PROTOCOL_VERSION = 3
+#: 4: ``:Pyro.NameServer`` is node-local: an entry for it is refused, not merged.
+PROTOCOL_VERSION = 4
 
 #: Most entries one batch carries: big enough that a 100,000-name snapshot is fifty
 #: messages, small enough that merging one (tens of milliseconds) does not hold up

@@ -346,3 +346,35 @@ def test_a_resync_of_large_unicode_metadata_fits_the_frames(pair: Pair) -> None:
     wait_converged(n1, n2)
     with ns(n2) as c2:
         assert c2.getMeta(":Default.big29") == meta
+
+
+def test_each_node_resolves_the_name_server_to_itself_also_after_a_restart(pair: Pair) -> None:
+    """As in Pyro 3, ``:Pyro.NameServer`` is each node's own entry: not replicated,
+    never a conflict, outside the digest; ``twin()`` names the other node."""
+    n1, n2 = pair.start_pair("-d")
+    wait_link(n1, "paired")
+    wait_link(n2, "paired")
+    wait_converged(n1, n2)
+
+    def own(node: NodeProcess) -> str:
+        return f"PYRO://{HOST}:{node.port}/{NAMESERVER_OBJECT_ID}"
+
+    def check(a: NodeProcess, b: NodeProcess) -> None:
+        for node, other in ((a, b), (b, a)):
+            with ns(node) as client:
+                assert str(client.resolve(":Pyro.NameServer")) == own(node)
+                assert (":Pyro.NameServer", own(node)) in [
+                    (name, str(uri)) for name, uri in client.flatlist()
+                ]
+                assert client._proxy.call("twin") == own(other)
+                with pytest.raises(NamingError):
+                    client.unregister(":Pyro.NameServer")
+            assert status(node)["conflicts"] == 0
+            assert "conflict" not in node.stderr()
+
+    check(n1, n2)
+    n2.kill()
+    restarted = pair.start("n2", n2.port, ["-2", f"{HOST}:{n1.port}"], "-d")
+    wait_link(restarted, "paired")
+    wait_converged(n1, restarted)
+    check(n1, restarted)
