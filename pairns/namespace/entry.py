@@ -15,7 +15,8 @@ from typing import Any
 
 import attrs
 
-from pairns.namespace._fields import (
+from pairns.namespace._slots import column_builder
+from pairns.namespace.fields import (
     get_created,
     get_deleted,
     get_hlc,
@@ -28,7 +29,6 @@ from pairns.namespace._fields import (
     get_stamp,
     get_uri,
 )
-from pairns.namespace._slots import column_builder
 from pairns.namespace.stamps import Stamp, make_stamps
 
 

@@ -27,8 +27,8 @@ from itertools import compress, repeat
 import attrs
 
 from pairns import names
-from pairns.namespace._fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.stamps import ZERO_STAMP, Stamp
 
 __all__ = ["View", "base_of", "depth", "newer", "parent_of", "upper_ancestors"]

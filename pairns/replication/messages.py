@@ -27,7 +27,8 @@ import attrs
 
 from pairns import _collector as collector
 from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
-from pairns.namespace._fields import (
+from pairns.namespace.entry import make_entries
+from pairns.namespace.fields import (
     get_created,
     get_deleted,
     get_hlc,
@@ -40,7 +41,6 @@ from pairns.namespace._fields import (
     get_stamp,
     get_uri,
 )
-from pairns.namespace.entry import make_entries
 from pairns.namespace.stamps import make_stamps
 from pairns.wire.frames import json_depth_exceeds
 from pairns.wire.limits import MAX_JSON_DEPTH

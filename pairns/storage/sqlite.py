@@ -65,17 +65,16 @@ import trio
 
 from pairns import _collector as collector
 from pairns.errors import StorageError
-from pairns.namespace._fields import get_name
 from pairns.namespace.entry import (
     Entry,
     entries_from_columns,
     entries_from_rows,
     entries_to_columns,
 )
+from pairns.namespace.fields import get_name
 from pairns.storage import snapshot
-from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
+from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage, new_node_id
 from pairns.storage.lock import DirectoryLock, os_reason
-from pairns.storage.memory import new_node_id
 
 log = logging.getLogger("pairns.storage")
 
