@@ -104,14 +104,6 @@ class View:
     _self_ok: set[str] = attrs.field(init=False, repr=False, factory=set)
     _support: dict[str, int] = attrs.field(init=False, repr=False, factory=dict)
 
-    def kind_of(self, name: str) -> Kind | None:
-        """The visible kind of *name*, or ``None``."""
-        if name in self.objects:
-            return _OBJECT
-        if name in self.listing:
-            return _GROUP
-        return None
-
     def descendants(self, name: str) -> list[str]:
         """Every stored name below *name* (any order)."""
         result: list[str] = []
