@@ -29,7 +29,7 @@ from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_in
 from pairns.replication.requests import RequestTable
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
-from pairns.uri import URI
+from pairns.uri import URI, WILDCARD_HOSTS
 
 if TYPE_CHECKING:
     from pairns.replication.link import Replicator
@@ -193,7 +193,7 @@ async def open_node(
             daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
             host, port = await nursery.start(daemon.serve)
             uri = URI.pyro(
-                config.host if config.host not in ("", "0.0.0.0", "::") else host,
+                config.host if config.host not in WILDCARD_HOSTS else host,
                 port,
                 NAMESERVER_OBJECT_ID,
             )

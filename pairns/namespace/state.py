@@ -116,10 +116,10 @@ import attrs
 from pairns import _collector as collector
 from pairns import names
 from pairns.errors import NamingError, URIError
-from pairns.namespace._fields import get_deleted, get_hlc, get_name, get_stamp
 from pairns.namespace.changes import ChangeSet, Conflict
 from pairns.namespace.digest import DIGEST_MODULUS, entry_hash, format_digest
 from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.fields import get_deleted, get_hlc, get_name, get_stamp
 from pairns.namespace.stamps import BOOTSTRAP_HLC, ZERO_STAMP, HybridClock, Stamp
 from pairns.namespace.visibility import View, depth, newer, parent_of, upper_ancestors
 from pairns.uri import URI

@@ -27,8 +27,8 @@ from itertools import compress, repeat
 import attrs
 
 from pairns import names
-from pairns.namespace._fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.stamps import ZERO_STAMP, Stamp
 
 __all__ = ["View", "base_of", "depth", "newer", "parent_of", "upper_ancestors"]
@@ -103,14 +103,6 @@ class View:
     )
     _self_ok: set[str] = attrs.field(init=False, repr=False, factory=set)
     _support: dict[str, int] = attrs.field(init=False, repr=False, factory=dict)
-
-    def kind_of(self, name: str) -> Kind | None:
-        """The visible kind of *name*, or ``None``."""
-        if name in self.objects:
-            return _OBJECT
-        if name in self.listing:
-            return _GROUP
-        return None
 
     def descendants(self, name: str) -> list[str]:
         """Every stored name below *name* (any order)."""

@@ -58,7 +58,7 @@ from pairns.errors import (
     StorageError,
 )
 from pairns.namespace import ChangeSet, Conflict, Entry, Kind, Namespace
-from pairns.namespace._fields import get_hlc, get_stamp
+from pairns.namespace.fields import get_hlc, get_stamp
 from pairns.namespace.stamps import COUNTER_BITS, max_skew_hlc
 from pairns.replication import auth
 from pairns.replication.feed_history import FeedHistory

@@ -63,13 +63,20 @@ def snapshot(ns: Namespace) -> dict[str, Any]:
     }
 
 
+def _upper(name: str) -> list[str]:
+    """The proper ancestors of *name* but the root, top first (written here, not taken
+    from the code under test)."""
+    parts = names.parts(name)
+    return [names.ROOT + names.SEP.join(parts[:i]) for i in range(1, len(parts))]
+
+
 def oracle(entries: dict[str, Entry]) -> dict[str, Kind]:
     """Visible names and kinds, computed naively from the rule in docs/namespace-merge.md."""
 
     def self_visible(name: str, entry: Entry) -> bool:
         if name == names.ROOT or entry.deleted:
             return False
-        for ancestor in names.ancestors(name)[1:]:
+        for ancestor in _upper(name):
             above = entries.get(ancestor)
             if above is None:
                 return False
@@ -84,7 +91,7 @@ def oracle(entries: dict[str, Entry]) -> dict[str, Kind]:
     for name in selfish:
         shown[name] = entries[name].kind
     for name in selfish:
-        for ancestor in names.ancestors(name)[1:]:
+        for ancestor in _upper(name):
             shown.setdefault(ancestor, Kind.GROUP)
     return shown
 
