@@ -40,10 +40,10 @@ def test_identification_is_not_in_repr() -> None:
     ("env", "fragment"),
     [
         ({"PYRO_NS_PORT": "http"}, "PYRO_NS_PORT"),
-        ({"PYRO_NS_PORT": "70000"}, "port must be 0..65535"),
+        ({"PYRO_NS_PORT": "70000"}, "PYRO_NS_PORT must be an integer in 0..65535"),
         ({"PYRO_NS_DEFAULTGROUP": "Default"}, "PYRO_NS_DEFAULTGROUP"),
         ({"PYRO_CHECKSUM": "maybe"}, "PYRO_CHECKSUM"),
-        ({"PYRO_HANDSHAKE_TIMEOUT": "-1"}, "handshake_timeout"),
+        ({"PYRO_HANDSHAKE_TIMEOUT": "-1"}, "PYRO_HANDSHAKE_TIMEOUT"),
     ],
 )
 def test_bad_environment_values(env: dict[str, str], fragment: str) -> None:
@@ -54,10 +54,10 @@ def test_bad_environment_values(env: dict[str, str], fragment: str) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("PYRO_NS_PORT = 'x'\n", "must be int"),
+        ("PYRO_NS_PORT = 'x'\n", "PYRO_NS_PORT must be an integer"),
         ("NOT_A_SETTING = 1\n", "unknown setting 'NOT_A_SETTING'"),
         ("PYRO_NS_PORT = \n", "ns.toml"),
-        ("PYRO_NS_PORT = true\n", "must be int"),
+        ("PYRO_NS_PORT = true\n", "PYRO_NS_PORT must be an integer"),
     ],
 )
 def test_bad_toml(tmp_path: Path, text: str, fragment: str) -> None:
