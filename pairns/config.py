@@ -171,11 +171,15 @@ def _empty_is_none(value: str | None) -> str | None:
 LISTEN_PORT: Final = integer(0, 65535, "0: any free port")
 #: A port to connect to.
 CONNECT_PORT: Final = integer(1, 65535)
+#: A host to connect to (a name or an address; the wildcard is for listening only).
+CONNECT_HOST: Final = Kind("a host name or address", str, lambda value: bool(value.strip()))
 #: A timeout: a finite number of seconds above zero.
 TIMEOUT: Final = seconds()
+#: Any text.
 TEXT: Final = Kind("a string", str, _is_str)
 #: Text where an empty value means "not set".
 OPTIONAL_TEXT: Final = Kind("a string", str, _is_optional_str, _empty_is_none)
+#: A yes/no setting; its text may be any of the usual spellings.
 BOOLEAN: Final = Kind(
     "a boolean (true/false, 1/0, yes/no, on/off)",
     _parse_bool,
@@ -188,6 +192,7 @@ BOOLEAN_OR_BIT: Final = Kind(
     lambda value: type(value) is bool or (type(value) is int and value in (0, 1)),
     bool,
 )
+#: The default group: an absolute group name.
 GROUP: Final = Kind("an absolute group name such as ':Default'", str, _check_group)
 
 

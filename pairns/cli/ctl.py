@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from pairns.config import CONNECT_PORT, TIMEOUT, ConfigError, Origin
+from pairns.config import CONNECT_HOST, CONNECT_PORT, GROUP, TIMEOUT, ConfigError, Origin
 from pairns.errors import (
     ConnectionClosedError,
     ConnectionDeniedError,
@@ -346,9 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _where(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int, float]:
     """Host, port and timeout from the flags, else ``PYRO_NS_HOSTNAME``/``PYRO_NS_PORT``.
 
-    Raises :class:`ConfigError` naming the flag or variable that holds a bad value.
+    ``PYRO_NS_DEFAULTGROUP`` is checked too (the proxy reads it). Raises
+    :class:`ConfigError` naming the flag or variable that holds a bad value.
     """
-    host = args.host if args.host is not None else env.get("PYRO_NS_HOSTNAME") or "localhost"
+    if args.host is not None:
+        host = CONNECT_HOST.read(args.host, Origin.flag("-h"))
+    else:
+        host = env.get("PYRO_NS_HOSTNAME") or "localhost"
     if args.port is not None:
         port = CONNECT_PORT.read(args.port, Origin.flag("-p"))
     elif env.get("PYRO_NS_PORT"):
@@ -356,6 +360,8 @@ def _where(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int, 
     else:
         port = DEFAULT_NS_PORT
     timeout = TIMEOUT.read(args.timeout, Origin.flag("--timeout"))
+    if "PYRO_NS_DEFAULTGROUP" in env:  # the proxy expands relative names with it
+        GROUP.read(env["PYRO_NS_DEFAULTGROUP"], Origin.environment("PYRO_NS_DEFAULTGROUP"))
     return host, port, timeout
 
 

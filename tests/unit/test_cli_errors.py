@@ -16,7 +16,7 @@ from pairns.naming.locator import NameServerLocator
 @pytest.fixture(autouse=True)
 def _no_dialling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail loudly if a command tries to reach a name server; no PYRO_* from the shell."""
-    for key in ("PYRO_NS_HOSTNAME", "PYRO_NS_PORT"):
+    for key in ("PYRO_NS_HOSTNAME", "PYRO_NS_PORT", "PYRO_NS_DEFAULTGROUP"):
         monkeypatch.delenv(key, raising=False)
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -46,6 +46,7 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--timeout", "inf", "ping"], "--timeout must be a finite number of seconds > 0, not inf"),
         (["--timeout", "1e999", "ping"], "--timeout must be a finite number of seconds > 0"),
         (["--timeout", "soon", "ping"], "--timeout must be a finite number of seconds > 0"),
+        (["-h", "", "ping"], "-h must be a host name or address, not ''"),
     ],
 )
 def test_ctl_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,6 +65,17 @@ def test_ctl_bad_port_in_the_environment(
     line = _one_line(capsys)
     assert line.startswith("pairns-ctl: configuration error: PYRO_NS_PORT must be an integer")
     assert line.endswith("(from the environment)")
+
+
+def test_ctl_bad_default_group_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PYRO_NS_DEFAULTGROUP", "relative")
+    assert ctl.main(["-p", "1", "ping"]) == ctl.EXIT_USAGE
+    assert _one_line(capsys) == (
+        "pairns-ctl: configuration error: PYRO_NS_DEFAULTGROUP must be an absolute group "
+        "name such as ':Default', not 'relative' (from the environment)"
+    )
 
 
 @pytest.mark.parametrize(
