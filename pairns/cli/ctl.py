@@ -1,6 +1,7 @@
 """``pairns-ctl``: control a running name server (Pyro 3 ``nsc`` commands).
 
-Exit codes: 0 success, 1 naming error, 2 usage error, 3 cannot connect or denied.
+Exit codes: 0 success, 1 naming error, 2 usage or configuration error (found before
+anything is dialled), 3 cannot connect or denied.
 """
 
 from __future__ import annotations
