@@ -251,11 +251,9 @@ def _peer_trust_lines(config: Config) -> list[str]:
         return ["peer link: the twin must prove the pair secret (PYRO_NS_PAIR_SECRET)"]
     if config.identification is not None:
         return ["peer link: the twin must prove the identification"]
-    host = config.twin_address[0] if config.twin_address else "?"
-    return [
-        f"peer link: NO secret - any process that can connect from the twin's address "
-        f"({host}) is trusted as the twin; use -i or PYRO_NS_PAIR_SECRET"
-    ]
+    # No secret: the node itself warns (for embedded nodes too) that anyone who can
+    # connect from the twin's address is trusted; the banner would say it a second time.
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

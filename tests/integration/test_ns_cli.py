@@ -508,3 +508,14 @@ def test_each_start_up_line_is_shown_once(start_node: Any, verbose: bool) -> Non
         assert "INFO" in node.stderr()  # -v still logs (what is not in the banner)
     else:
         assert node.stderr() == ""
+
+
+def test_a_paired_node_without_a_secret_warns_once(start_node: Any) -> None:
+    node = start_node("-1", f"{HOST}:{_free_port()}")
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.wait_exit(10) == 0
+    console = node.stdout() + node.stderr()
+    assert console.count("is trusted as the twin") == 1, console
+    assert "WARNING pairns.node: paired without an identification or pair secret" in console
+    for line in node.banner.splitlines():
+        assert console.count(line) == 1, (line, console)
