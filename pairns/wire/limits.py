@@ -58,6 +58,24 @@ DEFAULT_MAX_IN_FLIGHT: Final = 128
 #: Largest configurable ``max_in_flight``.
 MAX_MAX_IN_FLIGHT: Final = 65536
 
+#: Connections a server serves at once, by default. Each costs a descriptor and a few
+#: KiB; 10,000 covers every client of a site's name server with room to spare, while a
+#: runaway client that opens connections in a loop is turned away long before the node
+#: runs out of descriptors or memory.
+DEFAULT_MAX_CONNECTIONS: Final = 10_000
+
+#: Largest configurable ``max_connections``: the daemon raises its descriptor limit to
+#: this plus a reserve, and no system gives one process more than a few million.
+MAX_MAX_CONNECTIONS: Final = 1 << 24
+
+#: Seconds a new connection has to complete the handshake, by default. A client on a
+#: loaded network needs a few round trips; a peer that says nothing holds a descriptor.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+
+#: Seconds without a request before the server drops a connection, by default (0: never).
+#: Name server clients keep connections open between rare lookups, as in Pyro 3.
+DEFAULT_IDLE_TIMEOUT: Final = 0.0
+
 #: Requests a client may send before the server's ``Welcome`` tells it the real limit
 #: (one pipelined request saves a round trip on connect; every server allows one).
 PIPELINED_REQUESTS: Final = 1
