@@ -20,7 +20,7 @@ import attrs
 
 from pairns import names
 from pairns.errors import NamingError, PairnsError
-from pairns.uri import DEFAULT_NS_PORT
+from pairns.uri import DEFAULT_NS_PORT, WILDCARD_HOSTS
 from pairns.wire import limits
 
 
@@ -476,7 +476,7 @@ def resolve_pairing(
         changes["port"] = (listen_port, Origin.flag(listen_flag))
     if config.role == 0:
         return _apply(config, changes)
-    own_host = config.host if config.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    own_host = config.host if config.host not in WILDCARD_HOSTS else "127.0.0.1"
     if config.role == 1:
         default_host, default_field = config.ns2_host or own_host, "ns2_port"
     else:
