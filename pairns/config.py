@@ -19,6 +19,7 @@ import tomli
 
 from pairns import names
 from pairns.errors import NamingError, PairnsError
+from pairns.wire.limits import DEFAULT_MAX_QUEUED_REPLY_BYTES, MAX_MAX_QUEUED_REPLY_BYTES
 
 
 class ConfigError(PairnsError):
@@ -38,6 +39,14 @@ def _check_positive(inst: Any, attribute: attrs.Attribute[Any], value: float) ->
 def _check_non_negative(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value >= 0 or math.isinf(value):
         raise ConfigError(f"{attribute.name}: must be zero or a positive number, not {value}")
+
+
+def _check_queued_reply_bytes(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_MAX_QUEUED_REPLY_BYTES:
+        raise ConfigError(
+            f"{attribute.name}: must be an integer in 0..{MAX_MAX_QUEUED_REPLY_BYTES}, "
+            f"not {value!r}"
+        )
 
 
 def _check_role(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -113,6 +122,10 @@ class Config:
     max_in_flight: int = attrs.field(default=128, validator=_check_positive)
     handshake_timeout: float = attrs.field(default=5.0, validator=_check_positive)
     idle_timeout: float = attrs.field(default=0.0, validator=_check_non_negative)
+    #: Reply bytes one connection may leave unread before the node stops reading it.
+    max_queued_reply_bytes: int = attrs.field(
+        default=DEFAULT_MAX_QUEUED_REPLY_BYTES, validator=_check_queued_reply_bytes
+    )
     #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2``.
     role: int = attrs.field(default=0, validator=_check_role)
     #: Where the twin serves (``host:port``); :func:`resolve_pairing` fills it in.
@@ -184,6 +197,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], tuple[type, ...]]] = {
     "PYRO_MAX_IN_FLIGHT": ("max_in_flight", int, (int,)),
     "PYRO_HANDSHAKE_TIMEOUT": ("handshake_timeout", float, (int, float)),
     "PYRO_IDLE_TIMEOUT": ("idle_timeout", float, (int, float)),
+    "PYRO_MAX_QUEUED_REPLY_BYTES": ("max_queued_reply_bytes", int, (int,)),
     "PYRO_NS2_HOSTNAME": ("ns2_host", _parse_optional_str, (str,)),
     "PYRO_NS2_PORT": ("ns2_port", int, (int,)),
     "PYRO_NS_ACK": ("ack", str, (str,)),
