@@ -310,6 +310,7 @@ class Outbox:
         "_lot",
         "_nursery",
         "_pending",
+        "_send_nowait",
         "_stall",
         "error",
         "queued",
@@ -320,6 +321,7 @@ class Outbox:
         self, transport: Transport, nursery: trio.Nursery, *, stall_timeout: float | None = None
     ) -> None:
         self.transport = transport
+        self._send_nowait = transport.send_nowait
         self._nursery = nursery
         self._stall = stall_timeout
         self._pending: list[bytes | memoryview] = []
@@ -381,14 +383,14 @@ class Outbox:
 
     def _queue(self, data: bytes) -> bool:
         """Write what the transport takes now, queue the rest; True: start flushing."""
-        if self.error is not None:
-            raise self.error
-        if self._flushing:
+        if self._flushing or self.error is not None:
+            if self.error is not None:
+                raise self.error
             self._pending.append(data)
             self.queued += len(data)
             return False
         try:
-            sent = self.transport.send_nowait(data)
+            sent = self._send_nowait(data)
         except _GONE as exc:
             self._fail(exc)
             raise
