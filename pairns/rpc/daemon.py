@@ -447,7 +447,7 @@ class Daemon:
                 link = _Link(transport, outbox)
                 try:
                     if self._connections > limits.max_connections:
-                        self._refuse(link, conn)
+                        self._refuse()
                         await self._goodbye(
                             link,
                             conn,
@@ -484,7 +484,7 @@ class Daemon:
             self._connections -= 1
             await transport.aclose()
 
-    def _refuse(self, link: _Link, conn: Connection) -> None:
+    def _refuse(self) -> None:
         self._refused += 1
         if not self._refusing:  # once per episode, not once per connection
             self._refusing = True
@@ -533,7 +533,7 @@ class Daemon:
         outbox = link.outbox
         write = outbox.write
         receive_nowait = transport.receive_nowait
-        wait_readable = transport.wait_readable
+        wait_readable = transport.readable_waiter()
         receive_data = conn.receive_data
         next_event = conn.next_event
         reply = conn.reply

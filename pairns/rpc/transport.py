@@ -21,8 +21,10 @@ bounded amount of memory, and only its own connection stalls.
 from __future__ import annotations
 
 import abc
+import functools
 import os
 import select
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -78,6 +80,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def wait_readable(self) -> None:
         """Return when :meth:`receive_nowait` has bytes (or the end of file) to give."""
+
+    def readable_waiter(self) -> Callable[[], Awaitable[None]]:
+        """:meth:`wait_readable` as the cheapest callable for a hot loop to keep."""
+        return self.wait_readable
 
     @abc.abstractmethod
     async def receive_some(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
@@ -135,6 +141,9 @@ class SocketTransport(Transport):
 
     async def wait_readable(self) -> None:
         await _wait_readable(self._fd)
+
+    def readable_waiter(self) -> Callable[[], Awaitable[None]]:
+        return functools.partial(_wait_readable, self._fd)  # no coroutine of ours between
 
     async def receive_some(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
         return bytes(await self.stream.receive_some(max_bytes))
@@ -343,13 +352,23 @@ class Outbox:
 
         Synchronous: any task of the run may call it.
         """
-        if self._queue(data):
-            try:
-                self._nursery.start_soon(self._flush)
-            except RuntimeError:  # the connection's nursery is closing
-                self._flushing = False
-                self._fail(trio.ClosedResourceError("the connection is closing"))
-                raise trio.ClosedResourceError("the connection is closing") from None
+        if self._flushing or self.error is not None:
+            self._append(data)
+            return
+        try:
+            sent = self._send_nowait(data)
+        except _GONE as exc:
+            self._fail(exc)
+            raise
+        if sent == len(data):
+            return
+        self._hold_rest(data, sent)
+        try:
+            self._nursery.start_soon(self._flush)
+        except RuntimeError:  # the connection's nursery is closing
+            self._flushing = False
+            self._fail(trio.ClosedResourceError("the connection is closing"))
+            raise trio.ClosedResourceError("the connection is closing") from None
 
     async def send(self, data: bytes) -> None:
         """Write *data* after everything written before it, and wait until all is out.
@@ -384,10 +403,7 @@ class Outbox:
     def _queue(self, data: bytes) -> bool:
         """Write what the transport takes now, queue the rest; True: start flushing."""
         if self._flushing or self.error is not None:
-            if self.error is not None:
-                raise self.error
-            self._pending.append(data)
-            self.queued += len(data)
+            self._append(data)
             return False
         try:
             sent = self._send_nowait(data)
@@ -396,11 +412,22 @@ class Outbox:
             raise
         if sent == len(data):
             return False
+        self._hold_rest(data, sent)
+        return True
+
+    def _append(self, data: bytes) -> None:
+        """Queue *data* behind the write under way (raises once writing failed)."""
+        if self.error is not None:
+            raise self.error
+        self._pending.append(data)
+        self.queued += len(data)
+
+    def _hold_rest(self, data: bytes, sent: int) -> None:
+        """Queue what the transport did not take of *data*; the caller flushes it."""
         rest: bytes | memoryview = memoryview(data)[sent:] if sent else data
         self._pending.append(rest)
         self.queued += len(rest)
         self._flushing = True
-        return True
 
     def _fail(self, error: trio.BrokenResourceError | trio.ClosedResourceError) -> None:
         if self.error is None:
