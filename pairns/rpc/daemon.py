@@ -532,8 +532,8 @@ class Daemon:
         transport = link.transport
         outbox = link.outbox
         write = outbox.write
-        receive_nowait = transport.receive_nowait
-        wait_readable = transport.readable_waiter()
+        read = transport.nowait.read
+        wait_readable = transport.nowait.wait_readable
         receive_data = conn.receive_data
         next_event = conn.next_event
         reply = conn.reply
@@ -631,9 +631,15 @@ class Daemon:
                 if single or unwaited >= _MAX_UNWAITED:
                     await wait_readable()
                     unwaited = 0
-                while (data := receive_nowait(RECV_SIZE)) is None:
-                    await wait_readable()
-                    unwaited = 0
+                while True:
+                    try:
+                        data = read(RECV_SIZE)
+                        break
+                    except BlockingIOError:
+                        await wait_readable()
+                        unwaited = 0
+                    except OSError as exc:
+                        raise trio.BrokenResourceError(f"read failed: {exc}") from exc
                 unwaited += handled
                 single = handled <= 1
             receive_data(data)

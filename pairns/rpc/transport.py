@@ -27,9 +27,11 @@ import select
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import attrs
 import trio
 
 __all__ = [
+    "NowaitIO",
     "Outbox",
     "SocketTransport",
     "StreamTransport",
@@ -41,29 +43,45 @@ __all__ = [
 #: Bytes asked for per receive when the caller does not say.
 DEFAULT_RECEIVE_SIZE: Final = 65536
 
-_read = os.read
-_write = os.write
 _wait_readable = trio.lowlevel.wait_readable
 
 _GONE: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
+@attrs.frozen
+class NowaitIO:
+    """The calls a hot loop makes without going through Trio, with the semantics of a
+    non-blocking descriptor's ``os.read``/``os.write``.
+
+    ``read(max_bytes)`` returns the bytes there (``b""`` at end of file) and
+    ``write(data)`` how many bytes it wrote; both raise ``BlockingIOError`` when they
+    would have to wait and ``OSError`` when the connection is broken (a closed stream
+    transport raises ``ClosedResourceError``). ``await wait_readable()`` returns once
+    ``read`` has something to give. Plain callables, so that a loop can keep them in
+    locals: over TCP they are the descriptor calls themselves.
+    """
+
+    read: Callable[[int], bytes]
+    write: Callable[[bytes | memoryview], int]
+    wait_readable: Callable[[], Awaitable[None]]
+
+
 class Transport(abc.ABC):
     """One connection's bytes in both directions.
 
-    Besides the awaitable calls of a Trio stream, a transport offers two synchronous
-    ones that do what can be done without waiting: :meth:`send_nowait` and
-    :meth:`receive_nowait`. A transport that cannot do them (a TLS stream) writes
-    nothing and reads nothing there, and everything goes through the async calls.
-    Errors are Trio's: ``BrokenResourceError`` (the peer or the network) and
-    ``ClosedResourceError`` (closed here).
+    Besides the awaitable calls of a Trio stream, a transport offers :attr:`nowait`,
+    the synchronous calls that do what can be done without waiting; a transport that
+    cannot (a TLS stream) writes nothing and reads nothing there, and everything goes
+    through the awaitable calls. Their errors are Trio's: ``BrokenResourceError`` (the
+    peer or the network) and ``ClosedResourceError`` (closed here).
     """
 
     __slots__ = ()
 
+    @property
     @abc.abstractmethod
-    def send_nowait(self, data: bytes | memoryview) -> int:
-        """Write what can be written without waiting; returns how many bytes that was."""
+    def nowait(self) -> NowaitIO:
+        """The calls that never wait (see :class:`NowaitIO`)."""
 
     @abc.abstractmethod
     async def send_all(self, data: bytes | memoryview) -> None:
@@ -72,18 +90,6 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def send_eof(self) -> None:
         """Half-close: tell the peer nothing more comes (a no-op where unsupported)."""
-
-    @abc.abstractmethod
-    def receive_nowait(self, max_bytes: int) -> bytes | None:
-        """Bytes available now (``b""`` at end of file), or None when none are."""
-
-    @abc.abstractmethod
-    async def wait_readable(self) -> None:
-        """Return when :meth:`receive_nowait` has bytes (or the end of file) to give."""
-
-    def readable_waiter(self) -> Callable[[], Awaitable[None]]:
-        """:meth:`wait_readable` as the cheapest callable for a hot loop to keep."""
-        return self.wait_readable
 
     @abc.abstractmethod
     async def receive_some(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
@@ -110,20 +116,21 @@ class Transport(abc.ABC):
 class SocketTransport(Transport):
     """Plain TCP, straight to the descriptor: the fast path."""
 
-    __slots__ = ("_fd", "_poller", "stream")
+    __slots__ = ("_nowait", "_poller", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self._fd = stream.socket.fileno()
+        fd = stream.socket.fileno()
+        self._nowait = NowaitIO(
+            functools.partial(os.read, fd),
+            functools.partial(os.write, fd),
+            functools.partial(_wait_readable, fd),
+        )
         self._poller: Any = None
 
-    def send_nowait(self, data: bytes | memoryview) -> int:
-        try:
-            return _write(self._fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
+    @property
+    def nowait(self) -> NowaitIO:
+        return self._nowait
 
     async def send_all(self, data: bytes | memoryview) -> None:
         await self.stream.send_all(data)
@@ -131,22 +138,8 @@ class SocketTransport(Transport):
     async def send_eof(self) -> None:
         await self.stream.send_eof()
 
-    def receive_nowait(self, max_bytes: int) -> bytes | None:
-        try:
-            return _read(self._fd, max_bytes)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
-
-    async def wait_readable(self) -> None:
-        await _wait_readable(self._fd)
-
-    def readable_waiter(self) -> Callable[[], Awaitable[None]]:
-        return functools.partial(_wait_readable, self._fd)  # no coroutine of ours between
-
     async def receive_some(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
-        return bytes(await self.stream.receive_some(max_bytes))
+        return await self.stream.receive_some(max_bytes)
 
     def readable(self) -> bool:
         poller = self._poller
@@ -154,7 +147,7 @@ class SocketTransport(Transport):
             if not hasattr(select, "poll"):
                 return False
             poller = self._poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
+            poller.register(self.stream.socket.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
     def close(self) -> None:
@@ -178,7 +171,7 @@ class SocketTransport(Transport):
 class StreamTransport(Transport):
     """Any Trio stream (TLS, memory streams): every byte goes through the stream.
 
-    :meth:`wait_readable` receives a chunk and keeps it for :meth:`receive_nowait`, so
+    Its ``nowait.wait_readable`` receives a chunk and keeps it for ``nowait.read``, so
     the daemon's read loop runs unchanged over a stream that cannot be polled.
     """
 
@@ -197,10 +190,14 @@ class StreamTransport(Transport):
         self._chunk: bytes | None = None
         self._closed = False
 
-    def send_nowait(self, data: bytes | memoryview) -> int:
+    @property
+    def nowait(self) -> NowaitIO:
+        return NowaitIO(self._read_nowait, self._write_nowait, self._wait_readable)
+
+    def _write_nowait(self, data: bytes | memoryview) -> int:
         if self._closed:
             raise trio.ClosedResourceError("the transport is closed")
-        return 0
+        raise BlockingIOError  # a stream is written only by send_all
 
     async def send_all(self, data: bytes | memoryview) -> None:
         await self.stream.send_all(data)
@@ -211,19 +208,19 @@ class StreamTransport(Transport):
         else:
             await trio.lowlevel.checkpoint()
 
-    def receive_nowait(self, max_bytes: int) -> bytes | None:
+    def _read_nowait(self, max_bytes: int) -> bytes:
         chunk = self._chunk
         if chunk is None:
             if self._closed:
                 raise trio.ClosedResourceError("the transport is closed")
-            return None
+            raise BlockingIOError
         if len(chunk) > max_bytes:
             self._chunk = chunk[max_bytes:]
             return chunk[:max_bytes]
         self._chunk = None
         return chunk
 
-    async def wait_readable(self) -> None:
+    async def _wait_readable(self) -> None:
         if self._chunk is None:
             self._chunk = bytes(await self.stream.receive_some(self._receive_size))
         else:
@@ -232,9 +229,7 @@ class StreamTransport(Transport):
     async def receive_some(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
         if self._chunk is not None:
             await trio.lowlevel.checkpoint()
-            data = self.receive_nowait(max_bytes)
-            assert data is not None
-            return data
+            return self._read_nowait(max_bytes)
         return bytes(await self.stream.receive_some(max_bytes))
 
     def readable(self) -> bool:
@@ -319,8 +314,8 @@ class Outbox:
         "_lot",
         "_nursery",
         "_pending",
-        "_send_nowait",
         "_stall",
+        "_write_nowait",
         "error",
         "queued",
         "transport",
@@ -330,7 +325,7 @@ class Outbox:
         self, transport: Transport, nursery: trio.Nursery, *, stall_timeout: float | None = None
     ) -> None:
         self.transport = transport
-        self._send_nowait = transport.send_nowait
+        self._write_nowait = transport.nowait.write
         self._nursery = nursery
         self._stall = stall_timeout
         self._pending: list[bytes | memoryview] = []
@@ -356,7 +351,11 @@ class Outbox:
             self._append(data)
             return
         try:
-            sent = self._send_nowait(data)
+            sent = self._write_nowait(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
         except _GONE as exc:
             self._fail(exc)
             raise
@@ -406,7 +405,11 @@ class Outbox:
             self._append(data)
             return False
         try:
-            sent = self._send_nowait(data)
+            sent = self._write_nowait(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
         except _GONE as exc:
             self._fail(exc)
             raise
@@ -428,6 +431,11 @@ class Outbox:
         self._pending.append(rest)
         self.queued += len(rest)
         self._flushing = True
+
+    def _broken(self, exc: OSError) -> trio.BrokenResourceError:
+        error = trio.BrokenResourceError(f"write failed: {exc}")
+        self._fail(error)
+        return error
 
     def _fail(self, error: trio.BrokenResourceError | trio.ClosedResourceError) -> None:
         if self.error is None:
