@@ -15,6 +15,9 @@ Timeouts cost one cancel scope per *read*, not per call: each waiting call carri
 deadline, and the reader bounds its receive by the earliest one (any timeout drops the
 connection anyway, so the earliest deadline is the only one that matters). Concurrent
 sends are coalesced into one write.
+
+Connections are TCP by default; :meth:`AsyncProxy.open_with` runs them over any Trio
+stream instead (TLS, or memory streams in tests), through :mod:`pairns.rpc.transport`.
 """
 
 from __future__ import annotations
