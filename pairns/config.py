@@ -305,6 +305,12 @@ class Config:
     idle_timeout: float = _setting(
         "PYRO_IDLE_TIMEOUT", seconds(zero_means="never"), limits.DEFAULT_IDLE_TIMEOUT
     )
+    #: Reply bytes one connection may leave unread before the node stops reading it.
+    max_queued_reply_bytes: int = _setting(
+        "PYRO_MAX_QUEUED_REPLY_BYTES",
+        integer(0, limits.MAX_MAX_QUEUED_REPLY_BYTES, "bytes"),
+        limits.DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    )
     #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2``.
     role: int = _setting(None, choice(0, 1, 2), 0)
     #: Where the twin serves (``host:port``); :func:`resolve_pairing` fills it in.

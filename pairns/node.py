@@ -88,6 +88,7 @@ def _limits(config: Config) -> DaemonLimits:
         handshake_timeout=config.handshake_timeout,
         idle_timeout=config.idle_timeout,
         checksums=config.checksums,
+        max_queued_reply_bytes=config.max_queued_reply_bytes,
     )
 
 

@@ -147,3 +147,14 @@ class ErrorCode(enum.IntEnum):
     INTERNAL_ERROR = 19
     #: The server is shutting down.
     SHUTDOWN = 20
+
+
+#: Reply bytes a server keeps queued for one connection (written by no one yet because
+#: the client is not reading) before it stops reading that connection's requests. A
+#: client that pipelines requests and never reads the replies then costs the node this
+#: much memory, not gigabytes; 4 MiB still holds several large ``flatlist()`` replies,
+#: so a client that does read is never slowed.
+DEFAULT_MAX_QUEUED_REPLY_BYTES: Final = 4 << 20
+
+#: Largest configurable cap on queued reply bytes.
+MAX_MAX_QUEUED_REPLY_BYTES: Final = 1 << 30

@@ -91,6 +91,7 @@ INTEGER_SETTINGS = [
     ("PYRO_MAXCONNECTIONS", 1, limits.MAX_MAX_CONNECTIONS),
     ("PYRO_MAX_FRAME_SIZE", limits.MIN_MAX_FRAME_SIZE, limits.MAX_MAX_FRAME_SIZE),
     ("PYRO_MAX_IN_FLIGHT", 1, limits.MAX_MAX_IN_FLIGHT),
+    ("PYRO_MAX_QUEUED_REPLY_BYTES", 0, limits.MAX_MAX_QUEUED_REPLY_BYTES),
 ]
 #: Seconds settings: (PYRO name, whether 0 is allowed).
 SECONDS_SETTINGS = [
