@@ -87,7 +87,7 @@ def _group(value: Any, default_group: str) -> str:
     return names.absolute("" if value is None else value, default_group)
 
 
-def _uri(value: Any, default_group: str) -> str:
+def _uri_text(value: Any, default_group: str) -> str:
     return str(value)
 
 
@@ -99,7 +99,7 @@ def _value(value: Any, default_group: str) -> Any:
 _ENCODERS: dict[Arg, Callable[[Any, str], Any]] = {
     Arg.NAME: names.absolute,  # itself, not a wrapper: one call less on the hot path
     Arg.GROUP: _group,
-    Arg.URI: _uri,
+    Arg.URI: _uri_text,
     Arg.VALUE: _value,
 }
 
@@ -137,19 +137,18 @@ class Method(Generic[R]):
     reply: Callable[[Any], R] = attrs.field(repr=False)
     #: One encoder per parameter; empty when every argument is sent as it is.
     _encoders: tuple[Callable[[Any, str], Any], ...] = attrs.field(init=False, repr=False, eq=False)
-
-    #: True for a write (cached: the kind is compared on every call).
+    #: True for a write (kept: the kind is looked at on every call).
     _write: bool = attrs.field(init=False, repr=False, eq=False)
-
-    @_write.default
-    def _is_write(self) -> bool:
-        return self.kind is Kind.WRITE
 
     @_encoders.default
     def _pick_encoders(self) -> tuple[Callable[[Any, str], Any], ...]:
         if all(p.arg is Arg.VALUE for p in self.params):
             return ()
         return tuple(_ENCODERS[p.arg] for p in self.params)
+
+    @_write.default
+    def _is_write(self) -> bool:
+        return self.kind is Kind.WRITE
 
     def bind(self, args: tuple[Any, ...], default_group: str) -> Call:
         """The call for *args* (one per parameter, in order): names expanded, a write's
@@ -190,8 +189,29 @@ def _uri_listing(result: Any) -> UriListing:
     return [(str(n), URI.from_string(u)) for n, u in result]
 
 
+#: Bound of :data:`_parsed_uris` (emptied when full: a client resolves a working set of
+#: names again and again, and one wave of misses costs no more than no cache at all).
+URI_CACHE_SIZE = 4096
+
+#: Parsed reply URIs by their text. Parsing is most of a client's CPU time per resolve
+#: outside the socket calls, and a :class:`URI` is a frozen value, so sharing one is safe.
+_parsed_uris: dict[str, URI] = {}
+
+
+def _parsed_uri(result: Any) -> URI:
+    if type(result) is not str:
+        return URI.from_string(result)  # raises URIError
+    uri = _parsed_uris.get(result)
+    if uri is None:
+        uri = URI.from_string(result)  # a bad one raises URIError and is not kept
+        if len(_parsed_uris) >= URI_CACHE_SIZE:
+            _parsed_uris.clear()
+        _parsed_uris[result] = uri
+    return uri
+
+
 def _optional_uri(result: Any) -> URI | None:
-    return None if result is None else URI.from_string(result)
+    return None if result is None else _parsed_uri(result)
 
 
 def _m(name: str, kind: Kind, reply: Callable[[Any], R], *params: Param) -> Method[R]:
@@ -201,7 +221,7 @@ def _m(name: str, kind: Kind, reply: Callable[[Any], R], *params: Param) -> Meth
 _NAME = Param("name", Arg.NAME)
 
 PING = _m("ping", Kind.NODE, _bool)
-RESOLVE = _m("resolve", Kind.READ, URI.from_string, _NAME)
+RESOLVE = _m("resolve", Kind.READ, _parsed_uri, _NAME)
 LIST = _m("list", Kind.READ, _group_listing, Param("group", Arg.GROUP, None))
 FLATLIST = _m("flatlist", Kind.READ, _uri_listing)
 GET_META = _m("getMeta", Kind.READ, _any, _NAME)

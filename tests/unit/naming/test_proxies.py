@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 
-from pairns import URI, NamingError
+from pairns import URI, NamingError, URIError
 from pairns.config import Config
 from pairns.names import NAMESERVER_OBJECT_ID
 from pairns.naming import methods as m
@@ -290,3 +290,21 @@ async def test_dump_pages_through_the_namespace_on_both_proxies(tmp_path: Path) 
     assert {":T", ":T.o0", ":T.o4", ":Pyro.NameServer"} <= set(names)
     o3 = next(e for e in from_async if e["name"] == ":T.o3")
     assert o3["kind"] == "object" and o3["uri"] == "PYRO://h:1/o3" and o3["meta"] == {"floor": 3}
+
+
+def test_resolve_replies_are_parsed_once_and_the_cache_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(m, "_parsed_uris", {})
+    monkeypatch.setattr(m, "URI_CACHE_SIZE", 3)
+    first = m.RESOLVE.reply("PYRO://h:1/x")
+    assert first == URI.from_string("PYRO://h:1/x")
+    assert m.RESOLVE.reply("PYRO://h:1/x") is first
+    with pytest.raises(URIError):
+        m.RESOLVE.reply("not a uri")
+    with pytest.raises(URIError):
+        m.RESOLVE.reply(["not", "text"])
+    assert list(m._parsed_uris) == ["PYRO://h:1/x"]
+    for i in range(10):
+        assert m.RESOLVE.reply(f"PYRO://h:1/o{i}") == URI.pyro("h", 1, f"o{i}")
+        assert len(m._parsed_uris) <= 3
