@@ -30,7 +30,7 @@ import trio
 from pairns import names
 from pairns.errors import NamingError, StorageError
 from pairns.namespace import ChangeSet, Namespace
-from pairns.replication.requests import RequestTable
+from pairns.naming.requests import RequestTable
 from pairns.rpc import Deferred, current_request_id
 from pairns.storage import Storage
 from pairns.uri import URI
