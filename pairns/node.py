@@ -189,6 +189,7 @@ async def open_node(
                 request_shutdown=request_shutdown if config.allow_shutdown else None,
                 replicator=replicator,
                 requests=requests,
+                nursery=nursery,
             )
             daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
             host, port = await nursery.start(daemon.serve)
