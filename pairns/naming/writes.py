@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -73,7 +74,7 @@ class TwinLink(Protocol):
         ...
 
 
-class WritePath:
+class WritePath(ABC):
     """The write path of one name service: deduplication here, the rest in
     :meth:`_apply` (one subclass per strategy)."""
 
@@ -141,9 +142,9 @@ class WritePath:
         else:
             again.add_done_callback(lambda result: _finish_from(retry, result))
 
+    @abstractmethod
     def _apply(self, op: WriteOp, args: tuple[Any, ...], request_id: str | None) -> Deferred | None:
         """Apply the write and answer it: the result, or a :class:`Deferred` of it."""
-        raise NotImplementedError
 
     def _took_effect(self, changes: ChangeSet, request_id: str | None) -> None:
         """A write is durable here: remember its request id and wake the peer link."""
