@@ -24,9 +24,9 @@ import trio
 from pairns import names
 from pairns.config import Config
 from pairns.namespace import HybridClock, Namespace
+from pairns.naming.requests import RequestTable
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
-from pairns.replication.requests import RequestTable
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
 from pairns.uri import URI, WILDCARD_HOSTS
@@ -190,6 +190,7 @@ async def open_node(
                 request_shutdown=request_shutdown if config.allow_shutdown else None,
                 replicator=replicator,
                 requests=requests,
+                nursery=nursery,
             )
             daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
             host, port = await nursery.start(daemon.serve)

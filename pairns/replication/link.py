@@ -60,6 +60,7 @@ from pairns.errors import (
 from pairns.namespace import ChangeSet, Conflict, Entry, Kind, Namespace
 from pairns.namespace.fields import get_hlc, get_stamp
 from pairns.namespace.stamps import COUNTER_BITS, max_skew_hlc
+from pairns.naming.requests import RequestTable
 from pairns.replication import auth
 from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import (
@@ -72,7 +73,6 @@ from pairns.replication.messages import (
     estimate_records_size,
     estimate_size,
 )
-from pairns.replication.requests import RequestTable
 from pairns.replication.state import (
     Backoff,
     LinkEvent,

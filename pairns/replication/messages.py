@@ -42,6 +42,7 @@ from pairns.namespace.fields import (
     get_uri,
 )
 from pairns.namespace.stamps import make_stamps
+from pairns.naming.requests import RequestRecord
 from pairns.wire.frames import json_depth_exceeds
 from pairns.wire.limits import MAX_JSON_DEPTH
 
@@ -164,34 +165,6 @@ class Item(NamedTuple):
     seq: int
     entry: Entry
     seen: Stamp = ZERO_STAMP
-
-
-class RequestRecord(NamedTuple):
-    """A client request id, the result its write returned, and its age in seconds.
-
-    A named tuple rather than an attrs class: a full resync makes 100,000 of these on
-    each side.
-    """
-
-    request_id: str
-    result: Any
-    age: float = 0.0
-
-    def to_wire(self) -> list[Any]:
-        """The JSON form: ``[request id, result, age]``."""
-        return [self.request_id, self.result, round(self.age, 3)]
-
-    @classmethod
-    def from_wire(cls, value: Any) -> RequestRecord:
-        """Parse the JSON form (raises ``ValueError``)."""
-        if type(value) is not list or len(value) != 3:
-            raise ValueError(f"invalid request record: {value!r}")
-        request_id, result, age = value
-        if (type(age) is not float and type(age) is not int) or age < 0:
-            raise ValueError(f"invalid request record age: {value!r}")
-        if type(request_id) is not str or len(request_id) > 256:
-            raise ValueError(f"invalid request id: {request_id!r}")
-        return cls(request_id, result, float(age))
 
 
 @attrs.frozen
