@@ -33,16 +33,12 @@ the twin is away.
 
 from __future__ import annotations
 
-import datetime
 import gc
 import ipaddress
-import json
 import logging
-import operator
 import time
 import uuid
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -57,10 +53,11 @@ from pairns.errors import (
     PairnsError,
     StorageError,
 )
-from pairns.namespace import ChangeSet, Conflict, Entry, Kind, Namespace
+from pairns.namespace import ChangeSet, Entry, Namespace
 from pairns.namespace.fields import get_hlc, get_stamp
 from pairns.namespace.stamps import COUNTER_BITS, max_skew_hlc
 from pairns.replication import auth
+from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch, item_entry, item_seen
 from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import (
     MAX_BATCH_BYTES,
@@ -69,8 +66,6 @@ from pairns.replication.messages import (
     Batch,
     Hello,
     Item,
-    estimate_records_size,
-    estimate_size,
 )
 from pairns.replication.requests import RequestTable
 from pairns.replication.state import (
@@ -81,6 +76,7 @@ from pairns.replication.state import (
     LinkStatus,
     Positions,
 )
+from pairns.replication.status import Counters, conflict_logger, count_unacked, describe_version
 from pairns.rpc import AsyncProxy
 from pairns.rpc.context import ConnectionInfo, current_connection
 from pairns.storage import Storage
@@ -143,172 +139,6 @@ class _Refused(PairnsError):
         self.reason = reason
 
 
-class _OriginRef(weakref.ref[Entry]):
-    __slots__ = ("key", "link", "twin")
-
-    key: int
-    twin: str
-    link: int
-
-
-class TwinOrigin:
-    """Which entries of the namespace were merged from the twin, by identity.
-
-    The sender does not echo them. Identity, not the stamp's node, decides: a node may
-    write an entry stamped by its twin (a tombstone copied onto the children of a group
-    the twin deleted, see ``docs/namespace-merge.md``), and the twin must receive that
-    one. Weak references: an entry replaced in the namespace drops out by itself.
-    """
-
-    def __init__(self) -> None:
-        self._refs: dict[int, _OriginRef] = {}
-
-    def __len__(self) -> int:
-        return len(self._refs)
-
-    def add(self, entry: Entry, twin: str, link: int) -> None:
-        """*entry* was merged from *twin* on connection number *link*."""
-        ref = _OriginRef(entry, self._gone)
-        ref.key, ref.twin, ref.link = id(entry), twin, link
-        self._refs[ref.key] = ref
-
-    def add_all(self, entries: Iterable[Entry], twin: str, link: int) -> None:
-        """:meth:`add` for each of *entries* (a merged batch)."""
-        refs = self._refs
-        gone = self._gone
-        for entry in entries:
-            ref = _OriginRef(entry, gone)
-            ref.key, ref.twin, ref.link = id(entry), twin, link
-            refs[ref.key] = ref
-
-    def came_from(self, entry: Entry, twin: str, link: int | None = None) -> bool:
-        """True if *entry* was merged from *twin* (on connection *link*, if given)."""
-        ref = self._refs.get(id(entry))
-        return (
-            ref is not None
-            and ref() is entry
-            and ref.twin == twin
-            and (link is None or ref.link == link)
-        )
-
-    def _gone(self, ref: weakref.ref[Entry]) -> None:
-        key = getattr(ref, "key", None)
-        if key is not None and self._refs.get(key) is ref:
-            del self._refs[key]
-
-
-class FeedCursor:
-    """Pages through the change feed above a position without rescanning it per page.
-
-    ``Namespace.entries_since(seq)`` walks the feed from its end, so paging a
-    100,000-name snapshot with it is quadratic. The cursor takes one listing and serves
-    pages from it while every row in the page is still the current entry of its name;
-    a row that was replaced (or undone) since, or a page the listing cannot fill, makes
-    it list again from the position asked for, which is always right (changes made
-    after the listing have higher positions than everything in it).
-
-    The first page of a full snapshot (above 0) is listed on its own, without the whole
-    feed: the twin can start merging it while the next call takes the long listing.
-    """
-
-    def __init__(self, ns: Namespace) -> None:
-        self._ns = ns
-        self._rows: list[tuple[int, Entry]] = []
-        self._index = 0
-        self._base = 0  # the position the rows were listed above
-        self._first = True
-
-    def rows(self, start: int, limit: int) -> list[tuple[int, Entry]]:
-        """Up to *limit* ``(seq, entry)`` rows above *start*, in feed order."""
-        if self._first:
-            self._first = False
-            if start <= 0:
-                return self._ns.entries_since(start, limit=limit)
-        rows, i = self._rows, self._index
-        if start < self._base:
-            rows, i = [], 0  # asked to go back: list again
-        while i < len(rows) and rows[i][0] <= start:
-            i += 1
-        page = rows[i : i + limit]
-        current = self._ns.entry
-        # A short page from the listing may just mean the listing ended while the feed
-        # went on: only a full page of current rows is served from it.
-        if len(page) < limit or any(current(entry.name) is not entry for _, entry in page):
-            rows = self._ns.entries_since(start)
-            i = 0
-            page = rows[:limit]
-            self._base = start
-        if len(rows) - i > limit:
-            self._rows, self._index = rows, i
-        else:
-            self._rows, self._index, self._base = [], 0, 0
-        return page
-
-
-def build_batch(
-    ns: Namespace,
-    *,
-    start: int,
-    end: int,
-    ack: int,
-    requests: RequestTable,
-    now: float,
-    skip: Callable[[Entry], bool] | None = None,
-    durable_end: int | None = None,
-    limit: int = MAX_BATCH_ENTRIES,
-    max_bytes: int = MAX_BATCH_BYTES,
-    cursor: FeedCursor | None = None,
-) -> Batch:
-    """The next batch of *ns*'s feed above *start*, up to the durable position *end*.
-
-    Entries for which *skip* is true (what the twin itself sent, see
-    :class:`TwinOrigin`) are not sent back, but the batch's ``upto`` still covers their
-    positions so the twin's ack does.
-    ``more`` says whether the feed holds more below *durable_end* (default: *end*; the
-    sender passes a smaller *end* when its send window is full). A *cursor* over *ns*
-    makes paging through a long feed linear.
-    """
-    if end <= start:
-        rows: list[tuple[int, Entry]] = []
-    elif cursor is not None:
-        rows = cursor.rows(start, limit)
-    else:
-        rows = ns.entries_since(start, limit=limit)
-    items: list[Item] = []
-    size = 0
-    upto = start
-    cut = False
-    for seq, entry in rows:
-        if seq > end:
-            break
-        upto = seq
-        if skip is None or not skip(entry):
-            items.append(Item(seq, entry, ns.seen_of(entry.name)))
-            size += estimate_size(entry)
-            if size >= max_bytes:
-                cut = True
-                break
-    else:
-        cut = len(rows) >= limit
-    if not cut:
-        upto = max(upto, end)  # nothing else at or below the durable end
-    records = tuple(requests.between(start, upto, now)) if upto > start else ()
-    # The request records of these writes travel too: with long request ids a full
-    # batch could outgrow the frame. Rare, so simply: keep the first half until it fits.
-    while len(items) > 1 and size + estimate_records_size(records) > max_bytes:
-        del items[len(items) // 2 :]
-        upto = items[-1].seq
-        size = sum(map(estimate_size, map(_item_entry, items)))
-        records = tuple(requests.between(start, upto, now))
-    last = end if durable_end is None else durable_end
-    return Batch(
-        start=start, upto=upto, ack=ack, items=tuple(items), requests=records, more=upto < last
-    )
-
-
-_item_entry = operator.attrgetter("entry")
-_item_seen = operator.attrgetter("seen")
-
 #: Longest the cyclic collector stays paused for one link's catch-up stream (seconds).
 GC_HOLD_MAX = 10.0
 
@@ -321,20 +151,6 @@ GC_HOLD_MAX = 10.0
 # and freed by reference counting; but while the batch is built they survive enough
 # young collections to reach the oldest generation, and that growth triggers full
 # collections over the whole namespace every few batches.
-
-
-@attrs.define(eq=False)
-class _Counters:
-    entries_sent: int = 0
-    entries_received: int = 0
-    batches_received: int = 0
-    full_resyncs: int = 0
-    incremental_resyncs: int = 0
-    drops: int = 0
-    degraded_acks: int = 0
-    twin_acks: int = 0
-    skew_refusals: int = 0
-    refused_peer_calls: int = 0
 
 
 class _Link:
@@ -389,7 +205,7 @@ class _Link:
         if items:
             self.check_skew(items)
         try:
-            pairs = list(zip(map(_item_entry, items), map(_item_seen, items), strict=True))
+            pairs = list(zip(map(item_entry, items), map(item_seen, items), strict=True))
             changes = rep.namespace.merge_pairs(pairs)
         except ValueError as exc:
             raise LinkFailed(f"the twin sent an invalid change: {exc}") from None
@@ -417,7 +233,7 @@ class _Link:
         stamp it makes) that far ahead, and a hostile twin could stamp a deletion
         years ahead so that nothing could ever replace it."""
         rep = self.rep
-        top = max(map(get_hlc, map(get_stamp, map(_item_entry, items))))
+        top = max(map(get_hlc, map(get_stamp, map(item_entry, items))))
         now = rep.namespace.clock.physical()
         if top <= now + rep.max_skew_hlc:
             return
@@ -648,7 +464,7 @@ class Replicator:
             else max(4096, min(MAX_BATCH_BYTES, max_frame_size // 3))
         )
         self.backoff = backoff if backoff is not None else Backoff()
-        self.counters = _Counters()
+        self.counters = Counters()
         self.origin = TwinOrigin()
         self.link_number = 0
         self.endpoint = PeerEndpoint(self)
@@ -682,7 +498,7 @@ class Replicator:
         self._ack_waiters: list[tuple[int, trio.Event]] = []
         self._logged_state = ""
         previous = namespace.on_conflict
-        namespace.on_conflict = self._conflict_logger(previous)
+        namespace.on_conflict = conflict_logger(previous)
 
     # -- what the name service uses ---------------------------------------------------
 
@@ -749,7 +565,14 @@ class Replicator:
         else:
             acked = self._stored_acked if self._twin_id else 0
             twin_id = self._twin_id
-        unacked, oldest = self._unacked(acked, twin_id)
+        # While a full resync is owed, the twin's own earlier changes travel back too
+        # (it may have lost them): only this link's echoes are held back, as it sends.
+        scope: int | None = None
+        if self._full_owed:
+            scope = link.number if link is not None and not link.closed else -1
+        unacked, oldest = count_unacked(
+            self.namespace, self.origin, acked=acked, twin_id=twin_id, scope=scope
+        )
         c = self.counters
         return {
             "role": self.role,
@@ -773,27 +596,6 @@ class Replicator:
             "refused_peer_calls": c.refused_peer_calls,
             "incarnation": self.history.current,
         }
-
-    def _unacked(self, acked: int, twin_id: str) -> tuple[int, float | None]:
-        rows = self.namespace.entries_since(acked, limit=100_001)
-        count = 0
-        oldest: float | None = None
-        came_from = self.origin.came_from
-        # While a full resync is owed, the twin's own earlier changes travel back too
-        # (it may have lost them): only this link's echoes are held back, as it sends.
-        link = self._link
-        scope: int | None = None
-        if self._full_owed:
-            scope = link.number if link is not None and not link.closed else -1
-        for _, entry in rows:
-            if twin_id and came_from(entry, twin_id, scope):
-                continue  # the twin's own change: it will not travel back
-            count += 1
-            if oldest is None:
-                oldest = round(max(0.0, time.time() - entry.stamp.wall_time), 3)
-        return count, oldest
-
-    # -- the main loop ---------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the link until cancelled (the node's nursery owns this task)."""
@@ -1030,9 +832,7 @@ class Replicator:
             )
             try:
                 async with proxy:
-                    answer = await self._call_hello(
-                        proxy, self._my_hello(full=False, probe=True)
-                    )
+                    answer = await self._call_hello(proxy, self._my_hello(full=False, probe=True))
                 theirs, _ = _parse_answer(answer)
                 self._check_twin(theirs)
             except _Refused as exc:
@@ -1122,8 +922,7 @@ class Replicator:
             if not auth.proofs_equal(expected, proof):
                 refusal = _Refused(
                     "twin proof failed",
-                    f"a connection from {_address_text(info.peer)} does not know the pair's "
-                    "secret",
+                    f"a connection from {_address_text(info.peer)} does not know the pair's secret",
                 )
                 self._refuse_caller(refusal)
                 raise NamingError(f"refused: {refusal}")
@@ -1182,9 +981,7 @@ class Replicator:
         incarnation it names) is one this node's history can have given."""
         if theirs.expect != self.node_id:
             return True  # a claim on another node's feed: _full_reason handles it
-        ok = self.history.vouches(
-            theirs.expect_incarnation, theirs.applied, self.durable_seq()
-        )
+        ok = self.history.vouches(theirs.expect_incarnation, theirs.applied, self.durable_seq())
         if not ok:
             log.warning(
                 "the twin claims to hold this node's changes up to %d (run %s), which this "
@@ -1239,9 +1036,7 @@ class Replicator:
         # reached in, not the run that is dialling now (_start_link records that one).
         claimed_in = self._twin_incarnation
         link = self._start_link(theirs, their_applied=their_applied, full=full)
-        mine = attrs.evolve(
-            self._my_hello(full=full, probe=False), expect_incarnation=claimed_in
-        )
+        mine = attrs.evolve(self._my_hello(full=full, probe=False), expect_incarnation=claimed_in)
         session = _Session(uuid.uuid4().hex, link)
         self._session = session
         self._new_session.set()
@@ -1497,58 +1292,6 @@ class Replicator:
             )
         elif attempts % 10 == 0:
             log.info("still looking for the twin at %s: %s", self.twin_address, reason)
-
-    def _conflict_logger(
-        self, previous: Callable[[Conflict], None] | None
-    ) -> Callable[[Conflict], None]:
-        def on_conflict(conflict: Conflict) -> None:
-            log.warning(
-                "conflict (%s) on %s: kept %s, lost %s",
-                conflict.kind,
-                conflict.name,
-                describe_version(conflict.winner),
-                describe_version(conflict.loser),
-            )
-            if previous is not None:
-                previous(conflict)
-
-        return on_conflict
-
-
-#: Metadata longer than this (as JSON) is summarised in a conflict's log line.
-_LOGGED_META_CHARS: Final = 512
-
-
-def describe_version(entry: Entry) -> str:
-    """One entry as the JSON object a conflict's log line shows: what a client sees of
-    it (``kind``, ``deleted``, ``uri``, ``meta``), which node wrote it and when.
-
-    One line a reader can follow and a program can parse (the chaos suite does); large
-    metadata is summarised (``"meta_bytes"`` instead of ``"meta"``).
-    """
-    stamp = entry.stamp
-    data: dict[str, Any] = {
-        "name": entry.name,
-        "kind": "object" if entry.kind is Kind.OBJECT else "group",
-        "deleted": entry.deleted,
-        "uri": entry.uri,
-        "node": stamp.node,
-        "time": _iso(stamp.wall_time),
-    }
-    meta = json.dumps(entry.meta, separators=(",", ":"), ensure_ascii=False)
-    if len(meta) <= _LOGGED_META_CHARS:
-        data["meta"] = entry.meta
-    else:
-        data["meta_bytes"] = len(meta.encode())
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def _iso(seconds: float) -> str:
-    try:
-        moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    except (OverflowError, OSError, ValueError):
-        return str(seconds)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain_ip(address: str) -> str:
