@@ -70,11 +70,6 @@ class Acceptor:
         # Addresses the twin may connect from when there is no secret to prove.
         self._twin_ips: frozenset[str] | None = None
 
-    @property
-    def session(self) -> Session | None:
-        """The latest session the twin started (maybe done), if any."""
-        return self._session
-
     def has_session(self) -> bool:
         """True while a session runs (the twin is linked, or being linked)."""
         return self._session is not None and not self._session.done.is_set()
