@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pairns.errors import LocalProtocolError, NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
-from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
+from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.messages import Batch
 from pairns.replication.state import Positions
 
