@@ -31,7 +31,6 @@ import trio
 from pairns.errors import (
     CallTimeoutError,
     ConnectionClosedError,
-    ConnectionDeniedError,
     LocalProtocolError,
     PairnsError,
     RemoteProtocolError,
@@ -42,6 +41,7 @@ from pairns.rpc.client import (
     closed_error,
     denied_error,
     reply_error,
+    unproven_error,
 )
 from pairns.rpc.transport import Transport, as_transport
 from pairns.wire import (
@@ -484,10 +484,7 @@ class AsyncProxy(ProxyBase):
                     raise
                 with trio.move_on_after(1.0):
                     await transport.send_all(conn.send(Goodbye(exc.error_code_hint, str(exc))))
-                raise ConnectionDeniedError(
-                    f"{target.where} did not prove that it knows the identification "
-                    "(a different identification, or not the server you meant)"
-                ) from exc
+                raise unproven_error(target) from exc
             if type(event) is Denied:
                 assert isinstance(event, Denied)
                 raise denied_error(target, event.reason)

@@ -170,7 +170,7 @@ def test_pairing_in_either_start_order_mirrors_writes_fast(pair: Pair, first: st
     assert (s1["role"], s2["role"]) == (1, 2)
     assert s1["twin"] == f"{HOST}:{n2.port}" and s2["twin"] == f"{HOST}:{n1.port}"
     with ns(n1) as c1, ns(n2) as c2:
-        assert c1._proxy.call("twin") == f"PYRO://{HOST}:{n2.port}/{NAMESERVER_OBJECT_ID}"
+        assert str(c1.twin()) == f"PYRO://{HOST}:{n2.port}/{NAMESERVER_OBJECT_ID}"
         c1.register(":Default.from1", "PYRO://127.0.0.1:1/a")
         lag12 = wait_visible(n2, ":Default.from1", 1.0)
         c2.createGroup(":from2")
@@ -370,7 +370,7 @@ def test_each_node_resolves_the_name_server_to_itself_also_after_a_restart(pair:
                 assert (":Pyro.NameServer", own(node)) in [
                     (name, str(uri)) for name, uri in client.flatlist()
                 ]
-                assert client._proxy.call("twin") == own(other)
+                assert str(client.twin()) == own(other)
                 with pytest.raises(NamingError):
                     client.unregister(":Pyro.NameServer")
             assert status(node)["conflicts"] == 0
