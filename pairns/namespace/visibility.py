@@ -85,6 +85,39 @@ def _signature(entry: Entry | None) -> tuple[int, Stamp | None]:
     return (2, None) if entry.kind is _GROUP else (3, None)
 
 
+# -- the rule, once ---------------------------------------------------------------
+# Walking down from the root, each group hands its children a *limit*: the stamp they
+# must beat (the highest tombstone on their path), or None when something above blocks
+# them (a missing entry or a live object). Every way the view is computed - one name at
+# a time (refresh), a batch at a time (add_bulk), from scratch (rebuild) - decides
+# with these two functions.
+
+
+def limit_below(entry: Entry | None, limit: Stamp | None) -> Stamp | None:
+    """The limit for the children of a group whose stored *entry* got *limit* from its
+    own parent: ``None`` when they are blocked (no entry, a live object, or *limit*
+    ``None``), else *limit* raised to the entry's stamp if the entry is a tombstone."""
+    if limit is None or entry is None:
+        return None
+    if entry.deleted:
+        stamp = entry.stamp
+        return stamp if newer(stamp, limit) else limit
+    return None if entry.kind is _OBJECT else limit
+
+
+def self_visible(entry: Entry | None, limit: Stamp | None) -> bool:
+    """Whether a name with stored *entry*, whose parent hands down *limit*, is
+    self-visible: a live entry written after every deletion on its path."""
+    return (
+        entry is not None and limit is not None and not entry.deleted and newer(entry.stamp, limit)
+    )
+
+
+def shows_as_object(entry: Entry) -> bool:
+    """Whether a self-visible *entry* shows as an object (else as a group)."""
+    return entry.kind is _OBJECT and entry.uri is not None
+
+
 @attrs.define(eq=False)
 class View:
     """The visible namespace derived from *entries* (indexed by *children*).
@@ -144,77 +177,82 @@ class View:
         when no entry is a tombstone and none of them changed kind (the bulk merge rule,
         see :meth:`pairns.namespace.Namespace.merge_all`).
 
-        Then a name is self-visible exactly when its parent is the root or a
-        self-visible group, nothing visible can become hidden or revived, and a change
-        can only make names visible (the new name, and the stored names below it that
-        waited for it) or change an object's URI. Leaves the same ``objects``,
-        ``listing`` and bookkeeping as :meth:`refresh` called once per name.
+        Then every limit is ``ZERO_STAMP`` or ``None`` (no tombstone), nothing visible
+        can become hidden or revived, and a change can only make names visible (the
+        new name, and the stored names below it that waited for it) or change an
+        object's URI. Leaves the same ``objects``, ``listing`` and bookkeeping as
+        :meth:`refresh` called once per name.
         """
-        entries, objects, listing = self.entries, self.objects, self.listing
-        self_ok, support, children = self._self_ok, self._support, self.children
-        chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
+        entries, objects, self_ok = self.entries, self.objects, self._self_ok
+        children = self.children
         # Objects have no visible children, and whether one shows depends only on the
         # groups above it: they are done after every group, in one flat loop (most of
         # a snapshot), with the same outcome as in depth order.
         groups: list[str] = []
-        leaves: list[tuple[str, str]] = []
+        leaves: list[tuple[str, Entry]] = []
         for name in changed:
             if name == _ROOT:
                 continue
             entry = entries[name]
-            if entry.kind is _OBJECT and entry.uri is not None:
-                leaves.append((name, entry.uri))
+            if shows_as_object(entry):
+                leaves.append((name, entry))
             else:
                 groups.append(name)
+        chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
         for name in sorted(groups, key=depth):
             if name in self_ok:
                 continue
-            idx = name.rfind(_SEP)
-            parent = name[:idx] if idx > 0 else _ROOT
-            if parent != _ROOT and (parent not in self_ok or entries[parent].kind is _OBJECT):
+            parent = parent_of(name)
+            if not self_visible(entries[name], self._bulk_limit(parent)):
                 continue
-            # *name* and every stored name below it whose path is all groups appear.
+            # *name* and every stored name below it that waited for it appear.
             stack = [(parent, name)]
             while stack:
                 above, below = stack.pop()
                 entry = entries[below]
-                self_ok.add(below)
-                chain = chains.get(above)
-                if chain is None:
-                    chain = [*upper_ancestors(above), above] if above != _ROOT else []
-                    chains[above] = chain
-                for ancestor in chain:
-                    support[ancestor] = support.get(ancestor, 0) + 1
-                base = below[1:] if above == _ROOT else below[len(above) + 1 :]
-                if entry.kind is _OBJECT and entry.uri is not None:
-                    objects[below] = entry.uri
-                    listing[above][base] = 1
-                    continue
-                listing[below] = {}
-                listing[above][base] = 0
+                self._show(below, entry, above, chains)
+                below_limit = limit_below(entry, ZERO_STAMP)
                 for child in children.get(below, ()):
-                    if child not in self_ok:
+                    if child not in self_ok and self_visible(entries[child], below_limit):
                         stack.append((below, child))
-        for name, uri in leaves:
+        limits: dict[str, Stamp | None] = {}
+        for name, entry in leaves:
             if name in self_ok:
-                objects[name] = uri
+                objects[name] = entry.uri  # type: ignore[assignment]  # shows_as_object
                 continue
-            idx = name.rfind(_SEP)
-            parent = name[:idx] if idx > 0 else _ROOT
-            if parent != _ROOT:
-                if parent not in self_ok or entries[parent].kind is _OBJECT:
-                    continue
-                chain = chains.get(parent)
-                if chain is None:
-                    chain = [*upper_ancestors(parent), parent]
-                    chains[parent] = chain
-                for ancestor in chain:
-                    support[ancestor] = support.get(ancestor, 0) + 1
-                listing[parent][name[idx + 1 :]] = 1
+            parent = parent_of(name)
+            if parent in limits:
+                limit = limits[parent]
             else:
-                listing[parent][name[1:]] = 1
-            self_ok.add(name)
-            objects[name] = uri
+                limit = limits[parent] = self._bulk_limit(parent)
+            if self_visible(entry, limit):
+                self._show(name, entry, parent, chains)
+
+    def _bulk_limit(self, group: str) -> Stamp | None:
+        """The limit *group* hands its children while no tombstone is stored (then a
+        self-visible group's limit is ``ZERO_STAMP`` and any other name blocks)."""
+        if group == _ROOT:
+            return ZERO_STAMP
+        return limit_below(self.entries[group], ZERO_STAMP) if group in self._self_ok else None
+
+    def _show(self, name: str, entry: Entry, parent: str, chains: dict[str, list[str]]) -> None:
+        """Record *name* (not yet shown, its *parent* shown as a group) as self-visible
+        and show it as its *entry* says (bulk paths; *chains* caches ancestor lists)."""
+        self._self_ok.add(name)
+        chain = chains.get(parent)
+        if chain is None:
+            chain = [*upper_ancestors(parent), parent] if parent != _ROOT else []
+            chains[parent] = chain
+        support = self._support
+        for ancestor in chain:
+            support[ancestor] = support.get(ancestor, 0) + 1
+        base = base_of(name, parent)
+        if shows_as_object(entry):
+            self.objects[name] = entry.uri  # type: ignore[assignment]  # shows_as_object
+            self.listing[parent][base] = 1
+        else:
+            self.listing[name] = {}
+            self.listing[parent][base] = 0
 
     def rebuild(self, kids_of: dict[str, list[str]]) -> None:
         """Compute the whole view from scratch (after a bulk load).
@@ -222,10 +260,10 @@ class View:
         *kids_of* holds the same index as ``children`` with lists in the order the
         entries were made (which keeps memory access sequential at start-up).
         """
-        # The same rule as refresh, worked out top-down from the root: a group's limit
-        # (the stamp its children must beat) is found once for all its children; the
-        # children of a group that all beat it, none deleted - nearly every group -
-        # need no step each, and its objects are shown with C-level passes.
+        # The rule (limit_below, self_visible) worked out top-down from the root: a
+        # group's limit is found once for all its children; the children of a group
+        # that all beat it, none deleted - nearly every group - need no step each, and
+        # its objects are shown with C-level passes.
         entries = self.entries
         objects = self.objects
         objects.clear()
@@ -247,36 +285,37 @@ class View:
             if not any(map(get_deleted, got)) and min(map(get_hlc, map(get_stamp, got))) > (
                 limit.hlc
             ):
-                visible_kids, visible = kids, got  # every child is self-visible
+                # self_visible() for every child at once: all live, all above the limit.
+                visible_kids, visible = kids, got
             else:
                 visible_kids, visible = [], []
                 for kid, entry in zip(kids, got, strict=True):
-                    stamp = entry.stamp
-                    if entry.deleted:
-                        if kid in kids_of:
-                            stack.append((kid, stamp if newer(stamp, limit) else limit))
-                    elif newer(stamp, limit):
-                        visible_kids.append(kid)
+                    if self_visible(entry, limit):
+                        visible_kids.append(kid)  # walked below if shown as a group
                         visible.append(entry)
-                    elif entry.kind is not _OBJECT and kid in kids_of:
-                        # Not visible itself; a live group still lets newer names through.
-                        stack.append((kid, limit))
+                    elif kid in kids_of:
+                        # Not visible itself; a live group or a tombstone may still let
+                        # newer names through.
+                        below = limit_below(entry, limit)
+                        if below is not None:
+                            stack.append((kid, below))
             self_ok.update(visible_kids)
             direct[group] = len(visible_kids)
             uris = list(map(get_uri, visible))
             kinds = list(map(get_kind, visible))
             if _GROUP in kinds or None in uris:
                 # Shown as groups: groups (walked in turn) and objects without a URI.
-                is_object = [
-                    kind is _OBJECT and uri is not None
-                    for kind, uri in zip(kinds, uris, strict=True)
-                ]
-                for kid, kind, shown_as_object in zip(visible_kids, kinds, is_object, strict=True):
+                is_object = list(map(shows_as_object, visible))
+                for kid, entry, shown_as_object in zip(
+                    visible_kids, visible, is_object, strict=True
+                ):
                     if not shown_as_object:
                         shown[kid[cut:]] = 0
                         shown_groups.append(kid)
-                        if kind is not _OBJECT and kid in kids_of:
-                            stack.append((kid, limit))
+                        if kid in kids_of:
+                            below = limit_below(entry, limit)
+                            if below is not None:
+                                stack.append((kid, below))
                 visible_kids = list(compress(visible_kids, is_object))
                 uris = list(compress(uris, is_object))
             objects.update(zip(visible_kids, uris, strict=True))
@@ -315,14 +354,7 @@ class View:
             return ZERO_STAMP
         if group in memo:
             return memo[group]
-        entry = self.entries.get(group)
-        result: Stamp | None
-        if entry is None or (not entry.deleted and entry.kind is _OBJECT):
-            result = None
-        else:
-            result = self._limit(parent_of(group), memo)
-            if result is not None and entry.deleted and newer(entry.stamp, result):
-                result = entry.stamp
+        result = limit_below(self.entries.get(group), self._limit(parent_of(group), memo))
         memo[group] = result
         return result
 
@@ -330,10 +362,7 @@ class View:
         self, name: str, memo: dict[str, Stamp | None], touched: set[str], hidden: list[str]
     ) -> None:
         entry = self.entries.get(name)
-        ok = False
-        if entry is not None and not entry.deleted:
-            limit = self._limit(parent_of(name), memo)
-            ok = limit is not None and newer(entry.stamp, limit)
+        ok = entry is not None and self_visible(entry, self._limit(parent_of(name), memo))
         if ok == (name in self._self_ok):
             return
         touched.add(name)
@@ -364,9 +393,10 @@ class View:
         new_uri: str | None = None
         if name in self._self_ok:
             assert entry is not None
-            new_kind = entry.kind
-            if new_kind is _OBJECT:
-                new_uri = entry.uri
+            if shows_as_object(entry):
+                new_kind, new_uri = _OBJECT, entry.uri
+            else:
+                new_kind = _GROUP
         elif name in self._support:
             new_kind = _GROUP
         old_uri = self.objects.get(name)
