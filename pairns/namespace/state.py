@@ -104,6 +104,7 @@ tombstones; any other batch takes the per-entry path.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import json
 import operator
@@ -155,6 +156,7 @@ _SEP = names.SEP
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _third = operator.itemgetter(2)
+_is_none = functools.partial(operator.is_, None)
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
 
@@ -350,6 +352,35 @@ class Namespace:
             )
         return page, start + limit < len(ordered)
 
+    def check_invariants(self) -> None:
+        """Recompute everything derived from the stored entries from scratch and raise
+        ``AssertionError`` naming the first thing the incremental upkeep got wrong: the
+        view (visible names, listings and its bookkeeping), the child index, the feed
+        index, the knowledge, the tombstone count and a cached digest. For tests; it
+        costs as much as a load."""
+        entries = self._entries
+        children: dict[str, set[str]] = {}
+        for name in entries:
+            if name != _ROOT:
+                children.setdefault(parent_of(name), set()).add(name)
+        if children != self._children:
+            raise AssertionError("the child index differs from the stored names")
+        if self._seq.keys() != entries.keys() or self._by_seq != {
+            seq: name for name, seq in self._seq.items()
+        }:
+            raise AssertionError("the feed index differs from the stored names")
+        if not self._seen.keys() <= entries.keys() or ZERO_STAMP in self._seen.values():
+            raise AssertionError("knowledge is kept for a name without an entry, or is zero")
+        if self._tombstones != sum(map(get_deleted, entries.values())):
+            raise AssertionError("the tombstone count is wrong")
+        if self._digest is not None and self._digest != (
+            sum(map(entry_hash, entries.values())) % DIGEST_MODULUS
+        ):
+            raise AssertionError("the cached digest differs from the stored entries'")
+        if self._by_seq_sorted and list(self._by_seq) != sorted(self._by_seq):
+            raise AssertionError("the feed index is flagged sorted but is not")
+        self._view.check(self._overlay_local)
+
     # ------------------------------------------------------------------ change feed
 
     @property
@@ -489,7 +520,9 @@ class Namespace:
     def _show_local(self) -> None:
         """Make the view show each node-local object exactly while its group is visible
         (the view's own updates know nothing of them)."""
-        objects, listing = self._objects, self._listing
+        self._overlay_local(self._objects, self._listing)
+
+    def _overlay_local(self, objects: dict[str, str], listing: dict[str, dict[str, int]]) -> None:
         for name, (uri, _since) in self._local.items():
             idx = name.rfind(_SEP)
             siblings = listing.get(name[:idx] if idx > 0 else _ROOT)
@@ -943,7 +976,8 @@ class Namespace:
         olds: Sequence[Entry | None] | None,
     ) -> _Kids:
         """Store entries: the one place the stored state changes (the view is the
-        caller's to bring up to date, see :meth:`_store`).
+        caller's to bring up to date, see :meth:`_store`). :meth:`_put_one` is its
+        form for one entry.
 
         Column *i* makes ``news[i]`` (``None``: nothing) the entry of ``names_[i]`` at
         feed position ``seqs[i]``, with knowledge ``seens[i]`` (``None`` or
@@ -962,24 +996,35 @@ class Namespace:
         if digest is not None and count > 1 and count * 8 >= len(entries):
             # Cheaper to recompute when next asked for than to update per entry.
             digest = self._digest = None
-        live = list(map(operator.truth, news))
-        all_live = all(live)
+        # Which names get an entry, and which of those had none: few C calls when
+        # every name gets one and none or all had one (every path but a load's repair
+        # and an undo).
+        all_live = all(news)
+        live = None if all_live else list(map(operator.truth, news))
+        added: Iterable[str]
         if olds is None:
-            added: Iterable[str] = names_ if all_live else compress(names_, live)
+            added = names_ if live is None else compress(names_, live)
         else:
             replaced = list(compress(names_, olds))
             if replaced:
-                deque(map(by_seq.__delitem__, map(seq_of.__getitem__, replaced)), maxlen=0)
+                for name in replaced:
+                    del by_seq[seq_of[name]]
                 self._tombstones -= sum(map(get_deleted, filter(None, olds)))
                 if digest is not None:
                     digest -= sum(map(entry_hash, filter(None, olds)))
-            pairs = zip(names_, olds, live, strict=True)
-            added = [name for name, old, new in pairs if old is None and new]
+            if not replaced and live is None:
+                added = names_
+            elif len(replaced) == count:
+                added = ()
+            elif live is None:
+                added = compress(names_, map(_is_none, olds))
+            else:
+                both = zip(names_, olds, live, strict=True)
+                added = [name for name, old, new in both if old is None and new]
         kept: Sequence[str] = names_
         stored = cast(Sequence[Entry], news)
-        if not all_live:
-            gone = [name for name, new in zip(names_, live, strict=True) if not new]
-            for name in gone:
+        if live is not None:
+            for name in compress(names_, map(operator.not_, live)):
                 del entries[name], seq_of[name]
                 seen_of.pop(name, None)
                 if name != _ROOT:
@@ -1014,7 +1059,56 @@ class Namespace:
         if digest is not None:
             self._digest = digest % DIGEST_MODULUS
         self._version += 1
-        return _index_children(self._children, added)
+        return _index_children(self._children, added) if added else {}
+
+    def _put_one(
+        self, name: str, new: Entry | None, seq: int, seen: Stamp | None, old: Entry | None
+    ) -> None:
+        """:meth:`_put` of one column (a client's write, a merged entry, an undo): the
+        same steps, without building columns (which would cost a client's write a
+        third more). The property tests hold the two forms to the same outcome (bulk
+        merges and loads against merging one by one, and ``check_invariants``)."""
+        entries, by_seq = self._entries, self._by_seq
+        if old is not None:
+            del by_seq[self._seq[name]]
+            if old.deleted:
+                self._tombstones -= 1
+        digest = self._digest
+        if new is None:
+            del entries[name], self._seq[name]
+            self._seen.pop(name, None)
+            if name != _ROOT:
+                parent = parent_of(name)
+                siblings = self._children[parent]
+                siblings.discard(name)
+                if not siblings:
+                    del self._children[parent]
+        else:
+            entries[name] = new
+            self._seq[name] = seq
+            if self._by_seq_sorted and by_seq and seq < next(reversed(by_seq)):
+                self._by_seq_sorted = False
+            by_seq[seq] = name
+            if seen is None or seen is ZERO_STAMP or seen == ZERO_STAMP:
+                self._seen.pop(name, None)
+            else:
+                self._seen[name] = seen
+            if new.deleted:
+                self._tombstones += 1
+            if old is None and name != _ROOT:
+                parent = parent_of(name)
+                kids = self._children.get(parent)
+                if kids is None:
+                    self._children[parent] = {name}
+                else:
+                    kids.add(name)
+            if digest is not None:
+                digest += entry_hash(new)
+        if digest is not None:
+            if old is not None:
+                digest -= entry_hash(old)
+            self._digest = digest % DIGEST_MODULUS
+        self._version += 1
 
     def _store(
         self,
@@ -1026,7 +1120,7 @@ class Namespace:
         cause: Entry | None,
     ) -> None:
         """Make *new* (or nothing) the entry of *name*, then refresh what it affects."""
-        self._put((name,), (new,), (seq,), (seen,), (old,))
+        self._put_one(name, new, seq, seen, old)
         hidden, revived = self._view.refresh(name, old, new)
         if self._local:
             self._show_local()

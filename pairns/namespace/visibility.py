@@ -108,9 +108,10 @@ def limit_below(entry: Entry | None, limit: Stamp | None) -> Stamp | None:
 def self_visible(entry: Entry | None, limit: Stamp | None) -> bool:
     """Whether a name with stored *entry*, whose parent hands down *limit*, is
     self-visible: a live entry written after every deletion on its path."""
-    return (
-        entry is not None and limit is not None and not entry.deleted and newer(entry.stamp, limit)
-    )
+    if entry is None or limit is None or entry.deleted:
+        return False
+    stamp = entry.stamp  # newer(stamp, limit), inline: every client write asks
+    return stamp.hlc > limit.hlc or (stamp.hlc == limit.hlc and stamp.node > limit.node)
 
 
 def shows_as_object(entry: Entry) -> bool:
@@ -346,6 +347,22 @@ class View:
                 kid_lists.setdefault(parent, {})[name[idx + 1 :] if idx > 0 else name[1:]] = 0
         self._self_ok = self_ok
         self._support = support
+
+    def check(self, overlay: Callable[[dict[str, str], dict[str, dict[str, int]]], None]) -> None:
+        """Raise ``AssertionError`` unless the view, as kept up to date, is what
+        :meth:`rebuild` computes from the same entries (*overlay* then adds to the
+        rebuilt ``objects`` and ``listing`` what the owner shows beside the rule)."""
+        fresh = View(self.entries, self.children)
+        fresh.rebuild({group: sorted(kids) for group, kids in self.children.items()})
+        overlay(fresh.objects, fresh.listing)
+        for what, kept, rebuilt in (
+            ("objects", self.objects, fresh.objects),
+            ("listing", self.listing, fresh.listing),
+            ("self-visible names", self._self_ok, fresh._self_ok),
+            ("support counts", self._support, fresh._support),
+        ):
+            if kept != rebuilt:
+                raise AssertionError(f"the view's {what} differ from a rebuild")
 
     def _limit(self, group: str, memo: dict[str, Stamp | None]) -> Stamp | None:
         """For children of *group*: ``None`` if something above blocks them, else the
