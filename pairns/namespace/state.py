@@ -992,6 +992,8 @@ class Namespace:
         """
         entries, seq_of, by_seq, seen_of = self._entries, self._seq, self._by_seq, self._seen
         count = len(names_)
+        if seens is not None and not any(seens):
+            seens = None  # no knowledge at all (every item None): C-level from here
         digest = self._digest
         if digest is not None and count > 1 and count * 8 >= len(entries):
             # Cheaper to recompute when next asked for than to update per entry.

@@ -119,6 +119,13 @@ def shows_as_object(entry: Entry) -> bool:
     return entry.kind is _OBJECT and entry.uri is not None
 
 
+def _shows_as_objects(entries: list[Entry]) -> list[bool]:
+    """:func:`shows_as_object` of each of *entries*, in C-level passes."""
+    kinds = map(operator.is_, map(get_kind, entries), repeat(_OBJECT))
+    uris = map(operator.is_not, map(get_uri, entries), repeat(None))
+    return list(map(operator.and_, kinds, uris))
+
+
 @attrs.define(eq=False)
 class View:
     """The visible namespace derived from *entries* (indexed by *children*).
@@ -187,18 +194,12 @@ class View:
         entries, objects, self_ok = self.entries, self.objects, self._self_ok
         children = self.children
         # Objects have no visible children, and whether one shows depends only on the
-        # groups above it: they are done after every group, in one flat loop (most of
-        # a snapshot), with the same outcome as in depth order.
-        groups: list[str] = []
-        leaves: list[tuple[str, Entry]] = []
-        for name in changed:
-            if name == _ROOT:
-                continue
-            entry = entries[name]
-            if shows_as_object(entry):
-                leaves.append((name, entry))
-            else:
-                groups.append(name)
+        # groups above it: they are done after every group, per parent and a column
+        # at a time (most of a snapshot), with the same outcome as in depth order.
+        names_ = [name for name in changed if name != _ROOT]
+        got = list(map(entries.__getitem__, names_))
+        as_object = _shows_as_objects(got)
+        groups = list(compress(names_, map(operator.not_, as_object)))
         chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
         for name in sorted(groups, key=depth):
             if name in self_ok:
@@ -216,18 +217,58 @@ class View:
                 for child in children.get(below, ()):
                     if child not in self_ok and self_visible(entries[child], below_limit):
                         stack.append((below, child))
-        limits: dict[str, Stamp | None] = {}
-        for name, entry in leaves:
-            if name in self_ok:
-                objects[name] = entry.uri  # type: ignore[assignment]  # shows_as_object
-                continue
-            parent = parent_of(name)
-            if parent in limits:
-                limit = limits[parent]
+        # An object already shown (before, or by the walks above) only takes its new
+        # URI: most of a batch of updates.
+        leaf_names = list(compress(names_, as_object))
+        leaf_entries = list(compress(got, as_object))
+        shown = list(map(self_ok.__contains__, leaf_names))
+        uris = map(get_uri, compress(leaf_entries, shown))
+        objects.update(zip(compress(leaf_names, shown), uris, strict=True))
+        leaves_of: dict[str, tuple[list[str], list[Entry]]] = {}
+        if all(shown):
+            leaf_names, leaf_entries = [], []
+        elif any(shown):
+            fresh = list(map(operator.not_, shown))
+            leaf_names = list(compress(leaf_names, fresh))
+            leaf_entries = list(compress(leaf_entries, fresh))
+        for name, entry in zip(leaf_names, leaf_entries, strict=True):
+            idx = name.rfind(_SEP)
+            parent = name[:idx] if idx > 0 else _ROOT
+            leaves = leaves_of.get(parent)
+            if leaves is None:
+                leaves_of[parent] = ([name], [entry])
             else:
-                limit = limits[parent] = self._bulk_limit(parent)
-            if self_visible(entry, limit):
-                self._show(name, entry, parent, chains)
+                leaves[0].append(name)
+                leaves[1].append(entry)
+        for parent, (kids, kid_entries) in leaves_of.items():
+            limit = self._bulk_limit(parent)
+            if limit is None:
+                continue  # blocked: none of them shows (nor did before)
+            if not any(map(get_deleted, kid_entries)) and min(
+                map(get_hlc, map(get_stamp, kid_entries))
+            ) > (limit.hlc):
+                visible_kids, visible = kids, kid_entries  # self_visible() for all at once
+            else:
+                ok = [self_visible(entry, limit) for entry in kid_entries]
+                visible_kids = list(compress(kids, ok))
+                visible = list(compress(kid_entries, ok))
+            if visible_kids:
+                objects.update(zip(visible_kids, map(get_uri, visible), strict=True))
+                self_ok.update(visible_kids)
+                self._count_support(parent, len(visible_kids), chains)
+                cut = 1 if parent == _ROOT else len(parent) + 1
+                self.listing[parent].update(zip(map(_slicer(cut), visible_kids), repeat(1)))
+
+    def _count_support(self, parent: str, count: int, chains: dict[str, list[str]]) -> None:
+        """Count *count* more self-visible names below *parent* and each of its
+        ancestors but the root (bulk paths; *chains* caches ancestor lists)."""
+        chain = chains.get(parent)
+        if chain is None:
+            chain = [*upper_ancestors(parent), parent] if parent != _ROOT else []
+            chains[parent] = chain
+        support = self._support
+        for ancestor in chain:
+            support[ancestor] = support.get(ancestor, 0) + count
 
     def _bulk_limit(self, group: str) -> Stamp | None:
         """The limit *group* hands its children while no tombstone is stored (then a
@@ -240,13 +281,7 @@ class View:
         """Record *name* (not yet shown, its *parent* shown as a group) as self-visible
         and show it as its *entry* says (bulk paths; *chains* caches ancestor lists)."""
         self._self_ok.add(name)
-        chain = chains.get(parent)
-        if chain is None:
-            chain = [*upper_ancestors(parent), parent] if parent != _ROOT else []
-            chains[parent] = chain
-        support = self._support
-        for ancestor in chain:
-            support[ancestor] = support.get(ancestor, 0) + 1
+        self._count_support(parent, 1, chains)
         base = base_of(name, parent)
         if shows_as_object(entry):
             self.objects[name] = entry.uri  # type: ignore[assignment]  # shows_as_object
