@@ -25,7 +25,12 @@ or concurrently on the twin), a newer write under a deleted group brings the gro
 back, and children of a name that is now an object are hidden. Queries (``resolve``,
 ``list``, ``flatlist``, metadata, ``entry_count``) and the validation of operations all
 read the same derived view, which is maintained incrementally: a resolve is one dict
-lookup.
+lookup. Every path that changes the stored entries (an operation, a merge, a bulk
+merge, a load, an undo) stores them through one primitive, ``_put``, which updates the
+entries, the change feed, the knowledge, the child index, the tombstone count and the
+digest a column at a time (``_put_one`` is its form for one entry); the view is then
+updated from what was stored. :meth:`Namespace.check_invariants` recomputes all of it
+from scratch, for tests.
 
 Operations and change sets
 --------------------------

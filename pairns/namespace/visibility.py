@@ -12,10 +12,14 @@ The rule (also in ``docs/namespace-merge.md``), for the winning entry of each na
   write under it).
 
 It is a pure function of the set of entries, so two replicas with the same entries see
-the same namespace. :class:`View` keeps its result up to date as entries change, in time
-proportional to what the change can affect: the name itself, its ancestors, and - only
-when the change alters what descendants depend on (existence, live object, live group,
-tombstone stamp) - its stored descendants.
+the same namespace. It is written once, as :func:`limit_below` (what a group hands its
+children: the highest tombstone stamp on the path, or ``None`` when they are blocked)
+and :func:`self_visible`; :class:`View` decides through them in each of its three ways
+of computing the result: one change at a time (``refresh``), a bulk merge at a time
+(``add_bulk``) and from scratch (``rebuild``). It keeps the result up to date as
+entries change, in time proportional to what the change can affect: the name itself,
+its ancestors, and - only when the change alters what descendants depend on
+(existence, live object, live group, tombstone stamp) - its stored descendants.
 """
 
 from __future__ import annotations
@@ -31,7 +35,17 @@ from pairns.namespace.entry import Entry, Kind
 from pairns.namespace.fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.stamps import ZERO_STAMP, Stamp
 
-__all__ = ["View", "base_of", "depth", "newer", "parent_of", "upper_ancestors"]
+__all__ = [
+    "View",
+    "base_of",
+    "depth",
+    "limit_below",
+    "newer",
+    "parent_of",
+    "self_visible",
+    "shows_as_object",
+    "upper_ancestors",
+]
 
 _ROOT = names.ROOT
 _SEP = names.SEP
