@@ -162,6 +162,7 @@ _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _third = operator.itemgetter(2)
 _is_none = functools.partial(operator.is_, None)
+_is_not_zero = functools.partial(operator.is_not, ZERO_STAMP)
 _GROUP = Kind.GROUP
 _OBJECT = Kind.OBJECT
 
@@ -775,9 +776,12 @@ class Namespace:
             changes.seen,
         )
         conflicts: list[Conflict] = []
-        # What the batch applied so far, per name: (entry, seq, knowledge kept). It is
-        # stored once at the end; a name applied again moves to the end (seqs ascend).
-        applied: dict[str, tuple[Entry, int, Stamp | None]] = {}
+        # Where in the change set each name was last applied: a name applied again is
+        # compared with that, and only its last version is stored (at the end).
+        applied: dict[str, int] = {}
+        start = len(c_entries)
+        at = start
+        repeated = False
         last_seq = self._last_seq
         highest = pairs[0][0].stamp
         for entry, seen in pairs:
@@ -785,13 +789,15 @@ class Namespace:
                 highest = entry.stamp
             name = entry.name
             mine = applied.get(name)
-            if mine is not None:
-                old: Entry | None
-                old, old_seq, old_seen = mine
-            else:
+            old: Entry | None
+            if mine is None:
                 old = entries.get(name)
                 old_seq = 0 if old is None else seq_of[name]
                 old_seen = seen_of.get(name)
+            else:
+                old, old_seq, old_seen = c_entries[mine], c_seqs[mine], c_seen[mine]
+                if old_seen is ZERO_STAMP:
+                    old_seen = None
             if old is not None:
                 stamp, current = entry.stamp, old.stamp
                 if not newer(stamp, current):
@@ -799,28 +805,28 @@ class Namespace:
                 if seen is not None and self._unknown_to(stamp, seen, current, old, entry):
                     conflicts.append(Conflict("version", name, entry, old))
                 if mine is not None:
-                    del applied[name]
+                    repeated = True
             last_seq += 1
-            kept = None if seen is None or seen == ZERO_STAMP else seen
             c_entries.append(entry)
             c_seqs.append(last_seq)
             c_prev.append(old)
             c_prev_seqs.append(old_seq)
             c_prev_seen.append(old_seen)
-            c_seen.append(ZERO_STAMP if kept is None else kept)
-            applied[name] = (entry, last_seq, kept)
+            c_seen.append(ZERO_STAMP if seen is None or seen == ZERO_STAMP else seen)
+            applied[name] = at
+            at += 1
         self.clock.observe(highest)  # observing each stamp in turn ends the same
         self._last_seq = last_seq
         if applied:
-            stored = list(applied)
-            values = list(applied.values())
-            self._put(
-                stored,
-                list(map(_first, values)),
-                list(map(_second, values)),
-                list(map(_third, values)),
-                list(map(entries.get, stored)),
-            )
+            if repeated:  # each name's last version only, in feed order
+                kept = sorted(applied.values())
+                news = [c_entries[i] for i in kept]
+                seqs = [c_seqs[i] for i in kept]
+                seens = [c_seen[i] for i in kept]
+            else:
+                news, seqs, seens = c_entries[start:], c_seqs[start:], c_seen[start:]
+            stored = list(map(get_name, news))
+            self._put(stored, news, seqs, seens, list(map(entries.get, stored)))
             self._view.add_bulk(applied)
             self._show_local()
         for conflict in conflicts:
@@ -997,8 +1003,8 @@ class Namespace:
         """
         entries, seq_of, by_seq, seen_of = self._entries, self._seq, self._by_seq, self._seen
         count = len(names_)
-        if seens is not None and not any(seens):
-            seens = None  # no knowledge at all (every item None): C-level from here
+        if seens is not None and not any(map(_is_not_zero, filter(None, seens))):
+            seens = None  # no knowledge at all (each None or ZERO_STAMP): C-level below
         digest = self._digest
         if digest is not None and count > 1 and count * 8 >= len(entries):
             # Cheaper to recompute when next asked for than to update per entry.
@@ -1014,8 +1020,7 @@ class Namespace:
         else:
             replaced = list(compress(names_, olds))
             if replaced:
-                for name in replaced:
-                    del by_seq[seq_of[name]]
+                deque(map(by_seq.__delitem__, map(seq_of.__getitem__, replaced)), maxlen=0)
                 self._tombstones -= sum(map(get_deleted, filter(None, olds)))
                 if digest is not None:
                     digest -= sum(map(entry_hash, filter(None, olds)))

@@ -221,16 +221,29 @@ class View:
             parent = parent_of(name)
             if not self_visible(entries[name], self._bulk_limit(parent)):
                 continue
-            # *name* and every stored name below it that waited for it appear.
+            # *name* and every stored name below it that waited for it appear: the
+            # groups one by one, the objects below each a column at a time.
             stack = [(parent, name)]
             while stack:
                 above, below = stack.pop()
                 entry = entries[below]
                 self._show(below, entry, above, chains)
                 below_limit = limit_below(entry, ZERO_STAMP)
-                for child in children.get(below, ()):
-                    if child not in self_ok and self_visible(entries[child], below_limit):
-                        stack.append((below, child))
+                if below_limit is None:
+                    continue
+                kids = [kid for kid in children.get(below, ()) if kid not in self_ok]
+                kid_entries = list(map(entries.__getitem__, kids))
+                as_objects = _shows_as_objects(kid_entries)
+                self._show_objects(
+                    below,
+                    list(compress(kids, as_objects)),
+                    list(compress(kid_entries, as_objects)),
+                    below_limit,
+                    chains,
+                )
+                for kid in compress(kids, map(operator.not_, as_objects)):
+                    if self_visible(entries[kid], below_limit):
+                        stack.append((below, kid))
         # An object already shown (before, or by the walks above) only takes its new
         # URI: most of a batch of updates.
         leaf_names = list(compress(names_, as_object))
@@ -256,22 +269,36 @@ class View:
                 leaves[1].append(entry)
         for parent, (kids, kid_entries) in leaves_of.items():
             limit = self._bulk_limit(parent)
-            if limit is None:
-                continue  # blocked: none of them shows (nor did before)
-            if not any(map(get_deleted, kid_entries)) and min(
-                map(get_hlc, map(get_stamp, kid_entries))
-            ) > (limit.hlc):
-                visible_kids, visible = kids, kid_entries  # self_visible() for all at once
-            else:
-                ok = [self_visible(entry, limit) for entry in kid_entries]
-                visible_kids = list(compress(kids, ok))
-                visible = list(compress(kid_entries, ok))
-            if visible_kids:
-                objects.update(zip(visible_kids, map(get_uri, visible), strict=True))
-                self_ok.update(visible_kids)
-                self._count_support(parent, len(visible_kids), chains)
-                cut = 1 if parent == _ROOT else len(parent) + 1
-                self.listing[parent].update(zip(map(_slicer(cut), visible_kids), repeat(1)))
+            if limit is not None:  # else blocked: none of them shows (nor did before)
+                self._show_objects(parent, kids, kid_entries, limit, chains)
+
+    def _show_objects(
+        self,
+        parent: str,
+        kids: list[str],
+        kid_entries: list[Entry],
+        limit: Stamp,
+        chains: dict[str, list[str]],
+    ) -> None:
+        """Show the self-visible ones of objects *kids* (not shown yet; stored entries
+        *kid_entries*) under *parent*, a group shown that hands down *limit* (bulk
+        paths, a column at a time; *chains* caches ancestor lists)."""
+        if not kids:
+            return
+        if not any(map(get_deleted, kid_entries)) and min(
+            map(get_hlc, map(get_stamp, kid_entries))
+        ) > (limit.hlc):
+            visible_kids, visible = kids, kid_entries  # self_visible() for all at once
+        else:
+            ok = [self_visible(entry, limit) for entry in kid_entries]
+            visible_kids = list(compress(kids, ok))
+            visible = list(compress(kid_entries, ok))
+        if visible_kids:
+            self.objects.update(zip(visible_kids, map(get_uri, visible), strict=True))
+            self._self_ok.update(visible_kids)
+            self._count_support(parent, len(visible_kids), chains)
+            cut = 1 if parent == _ROOT else len(parent) + 1
+            self.listing[parent].update(zip(map(_slicer(cut), visible_kids), repeat(1)))
 
     def _count_support(self, parent: str, count: int, chains: dict[str, list[str]]) -> None:
         """Count *count* more self-visible names below *parent* and each of its
