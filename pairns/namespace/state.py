@@ -1021,7 +1021,8 @@ class Namespace:
             replaced = list(compress(names_, olds))
             if replaced:
                 deque(map(by_seq.__delitem__, map(seq_of.__getitem__, replaced)), maxlen=0)
-                self._tombstones -= sum(map(get_deleted, filter(None, olds)))
+                if self._tombstones:  # else none of the old entries is one
+                    self._tombstones -= sum(map(get_deleted, filter(None, olds)))
                 if digest is not None:
                     digest -= sum(map(entry_hash, filter(None, olds)))
             if not replaced and live is None:

@@ -211,6 +211,14 @@ class View:
         # groups above it: they are done after every group, per parent and a column
         # at a time (most of a snapshot), with the same outcome as in depth order.
         names_ = [name for name in changed if name != _ROOT]
+        # A name already self-visible stays so (the bulk rule) and keeps its kind: an
+        # object shown only takes its new URI (most of a batch of updates).
+        shown = list(map(self_ok.__contains__, names_))
+        if any(shown):
+            known = list(compress(names_, shown))
+            known = list(compress(known, map(objects.__contains__, known)))
+            objects.update(zip(known, map(get_uri, map(entries.__getitem__, known)), strict=True))
+            names_ = list(compress(names_, map(operator.not_, shown)))
         got = list(map(entries.__getitem__, names_))
         as_object = _shows_as_objects(got)
         groups = list(compress(names_, map(operator.not_, as_object)))
@@ -244,20 +252,14 @@ class View:
                 for kid in compress(kids, map(operator.not_, as_objects)):
                     if self_visible(entries[kid], below_limit):
                         stack.append((below, kid))
-        # An object already shown (before, or by the walks above) only takes its new
-        # URI: most of a batch of updates.
+        # Objects the walks above showed are done.
         leaf_names = list(compress(names_, as_object))
         leaf_entries = list(compress(got, as_object))
-        shown = list(map(self_ok.__contains__, leaf_names))
-        uris = map(get_uri, compress(leaf_entries, shown))
-        objects.update(zip(compress(leaf_names, shown), uris, strict=True))
-        leaves_of: dict[str, tuple[list[str], list[Entry]]] = {}
-        if all(shown):
-            leaf_names, leaf_entries = [], []
-        elif any(shown):
-            fresh = list(map(operator.not_, shown))
+        fresh = list(map(operator.not_, map(self_ok.__contains__, leaf_names)))
+        if not all(fresh):
             leaf_names = list(compress(leaf_names, fresh))
             leaf_entries = list(compress(leaf_entries, fresh))
+        leaves_of: dict[str, tuple[list[str], list[Entry]]] = {}
         for name, entry in zip(leaf_names, leaf_entries, strict=True):
             idx = name.rfind(_SEP)
             parent = name[:idx] if idx > 0 else _ROOT
