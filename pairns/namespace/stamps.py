@@ -72,7 +72,6 @@ def max_skew_hlc(seconds: float) -> int:
     """*seconds* of wall-clock time as an HLC distance (for the maximum clock skew)."""
     return int(seconds * 1_000) << COUNTER_BITS
 
-
 #: ``make_stamps(hlcs, nodes) -> list[Stamp]``: many stamps at once (see
 #: :mod:`pairns.namespace._slots`).
 make_stamps = column_builder(Stamp, [[1, 2], ["n1", "n2"]])
