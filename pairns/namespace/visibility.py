@@ -457,7 +457,12 @@ class View:
         self, name: str, memo: dict[str, Stamp | None], touched: set[str], hidden: list[str]
     ) -> None:
         entry = self.entries.get(name)
-        ok = entry is not None and self_visible(entry, self._limit(parent_of(name), memo))
+        # (A tombstone is never self-visible: its limit is not worth looking up.)
+        ok = (
+            entry is not None
+            and not entry.deleted
+            and self_visible(entry, self._limit(parent_of(name), memo))
+        )
         if ok == (name in self._self_ok):
             return
         touched.add(name)
