@@ -114,6 +114,7 @@ def test_a_stored_row_of_an_earlier_version_is_dropped_at_load() -> None:
     b.load([*rows, (a.last_seq + 1, old)], a.last_seq + 1)
     assert b.digest() == a.digest()
     assert all(e.name != NAMESERVER_NAME for _, e in b.entries_since(0))
+    b.check_invariants()
     b.set_local(NAMESERVER_NAME, A_URI)
     assert b.resolve(NAMESERVER_NAME) == A_URI
     with pytest.raises(ValueError):
