@@ -7,7 +7,6 @@ nothing else happens here.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import math
 import os
@@ -176,24 +175,11 @@ def clock_offset(env: dict[str, str] | os._Environ[str] | None = None) -> float:
 
 async def _serve(config: Config, offset: float = 0.0) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        # Start-up makes about ten objects per stored name. With the collector on,
-        # each pass over them is work for nothing (they all stay alive): several
-        # passes, 0.1-0.2 s with 100,000 names.
-        gc.disable()
+        # The node owns the collector policy (pairns.node): start-up paused, then what
+        # is alive frozen once it listens, as for an embedded node.
         wall_clock = None if not offset else (lambda: time.time() + offset)
-        try:
-            async with open_node(config, wall_clock=wall_clock) as node:
-                # Everything alive now (modules, the loaded namespace) stays alive:
-                # keep it out of the collector's full passes, which otherwise stall
-                # the event loop for tens of milliseconds and show up as replication
-                # lag spikes. No gc.collect() first: with 100,000 names it costs
-                # 0.15 s of start-up to free a few hundred start-up cycles (bulk
-                # loads free their garbage by reference counting).
-                gc.freeze()
-                gc.enable()
-                await _run(config, node, signals, offset)
-        finally:
-            gc.enable()
+        async with open_node(config, wall_clock=wall_clock) as node:
+            await _run(config, node, signals, offset)
     print("pairns name server stopped", flush=True)
 
 

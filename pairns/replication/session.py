@@ -20,6 +20,7 @@ from typing import Final, Protocol
 
 import trio
 
+from pairns import _collector as collector
 from pairns.errors import LocalProtocolError, PairnsError
 from pairns.namespace import ChangeSet, Entry, Namespace
 from pairns.namespace.fields import get_hlc, get_stamp
@@ -158,6 +159,7 @@ class Link:
         self.last_ack_sent = -1
         # When the collector was paused for this link's catch-up stream (see hold_gc).
         self._gc_held_since: float | None = None
+        self._gc_hold: collector.Pause | None = None
         self._gc_hold_used = False
 
     def fail(self, reason: str) -> bool:
@@ -255,7 +257,7 @@ class Link:
         since = self._gc_held_since
         if since is None:
             if more and not self._gc_hold_used and not self.closed and gc.isenabled():
-                gc.disable()
+                self._gc_hold = collector.Pause()
                 self._gc_held_since = trio.current_time()
                 self._gc_hold_used = True
         elif not more or self.closed or trio.current_time() - since > GC_HOLD_MAX:
@@ -264,11 +266,10 @@ class Link:
     def release_gc(self, *, freeze: bool = False) -> None:
         """End the pause :meth:`hold_gc` started, if any (first freezing what is alive,
         with *freeze*: the twin caught up, see :meth:`hold_gc`)."""
-        if self._gc_held_since is not None:
+        if self._gc_hold is not None:
             self._gc_held_since = None
-            if freeze:
-                gc.freeze()
-            gc.enable()
+            self._gc_hold.end(freeze=freeze)
+            self._gc_hold = None
 
     def _caught_up_received(self) -> None:
         if not self.received_caught_up:
