@@ -27,6 +27,7 @@ def bare_link() -> Link:
     link = Link.__new__(Link)
     link.closed = False
     link._gc_held_since = None
+    link._gc_hold = None
     link._gc_hold_used = False
     return link
 
