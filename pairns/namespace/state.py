@@ -215,6 +215,9 @@ class Namespace:
     _sorted_names: tuple[int, list[str]] | None = attrs.field(init=False, repr=False, default=None)
     # Node-local objects (name -> (uri, time set)); see set_local().
     _local: dict[str, tuple[str, float]] = attrs.field(init=False, repr=False, factory=dict)
+    # The groups holding node-local names: only a change at or below one of them can
+    # show or hide a node-local name (one startswith per write, not a pass over them).
+    _local_scope: tuple[str, ...] = attrs.field(init=False, repr=False, default=())
 
     def __attrs_post_init__(self) -> None:
         self.default_group = names.check_default_group(self.default_group)
@@ -520,6 +523,7 @@ class Namespace:
         if name not in NODE_LOCAL_NAMES:
             raise ValueError(f"not a node-local name: {name!r}")
         self._local[name] = (str(URI.from_string(uri)), self.clock.now())
+        self._local_scope = tuple({local[: local.rfind(_SEP)] for local in self._local})
         self._version += 1
         self._show_local()
 
@@ -1135,7 +1139,7 @@ class Namespace:
         """Make *new* (or nothing) the entry of *name*, then refresh what it affects."""
         self._put_one(name, new, seq, seen, old)
         hidden, revived = self._view.refresh(name, old, new)
-        if self._local:
+        if self._local_scope and name.startswith(self._local_scope):
             self._show_local()
         if cause is not None:
             for lost in hidden:
