@@ -119,3 +119,19 @@ def test_a_stored_row_of_an_earlier_version_is_dropped_at_load() -> None:
     assert b.resolve(NAMESERVER_NAME) == A_URI
     with pytest.raises(ValueError):
         b.set_local(":Default.x", A_URI)
+
+
+def test_it_comes_back_when_a_write_below_revives_its_group() -> None:
+    a, b = pair()
+    sync(a, b)
+    a.delete_group(":Pyro")
+    with pytest.raises(NamingError):
+        a.resolve(NAMESERVER_NAME)
+    b.register(":Pyro.other", B_URI)  # concurrent with the deletion, newer: revives :Pyro
+    for _, entry in b.entries_since(0):
+        if entry.name == ":Pyro.other":
+            a.merge(entry, b.seen_of(entry.name))
+    assert a.resolve(":Pyro.other") == B_URI
+    assert a.resolve(NAMESERVER_NAME) == A_URI
+    assert ("NameServer", 1) in a.list(":Pyro")
+    a.check_invariants()
