@@ -211,6 +211,9 @@ class Namespace:
     _pending: weakref.WeakSet[ChangeSet] = attrs.field(
         init=False, repr=False, factory=weakref.WeakSet
     )
+    # Entry id -> the change set in flight that wrote it, while one merge call runs
+    # (see _lost_to); None outside of merges.
+    _owners: dict[int, ChangeSet] | None = attrs.field(init=False, repr=False, default=None)
     _version: int = attrs.field(init=False, repr=False, default=0)
     _sorted_names: tuple[int, list[str]] | None = attrs.field(init=False, repr=False, default=None)
     # Node-local objects (name -> (uri, time set)); see set_local().
@@ -706,19 +709,22 @@ class Namespace:
         """:meth:`merge_all` of ``(entry, seen)`` pairs already in a list (what the
         replication link has: it saves a pass over a 2,000-entry batch)."""
         changes = self._new_changes()
-        if len(pairs) < BULK_MERGE_MIN:
-            for entry, seen in pairs:
-                self._merge_one(entry, seen, changes)
-            return changes
-        # Merging makes a dozen long-lived objects per entry: as in load, the cyclic
-        # collector would rescan the growing namespace again and again, for no gain.
-        with collector.paused():
-            if self._bulk_eligible(pairs):
-                self._merge_bulk(pairs, changes)
-            else:
+        try:
+            if len(pairs) < BULK_MERGE_MIN:
                 for entry, seen in pairs:
                     self._merge_one(entry, seen, changes)
-        return changes
+                return changes
+            # Merging makes a dozen long-lived objects per entry: as in load, the cyclic
+            # collector would rescan the growing namespace again and again, for no gain.
+            with collector.paused():
+                if self._bulk_eligible(pairs):
+                    self._merge_bulk(pairs, changes)
+                else:
+                    for entry, seen in pairs:
+                        self._merge_one(entry, seen, changes)
+            return changes
+        finally:
+            self._owners = None
 
     def _bulk_eligible(self, pairs: _Merges) -> bool:
         """The bulk rule: no tombstone is stored or merged, every entry is valid and no
@@ -805,6 +811,8 @@ class Namespace:
             if old is not None:
                 stamp, current = entry.stamp, old.stamp
                 if not newer(stamp, current):
+                    if mine is None and len(self._pending) > 1:
+                        self._lost_to(old, changes)
                     continue
                 if seen is not None and self._unknown_to(stamp, seen, current, old, entry):
                     conflicts.append(Conflict("version", name, entry, old))
@@ -870,6 +878,8 @@ class Namespace:
         name = entry.name
         current = self._entries.get(name)
         if current is not None and not newer(entry.stamp, current.stamp):
+            if changes is not None and len(self._pending) > 1:
+                self._lost_to(current, changes)
             return False
         lost_version = (
             current is not None
@@ -902,6 +912,26 @@ class Namespace:
         if stamp.node == current.node:
             return stamp.node == self.node_id
         return seen != current
+
+    def _lost_to(self, current: Entry, changes: ChangeSet) -> None:
+        """A remote entry merged into *changes* lost to *current*: if a change set still
+        in flight wrote *current*, note it in ``changes.lost_to`` (should it be undone,
+        the remote entry must come again; see :class:`ChangeSet`)."""
+        owners = self._owners
+        if owners is None:
+            # Built once per merge call (merges run without a checkpoint, so the sets in
+            # flight do not change meanwhile); there are few in flight at any time.
+            owners = self._owners = {
+                id(entry): other
+                for other in self._pending
+                if other is not changes and not other.undone
+                for entry in other.entries
+            }
+        owner = owners.get(id(current))
+        if owner is not None and owner.entries and not any(
+            known is owner for known in changes.lost_to
+        ):
+            changes.lost_to.append(owner)
 
     def _report(self, conflict: Conflict) -> None:
         self.conflict_count += 1

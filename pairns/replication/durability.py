@@ -79,7 +79,7 @@ class MergeCommitter:
         acknowledged) in order, behind any batch still being stored, also one an
         earlier connection merged (this one may bring it again: its entries are then
         known here, but not yet on disk)."""
-        if self.durable and (changes.entries or self.pending()):
+        if self.durable and (changes.entries or changes.lost_to or self.pending()):
             self._merged.append((link, upto, changes))
             self._merged_event.set()
         elif link.positions.on_durable(upto):
@@ -108,13 +108,24 @@ class MergeCommitter:
             for _, _, changes in batch:
                 rows.extend(changes.rows)
             try:
-                await self.storage.commit(rows)
+                if rows:
+                    await self.storage.commit(rows)
+                else:
+                    await self.storage.flush()
             except StorageError as exc:
                 self._undo(f"cannot store what the twin sent: {exc}")
                 continue
             self._committing = []
-            for link, upto, _ in batch:
-                if not link.closed and link.positions.on_durable(upto):
+            # Commits are written in the order they were asked for: every write that a
+            # merged entry lost to has settled by now. If one was undone, that entry is
+            # missing here: the link does not acknowledge it, and the twin sends it again.
+            for link, upto, changes in batch:
+                if link.closed:
+                    continue
+                if any(other.undone for other in changes.lost_to):
+                    link.positions.received = link.positions.applied
+                    link.fail("a local write that the twin's change lost to was undone")
+                elif link.positions.on_durable(upto):
                     self._on_durable()
 
     def _undo(self, reason: str) -> None:

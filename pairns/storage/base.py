@@ -281,6 +281,12 @@ class Storage(abc.ABC):
             return
         await self._submit(_Request(self._prepare(changes, request_id), None, trio.Event()))
 
+    async def flush(self) -> None:
+        """Return once every commit asked for before this call is written or has failed
+        (their callbacks have run); raises :class:`StorageError` if the storage is not
+        open or the transaction this rides in fails."""
+        await self._submit(_Request([], None, trio.Event()))
+
     def commit_soon(
         self,
         changes: Sequence[tuple[int, Entry]],
@@ -446,7 +452,8 @@ class Storage(abc.ABC):
     ) -> None:
         """Account for a written (or failed) batch, then tell its callers."""
         self._commits += len(batch)
-        self._transactions += 1
+        if n_changes or kv or error is not None:  # a batch of flushes alone writes nothing
+            self._transactions += 1
         if error is not None:
             self._failed_transactions += 1
             for request in batch:
