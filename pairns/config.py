@@ -1,9 +1,11 @@
 """Node configuration: built-in defaults < TOML file < ``PYRO_*`` environment < flags.
 
 Every setting has one Pyro-style name (``PYRO_NS_PORT``), used alike as the TOML key and
-as the environment variable, and one field on the frozen :class:`Config`. Layers are
-applied with :func:`attrs.evolve`; each value is parsed and checked once, here, so the
-rest of the node never sees a malformed setting.
+as the environment variable, one field on the frozen :class:`Config`, and one
+:class:`Kind` that says which values it accepts. Layers are applied with
+:func:`attrs.evolve`, and each value keeps the :class:`Origin` it came from, so a bad
+value is refused here, once, with one line that names the setting, what it accepts and
+where the value was found. The rest of the node never sees a malformed setting.
 """
 
 from __future__ import annotations
@@ -12,47 +14,222 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
-import tomli
 
 from pairns import names
 from pairns.errors import NamingError, PairnsError
+from pairns.uri import DEFAULT_NS_PORT, WILDCARD_HOSTS
+from pairns.wire import limits
 
 
 class ConfigError(PairnsError):
     """A configuration value (file, environment or flag) is unusable; says which and why."""
 
 
-def _check_port(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"{attribute.name}: port must be 0..65535, not {value}")
+@attrs.frozen
+class Origin:
+    """Where a setting's value came from: how the setting was spelled there, and where."""
+
+    #: The setting as the user wrote it: ``PYRO_NS_PORT``, or a flag such as ``-p``.
+    label: str
+    #: Where: ``the environment``, ``config file PATH``, ``the command line``, ...
+    source: str
+
+    @classmethod
+    def environment(cls, key: str) -> Origin:
+        """The environment variable *key*."""
+        return cls(key, "the environment")
+
+    @classmethod
+    def file(cls, key: str, path: str | os.PathLike[str]) -> Origin:
+        """The key *key* of the TOML file at *path*."""
+        return cls(key, f"config file {os.fspath(path)}")
+
+    @classmethod
+    def flag(cls, flag: str) -> Origin:
+        """The command-line flag *flag*."""
+        return cls(flag, "the command line")
 
 
-def _check_positive(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0 or math.isinf(value):
-        raise ConfigError(f"{attribute.name}: must be a positive number, not {value}")
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (TOML allows 64-bit ints only,
+        return False  # but a program may pass anything)
 
 
-def _check_non_negative(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0 or math.isinf(value):
-        raise ConfigError(f"{attribute.name}: must be zero or a positive number, not {value}")
+def _identity(value: Any) -> Any:
+    return value
 
 
-def _check_role(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value not in (0, 1, 2):
-        raise ConfigError(f"role must be 0 (single), 1 (-1) or 2 (-2), not {value!r}")
+@attrs.frozen
+class Kind:
+    """The values one setting accepts: how its text is read and how to name them."""
+
+    #: What is allowed, for messages: ``an integer in 0..65535``.
+    allowed: str
+    #: Text (an environment variable, a flag) -> value; raises ``ValueError`` if malformed.
+    parse: Callable[[str], Any]
+    #: Whether a value (parsed, read from TOML, or given by a program) is allowed.
+    accepts: Callable[[Any], bool]
+    #: An accepted value -> the value stored (seconds become floats, ``""`` None).
+    normalise: Callable[[Any], Any] = _identity
+
+    def error(self, value: Any, origin: Origin, *, secret: bool = False) -> ConfigError:
+        """The one-line error for *value* from *origin* (*secret* values are not shown)."""
+        return self._error(repr(value), origin, secret)
+
+    def _error(self, shown: str, origin: Origin, secret: bool) -> ConfigError:
+        if secret:
+            shown = "the value given"
+        return ConfigError(
+            f"{origin.label} must be {self.allowed}, not {shown} (from {origin.source})"
+        )
+
+    def check(self, value: Any, origin: Origin, *, secret: bool = False) -> Any:
+        """*value* as stored, or :class:`ConfigError` naming *origin*."""
+        if not self.accepts(value):
+            raise self.error(value, origin, secret=secret)
+        return self.normalise(value)
+
+    def read(self, text: str, origin: Origin, *, secret: bool = False) -> Any:
+        """Parse *text* and check it; :class:`ConfigError` naming *origin* if either fails.
+
+        The message quotes *text* as given, except a number, shown as the user wrote it.
+        """
+        try:
+            value = self.parse(text)
+        except ValueError:
+            raise self._error(repr(text), origin, secret) from None
+        if not self.accepts(value):
+            shown = text.strip() if isinstance(value, (int, float)) else repr(text)
+            raise self._error(shown, origin, secret)
+        return self.normalise(value)
 
 
-def _check_ack(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in ACK_MODES:
-        raise ConfigError(f"PYRO_NS_ACK must be one of {', '.join(ACK_MODES)}, not {value!r}")
+def integer(low: int, high: int, note: str = "") -> Kind:
+    """Integers in *low*..*high* (``True`` is not one); *note* is added to the message."""
+    return Kind(
+        allowed=f"an integer in {low}..{high}" + (f" ({note})" if note else ""),
+        parse=int,
+        accepts=lambda value: type(value) is int and low <= value <= high,
+    )
+
+
+def seconds(*, zero_means: str | None = None) -> Kind:
+    """A finite number of seconds, above zero (or zero too, meaning *zero_means*)."""
+
+    def accepts(value: Any) -> bool:
+        if type(value) not in (int, float) or not _is_finite(value):
+            return False
+        return bool(value >= 0 if zero_means is not None else value > 0)
+
+    floor = f">= 0 (0: {zero_means})" if zero_means is not None else "> 0"
+    return Kind(
+        allowed=f"a finite number of seconds {floor}", parse=float, accepts=accepts, normalise=float
+    )
+
+
+_TRUE: Final = ("1", "true", "yes", "on")
+_FALSE: Final = ("0", "false", "no", "off", "")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _check_group(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        names.check_default_group(value)
+    except NamingError:
+        return False
+    return True
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _empty_is_none(value: str | None) -> str | None:
+    return value or None
+
+
+#: A port to listen on: 0 asks the system for any free port.
+LISTEN_PORT: Final = integer(0, 65535, "0: any free port")
+#: A port to connect to.
+CONNECT_PORT: Final = integer(1, 65535)
+#: A host to connect to (a name or an address; the wildcard is for listening only).
+CONNECT_HOST: Final = Kind("a host name or address", str, lambda value: bool(value.strip()))
+#: A timeout: a finite number of seconds above zero.
+TIMEOUT: Final = seconds()
+#: Any text.
+TEXT: Final = Kind("a string", str, _is_str)
+#: Text where an empty value means "not set".
+OPTIONAL_TEXT: Final = Kind("a string", str, _is_optional_str, _empty_is_none)
+#: A yes/no setting; its text may be any of the usual spellings.
+BOOLEAN: Final = Kind(
+    "a boolean (true/false, 1/0, yes/no, on/off)",
+    _parse_bool,
+    lambda value: type(value) is bool,
+)
+#: Pyro 3 wrote ``PYRO_CHECKSUM = 0/1``; a TOML file may too.
+BOOLEAN_OR_BIT: Final = Kind(
+    "a boolean (true/false, 1/0, yes/no, on/off)",
+    _parse_bool,
+    lambda value: type(value) is bool or (type(value) is int and value in (0, 1)),
+    bool,
+)
+#: The default group: an absolute group name.
+GROUP: Final = Kind("an absolute group name such as ':Default'", str, _check_group)
+
+
+def choice(*values: Any) -> Kind:
+    """One of *values* (compared exactly: ``1`` is not ``True``)."""
+    return Kind(
+        allowed="one of " + ", ".join(str(v) for v in values),
+        parse=str,
+        accepts=lambda value: type(value) in (type(v) for v in values) and value in values,
+    )
 
 
 #: Acknowledgement modes: ``local`` (durable on the node that took the write, queued for
 #: the twin) and ``twin`` (also applied by the twin, while it is connected).
 ACK_MODES = ("local", "twin")
+
+#: Where the second node of a pair listens unless told otherwise (Pyro 3's rule).
+DEFAULT_NS2_PORT: Final = DEFAULT_NS_PORT + 1
+
+#: Field metadata keys: the setting's ``PYRO_*`` name (None: a flag only), its kind, and
+#: whether its value is a secret (never shown in a message).
+_KEY, _KIND, _SECRET = "pairns_key", "pairns_kind", "pairns_secret"
+
+
+def _validate(inst: Config, attribute: attrs.Attribute[Any], value: Any) -> None:
+    kind: Kind = attribute.metadata[_KIND]
+    if not kind.accepts(value):
+        raise kind.error(value, inst.origin_of(attribute.name), secret=attribute.metadata[_SECRET])
+
+
+def _setting(key: str | None, kind: Kind, default: Any, *, secret: bool = False) -> Any:
+    return attrs.field(
+        default=default,
+        validator=_validate,
+        repr=not secret,
+        metadata={_KEY: key, _KIND: kind, _SECRET: secret},
+    )
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -86,45 +263,83 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
-def _check_group(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    try:
-        names.check_default_group(value)
-    except NamingError as exc:
-        raise ConfigError(f"PYRO_NS_DEFAULTGROUP: {exc}") from None
-
-
 @attrs.frozen(kw_only=True)
 class Config:
-    """Everything one node needs to know; built by :func:`load_config`."""
+    """Everything one node needs to know; built by :func:`load_config`.
 
-    host: str = "localhost"
-    port: int = attrs.field(default=9090, validator=_check_port)
-    identification: str | None = attrs.field(default=None, repr=False)
-    allow_shutdown: bool = True
-    verbose: bool = False
-    storage: str = "."
-    uri_file: str | None = None
-    default_group: str = attrs.field(default=names.DEFAULT_GROUP, validator=_check_group)
-    persistent: bool = False
-    database: str | None = None
-    checksums: bool = False
-    max_connections: int = attrs.field(default=10_000, validator=_check_positive)
-    max_frame_size: int = attrs.field(default=1 << 20, validator=_check_positive)
-    max_in_flight: int = attrs.field(default=128, validator=_check_positive)
-    handshake_timeout: float = attrs.field(default=5.0, validator=_check_positive)
-    idle_timeout: float = attrs.field(default=0.0, validator=_check_non_negative)
+    Every field is checked when a :class:`Config` is made (also by :func:`attrs.evolve`);
+    a bad value raises :class:`ConfigError` naming its setting and its :class:`Origin`.
+    """
+
+    host: str = _setting("PYRO_NS_HOSTNAME", TEXT, "localhost")
+    port: int = _setting("PYRO_NS_PORT", LISTEN_PORT, DEFAULT_NS_PORT)
+    identification: str | None = _setting(
+        "PYRO_NS_IDENTIFICATION", OPTIONAL_TEXT, None, secret=True
+    )
+    allow_shutdown: bool = _setting("PYRO_NS_ALLOW_SHUTDOWN", BOOLEAN, True)
+    verbose: bool = _setting(None, BOOLEAN, False)
+    storage: str = _setting("PYRO_STORAGE", TEXT, ".")
+    uri_file: str | None = _setting("PYRO_NS_URIFILE", OPTIONAL_TEXT, None)
+    default_group: str = _setting("PYRO_NS_DEFAULTGROUP", GROUP, names.DEFAULT_GROUP)
+    persistent: bool = _setting("PYRO_NS_PERSISTENT", BOOLEAN, False)
+    database: str | None = _setting("PYRO_NS_DATABASE", OPTIONAL_TEXT, None)
+    checksums: bool = _setting("PYRO_CHECKSUM", BOOLEAN_OR_BIT, False)
+    max_connections: int = _setting(
+        "PYRO_MAXCONNECTIONS",
+        integer(1, limits.MAX_MAX_CONNECTIONS),
+        limits.DEFAULT_MAX_CONNECTIONS,
+    )
+    max_frame_size: int = _setting(
+        "PYRO_MAX_FRAME_SIZE",
+        integer(limits.MIN_MAX_FRAME_SIZE, limits.MAX_MAX_FRAME_SIZE, "bytes"),
+        limits.DEFAULT_MAX_FRAME_SIZE,
+    )
+    max_in_flight: int = _setting(
+        "PYRO_MAX_IN_FLIGHT",
+        integer(1, limits.MAX_MAX_IN_FLIGHT),
+        limits.DEFAULT_MAX_IN_FLIGHT,
+    )
+    handshake_timeout: float = _setting(
+        "PYRO_HANDSHAKE_TIMEOUT", TIMEOUT, limits.DEFAULT_HANDSHAKE_TIMEOUT
+    )
+    idle_timeout: float = _setting(
+        "PYRO_IDLE_TIMEOUT", seconds(zero_means="never"), limits.DEFAULT_IDLE_TIMEOUT
+    )
+    #: Reply bytes one connection may leave unread before the node stops reading it.
+    max_queued_reply_bytes: int = _setting(
+        "PYRO_MAX_QUEUED_REPLY_BYTES",
+        integer(0, limits.MAX_MAX_QUEUED_REPLY_BYTES, "bytes"),
+        limits.DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    )
     #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2``.
-    role: int = attrs.field(default=0, validator=_check_role)
+    role: int = _setting(None, choice(0, 1, 2), 0)
     #: Where the twin serves (``host:port``); :func:`resolve_pairing` fills it in.
-    twin: str | None = None
-    ns2_host: str | None = None
-    ns2_port: int = attrs.field(default=9091, validator=_check_port)
-    ack: str = attrs.field(default="local", validator=_check_ack)
-    peer_timeout: float = attrs.field(default=2.0, validator=_check_positive)
+    twin: str | None = _setting(None, OPTIONAL_TEXT, None)
+    ns2_host: str | None = _setting("PYRO_NS2_HOSTNAME", OPTIONAL_TEXT, None)
+    ns2_port: int = _setting("PYRO_NS2_PORT", LISTEN_PORT, DEFAULT_NS2_PORT)
+    ack: str = _setting("PYRO_NS_ACK", choice(*ACK_MODES), "local")
+    peer_timeout: float = _setting("PYRO_NS_PEER_TIMEOUT", TIMEOUT, 2.0)
     #: The secret the twin must prove on the peer link (default: ``identification``).
-    pair_secret: str | None = attrs.field(default=None, repr=False)
+    pair_secret: str | None = _setting("PYRO_NS_PAIR_SECRET", OPTIONAL_TEXT, None, secret=True)
     #: How far ahead of this node's wall clock a stamp from the twin may be (seconds).
-    max_clock_skew: float = attrs.field(default=60.0, validator=_check_positive)
+    max_clock_skew: float = _setting("PYRO_NS_MAX_CLOCK_SKEW", TIMEOUT, 60.0)
+    #: Where each value that is not a default came from (field name -> origin), for
+    #: error messages; not part of the configuration's value.
+    origins: Mapping[str, Origin] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
+
+    def origin_of(self, field: str) -> Origin:
+        """Where the value of *field* came from.
+
+        A field with no recorded origin holds its default or was set by the program
+        that built this :class:`Config`.
+        """
+        origin = self.origins.get(field)
+        if origin is not None:
+            return origin
+        attribute = _FIELDS[field]
+        if getattr(self, field) == attribute.default:
+            return Origin(attribute.metadata[_KEY] or field, "the built-in default")
+        return Origin(field, "the program's Config")
 
     @property
     def effective_pair_secret(self) -> str | None:
@@ -154,56 +369,43 @@ class Config:
         return Path(self.storage) / "Pyro_NS_database"
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
+_FIELDS: Final = {f.name: f for f in attrs.fields(Config) if _KIND in f.metadata}
+
+#: Pyro-style setting name -> :class:`Config` field, for every setting a TOML file or
+#: the environment may set.
+SETTINGS: Final = {f.metadata[_KEY]: name for name, f in _FIELDS.items() if f.metadata[_KEY]}
 
 
-def _parse_optional_str(text: str) -> str | None:
-    return text if text else None
+def _kind(field: str) -> Kind:
+    kind: Kind = _FIELDS[field].metadata[_KIND]
+    return kind
 
 
-#: Pyro-style setting name -> (Config field, parser for text values, expected TOML types).
-SETTINGS: dict[str, tuple[str, Callable[[str], Any], tuple[type, ...]]] = {
-    "PYRO_NS_HOSTNAME": ("host", str, (str,)),
-    "PYRO_NS_PORT": ("port", int, (int,)),
-    "PYRO_NS_IDENTIFICATION": ("identification", _parse_optional_str, (str,)),
-    "PYRO_NS_ALLOW_SHUTDOWN": ("allow_shutdown", _parse_bool, (bool,)),
-    "PYRO_STORAGE": ("storage", str, (str,)),
-    "PYRO_NS_URIFILE": ("uri_file", _parse_optional_str, (str,)),
-    "PYRO_NS_DEFAULTGROUP": ("default_group", str, (str,)),
-    "PYRO_NS_PERSISTENT": ("persistent", _parse_bool, (bool,)),
-    "PYRO_NS_DATABASE": ("database", _parse_optional_str, (str,)),
-    "PYRO_CHECKSUM": ("checksums", _parse_bool, (bool, int)),
-    "PYRO_MAXCONNECTIONS": ("max_connections", int, (int,)),
-    "PYRO_MAX_FRAME_SIZE": ("max_frame_size", int, (int,)),
-    "PYRO_MAX_IN_FLIGHT": ("max_in_flight", int, (int,)),
-    "PYRO_HANDSHAKE_TIMEOUT": ("handshake_timeout", float, (int, float)),
-    "PYRO_IDLE_TIMEOUT": ("idle_timeout", float, (int, float)),
-    "PYRO_NS2_HOSTNAME": ("ns2_host", _parse_optional_str, (str,)),
-    "PYRO_NS2_PORT": ("ns2_port", int, (int,)),
-    "PYRO_NS_ACK": ("ack", str, (str,)),
-    "PYRO_NS_PEER_TIMEOUT": ("peer_timeout", float, (int, float)),
-    "PYRO_NS_PAIR_SECRET": ("pair_secret", _parse_optional_str, (str,)),
-    "PYRO_NS_MAX_CLOCK_SKEW": ("max_clock_skew", float, (int, float)),
-}
+def _secret(field: str) -> bool:
+    return bool(_FIELDS[field].metadata[_SECRET])
 
 
-def _evolve(config: Config, changes: dict[str, Any], where: str) -> Config:
-    try:
-        return attrs.evolve(config, **changes)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+def read_flag(field: str, text: str, flag: str) -> Any:
+    """The value of :class:`Config` *field* given as *text* by the command-line *flag*.
+
+    Raises :class:`ConfigError` naming *flag* and what the setting accepts.
+    """
+    return _kind(field).read(text, Origin.flag(flag), secret=_secret(field))
+
+
+def _apply(config: Config, changes: Mapping[str, tuple[Any, Origin]]) -> Config:
+    """*config* with each field in *changes* set to its value, remembering the origin."""
+    if not changes:
+        return config
+    origins = {**config.origins, **{field: origin for field, (_, origin) in changes.items()}}
+    values = {field: value for field, (value, _) in changes.items()}
+    return attrs.evolve(config, origins=origins, **values)
 
 
 def from_toml(config: Config, path: str | os.PathLike[str]) -> Config:
     """Apply a TOML file whose keys are the ``PYRO_*`` setting names."""
+    import tomli  # only a node with a config file pays for the import
+
     try:
         with open(path, "rb") as f:
             data = tomli.load(f)
@@ -211,31 +413,24 @@ def from_toml(config: Config, path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    changes: dict[str, Any] = {}
+    changes: dict[str, tuple[Any, Origin]] = {}
     for key, value in data.items():
-        if key not in SETTINGS:
+        field = SETTINGS.get(key)
+        if field is None:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
-        field, _, types = SETTINGS[key]
-        if isinstance(value, bool) and bool not in types:
-            raise ConfigError(f"config file {path}: {key} must be {types[0].__name__}")
-        if not isinstance(value, types):
-            raise ConfigError(
-                f"config file {path}: {key} must be {types[0].__name__}, not {type(value).__name__}"
-            )
-        changes[field] = bool(value) if bool in types else value
-    return _evolve(config, changes, f"config file {path}")
+        origin = Origin.file(key, path)
+        changes[field] = (_kind(field).check(value, origin, secret=_secret(field)), origin)
+    return _apply(config, changes)
 
 
 def from_env(config: Config, env: Mapping[str, str]) -> Config:
     """Apply the ``PYRO_*`` environment variables that are set."""
-    changes: dict[str, Any] = {}
-    for key, (field, parse, _) in SETTINGS.items():
+    changes: dict[str, tuple[Any, Origin]] = {}
+    for key, field in SETTINGS.items():
         if key in env:
-            try:
-                changes[field] = parse(env[key])
-            except ValueError as exc:
-                raise ConfigError(f"environment variable {key}: {exc}") from None
-    return _evolve(config, changes, "environment")
+            origin = Origin.environment(key)
+            changes[field] = (_kind(field).read(env[key], origin, secret=_secret(field)), origin)
+    return _apply(config, changes)
 
 
 def load_config(
@@ -243,21 +438,32 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
     """Build a :class:`Config`: defaults < *file* < *env* (default ``os.environ``) < *overrides*.
 
-    *overrides* maps :class:`Config` field names to values (what command-line flags set).
+    *overrides* maps :class:`Config` field names to values (what command-line flags set);
+    *flags* names the flag that set each of them, for error messages.
     """
     config = Config()
     if file is not None:
         config = from_toml(config, file)
     config = from_env(config, os.environ if env is None else env)
     if overrides:
-        config = _evolve(config, dict(overrides), "command line")
+        named = flags or {}
+        config = _apply(
+            config,
+            {
+                field: (value, Origin.flag(named.get(field, field)))
+                for field, value in overrides.items()
+            },
+        )
     return config
 
 
-def resolve_pairing(config: Config, *, listen_port: int | None = None) -> Config:
+def resolve_pairing(
+    config: Config, *, listen_port: int | None = None, listen_flag: str = "-p"
+) -> Config:
     """Fill in a paired node's own port and its twin's address (Pyro 3's rule).
 
     * ``-1``: listens on ``-p``, else ``PYRO_NS_PORT`` (9090); without an address its
@@ -268,22 +474,36 @@ def resolve_pairing(config: Config, *, listen_port: int | None = None) -> Config
     * An address without a port gets the default port above.
 
     *config* holds ``PYRO_NS_PORT`` (defaults < TOML < environment) as ``port``;
-    *listen_port* is ``-p`` if it was given. A single node just gets ``-p``.
+    *listen_port* is ``-p`` (spelled *listen_flag*) if it was given. A single node just
+    gets ``-p``.
     """
+    changes: dict[str, tuple[Any, Origin]] = {}
+    if listen_port is not None:
+        changes["port"] = (listen_port, Origin.flag(listen_flag))
     if config.role == 0:
-        if listen_port is None:
-            return config
-        return _evolve(config, {"port": listen_port}, "command line")
-    own_host = config.host if config.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return _apply(config, changes)
+    own_host = config.host if config.host not in WILDCARD_HOSTS else "127.0.0.1"
     if config.role == 1:
-        port = config.port if listen_port is None else listen_port
-        default_host, default_port = config.ns2_host or own_host, config.ns2_port
+        default_host, default_field = config.ns2_host or own_host, "ns2_port"
     else:
-        port = config.ns2_port if listen_port is None else listen_port
-        default_host, default_port = own_host, config.port
+        if listen_port is None:
+            changes["port"] = (config.ns2_port, config.origin_of("ns2_port"))
+        default_host, default_field = own_host, "port"
+    default_port = getattr(config, default_field)
     if config.twin:
-        host, twin_port = parse_address(config.twin, default_port)
+        try:
+            host, twin_port = parse_address(config.twin, default_port)
+        except ConfigError as exc:
+            origin = config.origin_of("twin")
+            raise ConfigError(f"{origin.label}: {exc} (from {origin.source})") from None
     else:
         host, twin_port = default_host, default_port
+    if not CONNECT_PORT.accepts(twin_port):
+        # 0 ("any free port") is fine to listen on, but the twin's port must be real.
+        origin = config.origin_of(default_field)
+        raise CONNECT_PORT.error(
+            twin_port, Origin(f"{origin.label} (the twin's port)", origin.source)
+        )
     shown = f"[{host}]" if ":" in host else host
-    return _evolve(config, {"port": port, "twin": f"{shown}:{twin_port}"}, "pairing")
+    changes["twin"] = (f"{shown}:{twin_port}", config.origin_of("twin"))
+    return _apply(config, changes)

@@ -34,7 +34,6 @@ __all__ = [
     "ROOT",
     "SEP",
     "absolute",
-    "ancestors",
     "basename",
     "check_default_group",
     "is_absolute_valid",
@@ -166,18 +165,6 @@ def parts(absname: str) -> tuple[str, ...]:
 def join(group: str, base: str) -> str:
     """The absolute name of child *base* of absolute *group*."""
     return ROOT + base if group == ROOT else group + SEP + base
-
-
-def ancestors(absname: str) -> list[str]:
-    """The proper ancestors of *absname*, root first (``[":", ":a"]`` for ``":a.b"``)."""
-    if absname == ROOT:
-        return []
-    result = [ROOT]
-    idx = absname.find(SEP)
-    while idx >= 0:
-        result.append(absname[:idx])
-        idx = absname.find(SEP, idx + 1)
-    return result
 
 
 def is_ancestor(a: str, b: str) -> bool:

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_URI_LENGTH",
     "PROTOCOLS",
     "URI",
+    "WILDCARD_HOSTS",
     "is_canonical",
     "new_object_id",
 ]
@@ -41,6 +42,10 @@ __all__ = [
 DEFAULT_PYRO_PORT = 7766
 #: Pyro 3's ``PYRO_NS_PORT``: where the name server listens unless told otherwise.
 DEFAULT_NS_PORT = 9090
+
+#: Listening hosts that mean "every interface": a socket binds to them, but a URI
+#: handed to clients names a host they can reach instead.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 #: Every protocol a URI may name.
 PROTOCOLS = frozenset({"PYRO", "PYROSSL", "PYRONAME", "PYROLOC", "PYROLOCSSL"})

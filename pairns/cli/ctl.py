@@ -1,6 +1,7 @@
 """``pairns-ctl``: control a running name server (Pyro 3 ``nsc`` commands).
 
-Exit codes: 0 success, 1 naming error, 2 usage error, 3 cannot connect or denied.
+Exit codes: 0 success, 1 naming error, 2 usage or configuration error (found before
+anything is dialled), 3 cannot connect or denied.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
+import attrs
+
+from pairns.config import CONNECT_HOST, CONNECT_PORT, GROUP, TIMEOUT, ConfigError, Origin
 from pairns.errors import (
     ConnectionClosedError,
     ConnectionDeniedError,
@@ -21,7 +25,8 @@ from pairns.errors import (
     URIError,
 )
 from pairns.naming.locator import NameServerLocator
-from pairns.naming.proxy import NameServerProxy
+from pairns.naming.proxy import DEFAULT_TIMEOUT, NameServerProxy
+from pairns.uri import DEFAULT_NS_PORT
 
 EXIT_OK, EXIT_NAMING, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 
@@ -68,22 +73,13 @@ def iter_dump(ns: NameServerProxy, page: int = 10_000) -> Iterator[dict[str, Any
             return
 
 
-def _arity(args: list[str], low: int, high: int | None = None) -> None:
-    high = low if high is None else high
-    if not low <= len(args) <= high:
-        want = str(low) if low == high else f"{low} to {high}"
-        raise UsageError(f"expected {want} argument(s), got {len(args)}")
-
-
 def cmd_ping(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0)
     ns.ping()
     out.result(f"name server at {ns.host}:{ns.port} is alive", {"alive": True})
     return EXIT_OK
 
 
 def cmd_list(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0, 1)
     group = ns.fullName(args[0] if args else "")
     items = ns.list(group)
     human = [f"--- {group} ---"] + [
@@ -94,7 +90,6 @@ def cmd_list(ns: NameServerProxy, args: list[str], out: Output) -> int:
 
 
 def cmd_listall(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0)
     entries = list(iter_dump(ns))
     human = [
         f"{e['name']} --> {e['uri']}" if e["kind"] == "object" else f"{e['name']} (group)"
@@ -105,42 +100,36 @@ def cmd_listall(ns: NameServerProxy, args: list[str], out: Output) -> int:
 
 
 def cmd_resolve(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     uri = ns.resolve(args[0])
     out.result(str(uri), {"name": ns.fullName(args[0]), "uri": str(uri)})
     return EXIT_OK
 
 
 def cmd_register(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 2)
     ns.register(args[0], args[1])
     out.result(f"registered {ns.fullName(args[0])}", {"registered": ns.fullName(args[0])})
     return EXIT_OK
 
 
 def cmd_remove(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     ns.unregister(args[0])
     out.result(f"removed {ns.fullName(args[0])}", {"removed": ns.fullName(args[0])})
     return EXIT_OK
 
 
 def cmd_creategroup(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     ns.createGroup(args[0])
     out.result(f"created group {ns.fullName(args[0])}", {"created": ns.fullName(args[0])})
     return EXIT_OK
 
 
 def cmd_deletegroup(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     ns.deleteGroup(args[0])
     out.result(f"deleted group {ns.fullName(args[0])}", {"deleted": ns.fullName(args[0])})
     return EXIT_OK
 
 
 def cmd_showmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     name = ns.fullName(args[0])
     meta = ns.getMeta(name)
     system = ns.getSystemMeta(name)
@@ -152,7 +141,6 @@ def cmd_showmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
 
 
 def cmd_setmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 2)
     meta = _parse_meta(args[1])
     ns.setMeta(args[0], meta)
     out.result(
@@ -162,7 +150,6 @@ def cmd_setmeta(ns: NameServerProxy, args: list[str], out: Output) -> int:
 
 
 def cmd_shutdown(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0)
     ns.shutdown()
     out.result("name server is shutting down", {"shutdown": True})
     return EXIT_OK
@@ -204,21 +191,18 @@ def format_status(status: dict[str, Any]) -> list[str]:
 
 
 def cmd_status(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0)
     status = ns.status()
     out.result(format_status(status), status)
     return EXIT_OK
 
 
 def cmd_resync(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0)
     ns.resync()
     out.result("full resync with the twin requested", {"resync": True})
     return EXIT_OK
 
 
 def cmd_dump(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 0, 1)
     count = 0
     target: TextIO = open(args[0], "w", encoding="utf-8") if args else out.stream  # noqa: SIM115
     try:
@@ -258,7 +242,6 @@ def _read_dump(path: str) -> list[dict[str, Any]]:
 
 
 def cmd_load(ns: NameServerProxy, args: list[str], out: Output) -> int:
-    _arity(args, 1)
     entries = _read_dump(args[0])
     # Parents sort before their children, so groups exist before what they hold.
     entries.sort(key=lambda e: e["name"])
@@ -291,29 +274,49 @@ def cmd_load(ns: NameServerProxy, args: list[str], out: Output) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, tuple[Callable[[NameServerProxy, list[str], Output], int], str]] = {
-    "ping": (cmd_ping, "check that the name server answers"),
-    "list": (cmd_list, "[GROUP]  list a group (default: the default group)"),
-    "listall": (cmd_listall, "list the whole namespace"),
-    "resolve": (cmd_resolve, "NAME  show the URI registered under NAME"),
-    "register": (cmd_register, "NAME URI  register URI under NAME"),
-    "remove": (cmd_remove, "NAME  unregister NAME"),
-    "creategroup": (cmd_creategroup, "GROUP  create a group"),
-    "deletegroup": (cmd_deletegroup, "GROUP  delete a group and everything in it"),
-    "showmeta": (cmd_showmeta, "NAME  show user and system metadata"),
-    "setmeta": (cmd_setmeta, "NAME VALUE  set metadata (JSON, or a plain string)"),
-    "status": (cmd_status, "show the node's status (pairing, link, lag, digest)"),
-    "resync": (cmd_resync, "force a full resync with the twin (paired nodes only)"),
-    "dump": (cmd_dump, "[FILE]  write the namespace as JSON lines (default: stdout)"),
-    "load": (cmd_load, "FILE  register what a dump holds; report what already existed"),
-    "shutdown": (cmd_shutdown, "stop the name server"),
+@attrs.frozen
+class Command:
+    """One ``pairns-ctl`` command: what it runs, its help line and how many arguments."""
+
+    run: Callable[[NameServerProxy, list[str], Output], int]
+    #: The help line: the arguments, then what the command does.
+    usage: str
+    min_args: int = 0
+    max_args: int = 0
+
+    def check_arity(self, args: list[str]) -> None:
+        """Raise :class:`UsageError` unless *args* has an allowed length."""
+        low, high = self.min_args, self.max_args
+        if not low <= len(args) <= high:
+            want = str(low) if low == high else f"{low} to {high}"
+            raise UsageError(f"expected {want} argument(s), got {len(args)}")
+
+
+COMMANDS: dict[str, Command] = {
+    "ping": Command(cmd_ping, "check that the name server answers"),
+    "list": Command(cmd_list, "[GROUP]  list a group (default: the default group)", 0, 1),
+    "listall": Command(cmd_listall, "list the whole namespace"),
+    "resolve": Command(cmd_resolve, "NAME  show the URI registered under NAME", 1, 1),
+    "register": Command(cmd_register, "NAME URI  register URI under NAME", 2, 2),
+    "remove": Command(cmd_remove, "NAME  unregister NAME", 1, 1),
+    "creategroup": Command(cmd_creategroup, "GROUP  create a group", 1, 1),
+    "deletegroup": Command(cmd_deletegroup, "GROUP  delete a group and everything in it", 1, 1),
+    "showmeta": Command(cmd_showmeta, "NAME  show user and system metadata", 1, 1),
+    "setmeta": Command(cmd_setmeta, "NAME VALUE  set metadata (JSON, or a plain string)", 2, 2),
+    "status": Command(cmd_status, "show the node's status (pairing, link, lag, digest)"),
+    "resync": Command(cmd_resync, "force a full resync with the twin (paired nodes only)"),
+    "dump": Command(cmd_dump, "[FILE]  write the namespace as JSON lines (default: stdout)", 0, 1),
+    "load": Command(
+        cmd_load, "FILE  register what a dump holds; report what already existed", 1, 1
+    ),
+    "shutdown": Command(cmd_shutdown, "stop the name server"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pairns-ctl`` (``-h`` is the host, as in Pyro's nsc)."""
     epilog = "commands:\n" + "\n".join(
-        f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
+        f"  {name:<12} {command.usage}" for name, command in COMMANDS.items()
     )
     p = argparse.ArgumentParser(
         prog="pairns-ctl",
@@ -323,14 +326,44 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("-h", dest="host", metavar="HOST", help="name server host")
-    p.add_argument("-p", dest="port", metavar="PORT", type=int, help="name server port")
+    p.add_argument(
+        "-h", dest="host", metavar="HOST", help="name server host (default PYRO_NS_HOSTNAME)"
+    )
+    p.add_argument(
+        "-p", dest="port", metavar="PORT", help="name server port (default PYRO_NS_PORT, 9090)"
+    )
     p.add_argument("-i", dest="identification", metavar="IDENT", help="identification")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT),
+        help=f"seconds per call (default {DEFAULT_TIMEOUT:g})",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("command", metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
     p.add_argument("args", nargs="*", metavar="ARG")
     return p
+
+
+def _where(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int, float]:
+    """Host, port and timeout from the flags, else ``PYRO_NS_HOSTNAME``/``PYRO_NS_PORT``.
+
+    ``PYRO_NS_DEFAULTGROUP`` is checked too (the proxy reads it). Raises
+    :class:`ConfigError` naming the flag or variable that holds a bad value.
+    """
+    if args.host is not None:
+        host = CONNECT_HOST.read(args.host, Origin.flag("-h"))
+    else:
+        host = env.get("PYRO_NS_HOSTNAME") or "localhost"
+    if args.port is not None:
+        port = CONNECT_PORT.read(args.port, Origin.flag("-p"))
+    elif env.get("PYRO_NS_PORT"):
+        port = CONNECT_PORT.read(env["PYRO_NS_PORT"], Origin.environment("PYRO_NS_PORT"))
+    else:
+        port = DEFAULT_NS_PORT
+    timeout = TIMEOUT.read(args.timeout, Origin.flag("--timeout"))
+    if "PYRO_NS_DEFAULTGROUP" in env:  # the proxy expands relative names with it
+        GROUP.read(env["PYRO_NS_DEFAULTGROUP"], Origin.environment("PYRO_NS_DEFAULTGROUP"))
+    return host, port, timeout
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
@@ -342,20 +375,30 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     except SystemExit as exc:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     out = Output(args.json, out_stream)
-    entry = COMMANDS.get(args.command)
-    if entry is None:
+    command = COMMANDS.get(args.command)
+    if command is None:
         print(f"pairns-ctl: unknown command {args.command!r}; try --help", file=sys.stderr)
         return EXIT_USAGE
+    # Everything the command line says is checked before anything is dialled, so a
+    # usage error is exit code 2 whether or not a name server is running.
     try:
-        ns = NameServerLocator(args.identification).getNS(
-            args.host, args.port, timeout=args.timeout
-        )
+        command.check_arity(args.args)
+    except UsageError as exc:
+        print(f"pairns-ctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        host, port, timeout = _where(args, os.environ)
+    except ConfigError as exc:
+        print(f"pairns-ctl: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ns = NameServerLocator(args.identification).getNS(host, port, timeout=timeout)
     except (ConnectionDeniedError, ConnectionClosedError, ProtocolError, OSError) as exc:
         print(f"pairns-ctl: cannot connect: {exc}", file=sys.stderr)
         return EXIT_CONNECT
     try:
         with ns:
-            return entry[0](ns, args.args, out)
+            return command.run(ns, args.args, out)
     except BrokenPipeError:
         # The reader went away (`pairns-ctl listall | head`): stop quietly, as cat does,
         # and keep Python from complaining again when it flushes stdout at exit.

@@ -7,7 +7,6 @@ nothing else happens here.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import math
 import os
@@ -20,9 +19,19 @@ from typing import Any
 import trio
 
 from pairns.cli._util import first_leaf
-from pairns.config import Config, ConfigError, load_config, resolve_pairing
+from pairns.config import (
+    DEFAULT_NS2_PORT,
+    Config,
+    ConfigError,
+    Kind,
+    Origin,
+    load_config,
+    read_flag,
+    resolve_pairing,
+)
 from pairns.errors import PairnsError
 from pairns.node import Node, open_node
+from pairns.uri import DEFAULT_NS_PORT
 
 log = logging.getLogger("pairns")
 
@@ -34,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a pairns name server node (Pyro 3 name server semantics).",
     )
     p.add_argument("-n", dest="host", metavar="HOST", help="hostname or address to listen on")
-    p.add_argument("-p", dest="port", metavar="PORT", type=int, help="TCP port (0 = any free port)")
+    p.add_argument("-p", dest="port", metavar="PORT", help="TCP port (0 = any free port)")
     p.add_argument(
         "-i",
         dest="identification",
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         help="paired mode, first node; the twin serves at HOST:PORT "
-        "(default PYRO_NS2_HOSTNAME:PYRO_NS2_PORT, i.e. this host, port 9091)",
+        f"(default PYRO_NS2_HOSTNAME:PYRO_NS2_PORT, i.e. this host, port {DEFAULT_NS2_PORT})",
     )
     role.add_argument(
         "-2",
@@ -72,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         nargs="?",
         const="",
-        help="paired mode, second node (listens on PYRO_NS2_PORT, 9091, unless -p); the "
-        "twin serves at HOST:PORT (default PYRO_NS_HOSTNAME:PYRO_NS_PORT, port 9090)",
+        help=f"paired mode, second node (listens on PYRO_NS2_PORT, {DEFAULT_NS2_PORT}, unless "
+        "-p); the twin serves at HOST:PORT (default PYRO_NS_HOSTNAME:PYRO_NS_PORT, port "
+        f"{DEFAULT_NS_PORT})",
     )
     p.add_argument(
         "--ack",
@@ -97,6 +107,7 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
     """Parse *argv* into a :class:`Config` (defaults < TOML < environment < flags)."""
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
+    flags: dict[str, str] = {}
     if args.host is not None:
         overrides["host"] = args.host
     if args.identification is not None:
@@ -112,16 +123,33 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
     if args.first is not None:
         overrides["role"] = 1
         overrides["twin"] = args.first or None
+        flags["role"] = flags["twin"] = "-1"
     elif args.second is not None:
         overrides["role"] = 2
         overrides["twin"] = args.second or None
+        flags["role"] = flags["twin"] = "-2"
     if args.ack is not None:
         overrides["ack"] = args.ack
     if args.pair_secret is not None:
         overrides["pair_secret"] = args.pair_secret
-    # -p is applied last: for a -2 node PYRO_NS_PORT names where its twin serves.
-    config = load_config(args.config, env=env, overrides=overrides)
-    return resolve_pairing(config, listen_port=args.port)
+    # -p is read first (a bad one is reported before anything else is looked at) and
+    # applied last: for a -2 node PYRO_NS_PORT names where its twin serves.
+    port = None if args.port is None else read_flag("port", args.port, "-p")
+    config = load_config(args.config, env=env, overrides=overrides, flags=_FLAGS | flags)
+    return resolve_pairing(config, listen_port=port, listen_flag="-p")
+
+
+#: The flag that sets each :class:`Config` field (for error messages).
+_FLAGS = {
+    "host": "-n",
+    "identification": "-i",
+    "allow_shutdown": "-k",
+    "persistent": "-d",
+    "database": "-d",
+    "verbose": "-v",
+    "ack": "--ack",
+    "pair_secret": "--pair-secret",
+}
 
 
 #: A testing hook: seconds added to this node's wall clock (stamps, times, the skew
@@ -129,40 +157,29 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
 CLOCK_OFFSET_ENV = "PAIRNS_CLOCK_OFFSET"
 
 
+_OFFSET = Kind(
+    "a finite number of seconds (negative: behind)",
+    float,
+    lambda value: isinstance(value, float) and math.isfinite(value),
+)
+
+
 def clock_offset(env: dict[str, str] | os._Environ[str] | None = None) -> float:
     """The wall-clock offset :data:`CLOCK_OFFSET_ENV` asks for (0 when unset)."""
     text = (os.environ if env is None else env).get(CLOCK_OFFSET_ENV, "")
     if not text:
         return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"environment variable {CLOCK_OFFSET_ENV}: not a number: {text!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"environment variable {CLOCK_OFFSET_ENV}: not finite: {text!r}")
+    value: float = _OFFSET.read(text, Origin.environment(CLOCK_OFFSET_ENV))
     return value
 
 
 async def _serve(config: Config, offset: float = 0.0) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        # Start-up makes about ten objects per stored name. With the collector on,
-        # each pass over them is work for nothing (they all stay alive): several
-        # passes, 0.1-0.2 s with 100,000 names.
-        gc.disable()
+        # The node owns the collector policy (pairns.node): start-up paused, then what
+        # is alive frozen once it listens, as for an embedded node.
         wall_clock = None if not offset else (lambda: time.time() + offset)
-        try:
-            async with open_node(config, wall_clock=wall_clock) as node:
-                # Everything alive now (modules, the loaded namespace) stays alive:
-                # keep it out of the collector's full passes, which otherwise stall
-                # the event loop for tens of milliseconds and show up as replication
-                # lag spikes. No gc.collect() first: with 100,000 names it costs
-                # 0.15 s of start-up to free a few hundred start-up cycles (bulk
-                # loads free their garbage by reference counting).
-                gc.freeze()
-                gc.enable()
-                await _run(config, node, signals, offset)
-        finally:
-            gc.enable()
+        async with open_node(config, wall_clock=wall_clock) as node:
+            await _run(config, node, signals, offset)
     print("pairns name server stopped", flush=True)
 
 
@@ -181,12 +198,15 @@ async def _run(
         f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
         _pairing_line(config),
         *_peer_trust_lines(config),
-        *([f"wall clock: offset by {offset:+g} s ({CLOCK_OFFSET_ENV}, a testing hook)"]
-          if offset else []),
+        *(
+            [f"wall clock: offset by {offset:+g} s ({CLOCK_OFFSET_ENV}, a testing hook)"]
+            if offset
+            else []
+        ),
         f"URI file: {config.uri_path.resolve()}",
     ]
+    # The banner goes to stdout only: the log handler (stderr, with -v) would repeat it.
     for line in lines:
-        log.info(line)
         print(line, flush=True)
     async with trio.open_nursery() as nursery:
 
@@ -217,11 +237,9 @@ def _peer_trust_lines(config: Config) -> list[str]:
         return ["peer link: the twin must prove the pair secret (PYRO_NS_PAIR_SECRET)"]
     if config.identification is not None:
         return ["peer link: the twin must prove the identification"]
-    host = config.twin_address[0] if config.twin_address else "?"
-    return [
-        f"peer link: NO secret - any process that can connect from the twin's address "
-        f"({host}) is trusted as the twin; use -i or PYRO_NS_PAIR_SECRET"
-    ]
+    # No secret: the node itself warns (for embedded nodes too) that anyone who can
+    # connect from the twin's address is trusted; the banner would say it a second time.
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

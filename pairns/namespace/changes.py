@@ -21,6 +21,12 @@ class ChangeSet:
     ``seen[i]`` is the replication knowledge of ``entries[i]`` (see
     :meth:`Namespace.merge`). Iterating yields the new entries; :attr:`rows` gives what
     :meth:`pairns.storage.Storage.commit` takes. Undo it with :meth:`Namespace.undo`.
+
+    ``lost_to`` (merges only) lists the change sets, still in flight when this merge
+    ran, whose entries beat a remote entry of the merge: that remote entry was not
+    applied. Should one of them be undone (its commit failed), the remote entry is
+    missing here and must be merged again: whoever acknowledges the merge checks
+    ``undone`` on each of them once they are settled.
     """
 
     entries: list[Entry] = attrs.field(factory=list)
@@ -30,6 +36,7 @@ class ChangeSet:
     previous_seen: list[Stamp | None] = attrs.field(factory=list)
     seen: list[Stamp] = attrs.field(factory=list)
     undone: bool = False
+    lost_to: list[ChangeSet] = attrs.field(factory=list)
 
     @property
     def rows(self) -> list[tuple[int, Entry]]:

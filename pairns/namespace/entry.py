@@ -15,7 +15,8 @@ from typing import Any
 
 import attrs
 
-from pairns.namespace._fields import (
+from pairns.namespace._slots import column_builder
+from pairns.namespace.fields import (
     get_created,
     get_deleted,
     get_hlc,
@@ -28,7 +29,6 @@ from pairns.namespace._fields import (
     get_stamp,
     get_uri,
 )
-from pairns.namespace._slots import column_builder
 from pairns.namespace.stamps import Stamp, make_stamps
 
 
@@ -58,11 +58,6 @@ class Entry:
     stamp: Stamp
     deleted: bool = False
 
-    @property
-    def is_group(self) -> bool:
-        """True for groups (live or deleted)."""
-        return self.kind is Kind.GROUP
-
     def to_row(self) -> tuple[str, int, str | None, str, float, float, str, str, str, int]:
         """The storage row: meta as JSON text, the stamp split in two columns (the HLC as
         decimal text, which SQLite keeps exact at any size)."""
@@ -88,43 +83,6 @@ class Entry:
         One row through :func:`entries_from_rows`, the one decoder of stored rows.
         """
         return entries_from_rows([row])[0]
-
-    def to_wire(self) -> list[Any]:
-        """The JSON form used on the peer link and in dumps."""
-        return [
-            self.name,
-            int(self.kind),
-            self.uri,
-            self.meta,
-            self.created,
-            self.modified,
-            self.owner,
-            self.stamp.hlc,
-            self.stamp.node,
-            self.deleted,
-        ]
-
-    @classmethod
-    def from_wire(cls, value: Any) -> Entry:
-        """Parse the JSON form made by :meth:`to_wire` (raises ``ValueError``)."""
-        if not isinstance(value, list) or len(value) != 10:
-            raise ValueError(f"invalid entry: {value!r}")
-        name, kind, uri, meta, created, modified, owner, hlc, node, deleted = value
-        if not isinstance(name, str) or not isinstance(owner, str):
-            raise ValueError(f"invalid entry: {value!r}")
-        if uri is not None and not isinstance(uri, str):
-            raise ValueError(f"invalid entry uri: {value!r}")
-        return cls(
-            name=name,
-            kind=Kind(kind),
-            uri=uri,
-            meta=meta,
-            created=float(created),
-            modified=float(modified),
-            owner=owner,
-            stamp=Stamp.from_wire([hlc, node]),
-            deleted=bool(deleted),
-        )
 
 
 #: ``make_entries(names, kinds, uris, metas, created, modified, owners, stamps,

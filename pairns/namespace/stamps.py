@@ -22,7 +22,6 @@ from pairns.namespace._slots import column_builder
 
 #: Bits of the HLC value that hold the logical counter (65,536 changes per millisecond).
 COUNTER_BITS = 16
-_COUNTER_MASK = (1 << COUNTER_BITS) - 1
 
 
 @attrs.frozen(order=False, slots=True)
@@ -58,24 +57,6 @@ class Stamp:
     def wall_time(self) -> float:
         """The wall-clock time (seconds since the epoch) this stamp was made at."""
         return (self.hlc >> COUNTER_BITS) / 1_000
-
-    def to_wire(self) -> list[object]:
-        """The JSON form: ``[hlc, node]``."""
-        return [self.hlc, self.node]
-
-    @classmethod
-    def from_wire(cls, value: object) -> Stamp:
-        """Parse the JSON form made by :meth:`to_wire` (raises ``ValueError``)."""
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or not isinstance(value[0], int)
-            or isinstance(value[0], bool)
-            or value[0] < 0
-            or not isinstance(value[1], str)
-        ):
-            raise ValueError(f"invalid stamp: {value!r}")
-        return cls(value[0], value[1])
 
 
 #: Sorts below every real stamp.
@@ -130,8 +111,3 @@ class HybridClock:
     def last(self) -> int:
         """The highest HLC value made or observed so far."""
         return self._last
-
-
-def counter_of(hlc: int) -> int:
-    """The logical-counter part of an HLC value (for diagnostics)."""
-    return hlc & _COUNTER_MASK

@@ -12,10 +12,14 @@ The rule (also in ``docs/namespace-merge.md``), for the winning entry of each na
   write under it).
 
 It is a pure function of the set of entries, so two replicas with the same entries see
-the same namespace. :class:`View` keeps its result up to date as entries change, in time
-proportional to what the change can affect: the name itself, its ancestors, and - only
-when the change alters what descendants depend on (existence, live object, live group,
-tombstone stamp) - its stored descendants.
+the same namespace. It is written once, as :func:`limit_below` (what a group hands its
+children: the highest tombstone stamp on the path, or ``None`` when they are blocked)
+and :func:`self_visible`; :class:`View` decides through them in each of its three ways
+of computing the result: one change at a time (``refresh``), a bulk merge at a time
+(``add_bulk``) and from scratch (``rebuild``). It keeps the result up to date as
+entries change, in time proportional to what the change can affect: the name itself,
+its ancestors, and - only when the change alters what descendants depend on
+(existence, live object, live group, tombstone stamp) - its stored descendants.
 """
 
 from __future__ import annotations
@@ -27,11 +31,21 @@ from itertools import compress, repeat
 import attrs
 
 from pairns import names
-from pairns.namespace._fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.entry import Entry, Kind
+from pairns.namespace.fields import get_deleted, get_hlc, get_kind, get_stamp, get_uri
 from pairns.namespace.stamps import ZERO_STAMP, Stamp
 
-__all__ = ["View", "base_of", "depth", "newer", "parent_of", "upper_ancestors"]
+__all__ = [
+    "View",
+    "base_of",
+    "depth",
+    "limit_below",
+    "newer",
+    "parent_of",
+    "self_visible",
+    "shows_as_object",
+    "upper_ancestors",
+]
 
 _ROOT = names.ROOT
 _SEP = names.SEP
@@ -85,6 +99,47 @@ def _signature(entry: Entry | None) -> tuple[int, Stamp | None]:
     return (2, None) if entry.kind is _GROUP else (3, None)
 
 
+# -- the rule, once ---------------------------------------------------------------
+# Walking down from the root, each group hands its children a *limit*: the stamp they
+# must beat (the highest tombstone on their path), or None when something above blocks
+# them (a missing entry or a live object). Every way the view is computed - one name at
+# a time (refresh), a batch at a time (add_bulk), from scratch (rebuild) - decides
+# with these two functions.
+
+
+def limit_below(entry: Entry | None, limit: Stamp | None) -> Stamp | None:
+    """The limit for the children of a group whose stored *entry* got *limit* from its
+    own parent: ``None`` when they are blocked (no entry, a live object, or *limit*
+    ``None``), else *limit* raised to the entry's stamp if the entry is a tombstone."""
+    if limit is None or entry is None:
+        return None
+    if entry.deleted:
+        stamp = entry.stamp
+        return stamp if newer(stamp, limit) else limit
+    return None if entry.kind is _OBJECT else limit
+
+
+def self_visible(entry: Entry | None, limit: Stamp | None) -> bool:
+    """Whether a name with stored *entry*, whose parent hands down *limit*, is
+    self-visible: a live entry written after every deletion on its path."""
+    if entry is None or limit is None or entry.deleted:
+        return False
+    stamp = entry.stamp  # newer(stamp, limit), inline: every client write asks
+    return stamp.hlc > limit.hlc or (stamp.hlc == limit.hlc and stamp.node > limit.node)
+
+
+def shows_as_object(entry: Entry) -> bool:
+    """Whether a self-visible *entry* shows as an object (else as a group)."""
+    return entry.kind is _OBJECT and entry.uri is not None
+
+
+def _shows_as_objects(entries: list[Entry]) -> list[bool]:
+    """:func:`shows_as_object` of each of *entries*, in C-level passes."""
+    kinds = map(operator.is_, map(get_kind, entries), repeat(_OBJECT))
+    uris = map(operator.is_not, map(get_uri, entries), repeat(None))
+    return list(map(operator.and_, kinds, uris))
+
+
 @attrs.define(eq=False)
 class View:
     """The visible namespace derived from *entries* (indexed by *children*).
@@ -103,14 +158,6 @@ class View:
     )
     _self_ok: set[str] = attrs.field(init=False, repr=False, factory=set)
     _support: dict[str, int] = attrs.field(init=False, repr=False, factory=dict)
-
-    def kind_of(self, name: str) -> Kind | None:
-        """The visible kind of *name*, or ``None``."""
-        if name in self.objects:
-            return _OBJECT
-        if name in self.listing:
-            return _GROUP
-        return None
 
     def descendants(self, name: str) -> list[str]:
         """Every stored name below *name* (any order)."""
@@ -152,77 +199,139 @@ class View:
         when no entry is a tombstone and none of them changed kind (the bulk merge rule,
         see :meth:`pairns.namespace.Namespace.merge_all`).
 
-        Then a name is self-visible exactly when its parent is the root or a
-        self-visible group, nothing visible can become hidden or revived, and a change
-        can only make names visible (the new name, and the stored names below it that
-        waited for it) or change an object's URI. Leaves the same ``objects``,
-        ``listing`` and bookkeeping as :meth:`refresh` called once per name.
+        Then every limit is ``ZERO_STAMP`` or ``None`` (no tombstone), nothing visible
+        can become hidden or revived, and a change can only make names visible (the
+        new name, and the stored names below it that waited for it) or change an
+        object's URI. Leaves the same ``objects``, ``listing`` and bookkeeping as
+        :meth:`refresh` called once per name.
         """
-        entries, objects, listing = self.entries, self.objects, self.listing
-        self_ok, support, children = self._self_ok, self._support, self.children
-        chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
+        entries, objects, self_ok = self.entries, self.objects, self._self_ok
+        children = self.children
         # Objects have no visible children, and whether one shows depends only on the
-        # groups above it: they are done after every group, in one flat loop (most of
-        # a snapshot), with the same outcome as in depth order.
-        groups: list[str] = []
-        leaves: list[tuple[str, str]] = []
-        for name in changed:
-            if name == _ROOT:
-                continue
-            entry = entries[name]
-            if entry.kind is _OBJECT and entry.uri is not None:
-                leaves.append((name, entry.uri))
-            else:
-                groups.append(name)
+        # groups above it: they are done after every group, per parent and a column
+        # at a time (most of a snapshot), with the same outcome as in depth order.
+        names_ = [name for name in changed if name != _ROOT]
+        # A name already self-visible stays so (the bulk rule) and keeps its kind: an
+        # object shown only takes its new URI (most of a batch of updates).
+        shown = list(map(self_ok.__contains__, names_))
+        if any(shown):
+            known = list(compress(names_, shown))
+            known = list(compress(known, map(objects.__contains__, known)))
+            objects.update(zip(known, map(get_uri, map(entries.__getitem__, known)), strict=True))
+            names_ = list(compress(names_, map(operator.not_, shown)))
+        got = list(map(entries.__getitem__, names_))
+        as_object = _shows_as_objects(got)
+        groups = list(compress(names_, map(operator.not_, as_object)))
+        chains: dict[str, list[str]] = {}  # a group and its ancestors but the root
         for name in sorted(groups, key=depth):
             if name in self_ok:
                 continue
-            idx = name.rfind(_SEP)
-            parent = name[:idx] if idx > 0 else _ROOT
-            if parent != _ROOT and (parent not in self_ok or entries[parent].kind is _OBJECT):
+            parent = parent_of(name)
+            if not self_visible(entries[name], self._bulk_limit(parent)):
                 continue
-            # *name* and every stored name below it whose path is all groups appear.
+            # *name* and every stored name below it that waited for it appear: the
+            # groups one by one, the objects below each a column at a time.
             stack = [(parent, name)]
             while stack:
                 above, below = stack.pop()
                 entry = entries[below]
-                self_ok.add(below)
-                chain = chains.get(above)
-                if chain is None:
-                    chain = [*upper_ancestors(above), above] if above != _ROOT else []
-                    chains[above] = chain
-                for ancestor in chain:
-                    support[ancestor] = support.get(ancestor, 0) + 1
-                base = below[1:] if above == _ROOT else below[len(above) + 1 :]
-                if entry.kind is _OBJECT and entry.uri is not None:
-                    objects[below] = entry.uri
-                    listing[above][base] = 1
+                self._show(below, entry, above, chains)
+                below_limit = limit_below(entry, ZERO_STAMP)
+                if below_limit is None:
                     continue
-                listing[below] = {}
-                listing[above][base] = 0
-                for child in children.get(below, ()):
-                    if child not in self_ok:
-                        stack.append((below, child))
-        for name, uri in leaves:
-            if name in self_ok:
-                objects[name] = uri
-                continue
+                kids = [kid for kid in children.get(below, ()) if kid not in self_ok]
+                kid_entries = list(map(entries.__getitem__, kids))
+                as_objects = _shows_as_objects(kid_entries)
+                self._show_objects(
+                    below,
+                    list(compress(kids, as_objects)),
+                    list(compress(kid_entries, as_objects)),
+                    below_limit,
+                    chains,
+                )
+                for kid in compress(kids, map(operator.not_, as_objects)):
+                    if self_visible(entries[kid], below_limit):
+                        stack.append((below, kid))
+        # Objects the walks above showed are done.
+        leaf_names = list(compress(names_, as_object))
+        leaf_entries = list(compress(got, as_object))
+        fresh = list(map(operator.not_, map(self_ok.__contains__, leaf_names)))
+        if not all(fresh):
+            leaf_names = list(compress(leaf_names, fresh))
+            leaf_entries = list(compress(leaf_entries, fresh))
+        leaves_of: dict[str, tuple[list[str], list[Entry]]] = {}
+        for name, entry in zip(leaf_names, leaf_entries, strict=True):
             idx = name.rfind(_SEP)
             parent = name[:idx] if idx > 0 else _ROOT
-            if parent != _ROOT:
-                if parent not in self_ok or entries[parent].kind is _OBJECT:
-                    continue
-                chain = chains.get(parent)
-                if chain is None:
-                    chain = [*upper_ancestors(parent), parent]
-                    chains[parent] = chain
-                for ancestor in chain:
-                    support[ancestor] = support.get(ancestor, 0) + 1
-                listing[parent][name[idx + 1 :]] = 1
+            leaves = leaves_of.get(parent)
+            if leaves is None:
+                leaves_of[parent] = ([name], [entry])
             else:
-                listing[parent][name[1:]] = 1
-            self_ok.add(name)
-            objects[name] = uri
+                leaves[0].append(name)
+                leaves[1].append(entry)
+        for parent, (kids, kid_entries) in leaves_of.items():
+            limit = self._bulk_limit(parent)
+            if limit is not None:  # else blocked: none of them shows (nor did before)
+                self._show_objects(parent, kids, kid_entries, limit, chains)
+
+    def _show_objects(
+        self,
+        parent: str,
+        kids: list[str],
+        kid_entries: list[Entry],
+        limit: Stamp,
+        chains: dict[str, list[str]],
+    ) -> None:
+        """Show the self-visible ones of objects *kids* (not shown yet; stored entries
+        *kid_entries*) under *parent*, a group shown that hands down *limit* (bulk
+        paths, a column at a time; *chains* caches ancestor lists)."""
+        if not kids:
+            return
+        if not any(map(get_deleted, kid_entries)) and min(
+            map(get_hlc, map(get_stamp, kid_entries))
+        ) > (limit.hlc):
+            visible_kids, visible = kids, kid_entries  # self_visible() for all at once
+        else:
+            ok = [self_visible(entry, limit) for entry in kid_entries]
+            visible_kids = list(compress(kids, ok))
+            visible = list(compress(kid_entries, ok))
+        if visible_kids:
+            self.objects.update(zip(visible_kids, map(get_uri, visible), strict=True))
+            self._self_ok.update(visible_kids)
+            self._count_support(parent, len(visible_kids), chains)
+            cut = 1 if parent == _ROOT else len(parent) + 1
+            self.listing[parent].update(zip(map(_slicer(cut), visible_kids), repeat(1)))
+
+    def _count_support(self, parent: str, count: int, chains: dict[str, list[str]]) -> None:
+        """Count *count* more self-visible names below *parent* and each of its
+        ancestors but the root (bulk paths; *chains* caches ancestor lists)."""
+        chain = chains.get(parent)
+        if chain is None:
+            chain = [*upper_ancestors(parent), parent] if parent != _ROOT else []
+            chains[parent] = chain
+        support = self._support
+        for ancestor in chain:
+            support[ancestor] = support.get(ancestor, 0) + count
+
+    def _bulk_limit(self, group: str) -> Stamp | None:
+        """The limit *group* hands its children while no tombstone is stored (then a
+        self-visible group's limit is ``ZERO_STAMP`` and any other name blocks)."""
+        if group == _ROOT:
+            return ZERO_STAMP
+        return limit_below(self.entries[group], ZERO_STAMP) if group in self._self_ok else None
+
+    def _show(self, name: str, entry: Entry, parent: str, chains: dict[str, list[str]]) -> None:
+        """Record *name* (not yet shown, its *parent* shown as a group) as self-visible
+        and show it as its *entry* says (bulk paths; *chains* caches ancestor lists)."""
+        self._self_ok.add(name)
+        self._count_support(parent, 1, chains)
+        base = base_of(name, parent)
+        if shows_as_object(entry):
+            self.objects[name] = entry.uri  # type: ignore[assignment]  # shows_as_object
+            self.listing[parent][base] = 1
+        else:
+            self.listing[name] = {}
+            self.listing[parent][base] = 0
 
     def rebuild(self, kids_of: dict[str, list[str]]) -> None:
         """Compute the whole view from scratch (after a bulk load).
@@ -230,10 +339,10 @@ class View:
         *kids_of* holds the same index as ``children`` with lists in the order the
         entries were made (which keeps memory access sequential at start-up).
         """
-        # The same rule as refresh, worked out top-down from the root: a group's limit
-        # (the stamp its children must beat) is found once for all its children; the
-        # children of a group that all beat it, none deleted - nearly every group -
-        # need no step each, and its objects are shown with C-level passes.
+        # The rule (limit_below, self_visible) worked out top-down from the root: a
+        # group's limit is found once for all its children; the children of a group
+        # that all beat it, none deleted - nearly every group - need no step each, and
+        # its objects are shown with C-level passes.
         entries = self.entries
         objects = self.objects
         objects.clear()
@@ -255,36 +364,37 @@ class View:
             if not any(map(get_deleted, got)) and min(map(get_hlc, map(get_stamp, got))) > (
                 limit.hlc
             ):
-                visible_kids, visible = kids, got  # every child is self-visible
+                # self_visible() for every child at once: all live, all above the limit.
+                visible_kids, visible = kids, got
             else:
                 visible_kids, visible = [], []
                 for kid, entry in zip(kids, got, strict=True):
-                    stamp = entry.stamp
-                    if entry.deleted:
-                        if kid in kids_of:
-                            stack.append((kid, stamp if newer(stamp, limit) else limit))
-                    elif newer(stamp, limit):
-                        visible_kids.append(kid)
+                    if self_visible(entry, limit):
+                        visible_kids.append(kid)  # walked below if shown as a group
                         visible.append(entry)
-                    elif entry.kind is not _OBJECT and kid in kids_of:
-                        # Not visible itself; a live group still lets newer names through.
-                        stack.append((kid, limit))
+                    elif kid in kids_of:
+                        # Not visible itself; a live group or a tombstone may still let
+                        # newer names through.
+                        below = limit_below(entry, limit)
+                        if below is not None:
+                            stack.append((kid, below))
             self_ok.update(visible_kids)
             direct[group] = len(visible_kids)
             uris = list(map(get_uri, visible))
             kinds = list(map(get_kind, visible))
             if _GROUP in kinds or None in uris:
                 # Shown as groups: groups (walked in turn) and objects without a URI.
-                is_object = [
-                    kind is _OBJECT and uri is not None
-                    for kind, uri in zip(kinds, uris, strict=True)
-                ]
-                for kid, kind, shown_as_object in zip(visible_kids, kinds, is_object, strict=True):
+                is_object = list(map(shows_as_object, visible))
+                for kid, entry, shown_as_object in zip(
+                    visible_kids, visible, is_object, strict=True
+                ):
                     if not shown_as_object:
                         shown[kid[cut:]] = 0
                         shown_groups.append(kid)
-                        if kind is not _OBJECT and kid in kids_of:
-                            stack.append((kid, limit))
+                        if kid in kids_of:
+                            below = limit_below(entry, limit)
+                            if below is not None:
+                                stack.append((kid, below))
                 visible_kids = list(compress(visible_kids, is_object))
                 uris = list(compress(uris, is_object))
             objects.update(zip(visible_kids, uris, strict=True))
@@ -316,6 +426,22 @@ class View:
         self._self_ok = self_ok
         self._support = support
 
+    def check(self, overlay: Callable[[dict[str, str], dict[str, dict[str, int]]], None]) -> None:
+        """Raise ``AssertionError`` unless the view, as kept up to date, is what
+        :meth:`rebuild` computes from the same entries (*overlay* then adds to the
+        rebuilt ``objects`` and ``listing`` what the owner shows beside the rule)."""
+        fresh = View(self.entries, self.children)
+        fresh.rebuild({group: sorted(kids) for group, kids in self.children.items()})
+        overlay(fresh.objects, fresh.listing)
+        for what, kept, rebuilt in (
+            ("objects", self.objects, fresh.objects),
+            ("listing", self.listing, fresh.listing),
+            ("self-visible names", self._self_ok, fresh._self_ok),
+            ("support counts", self._support, fresh._support),
+        ):
+            if kept != rebuilt:
+                raise AssertionError(f"the view's {what} differ from a rebuild")
+
     def _limit(self, group: str, memo: dict[str, Stamp | None]) -> Stamp | None:
         """For children of *group*: ``None`` if something above blocks them, else the
         highest tombstone stamp on the path (``ZERO_STAMP`` if none)."""
@@ -323,14 +449,7 @@ class View:
             return ZERO_STAMP
         if group in memo:
             return memo[group]
-        entry = self.entries.get(group)
-        result: Stamp | None
-        if entry is None or (not entry.deleted and entry.kind is _OBJECT):
-            result = None
-        else:
-            result = self._limit(parent_of(group), memo)
-            if result is not None and entry.deleted and newer(entry.stamp, result):
-                result = entry.stamp
+        result = limit_below(self.entries.get(group), self._limit(parent_of(group), memo))
         memo[group] = result
         return result
 
@@ -338,10 +457,12 @@ class View:
         self, name: str, memo: dict[str, Stamp | None], touched: set[str], hidden: list[str]
     ) -> None:
         entry = self.entries.get(name)
-        ok = False
-        if entry is not None and not entry.deleted:
-            limit = self._limit(parent_of(name), memo)
-            ok = limit is not None and newer(entry.stamp, limit)
+        # (A tombstone is never self-visible: its limit is not worth looking up.)
+        ok = (
+            entry is not None
+            and not entry.deleted
+            and self_visible(entry, self._limit(parent_of(name), memo))
+        )
         if ok == (name in self._self_ok):
             return
         touched.add(name)
@@ -372,9 +493,10 @@ class View:
         new_uri: str | None = None
         if name in self._self_ok:
             assert entry is not None
-            new_kind = entry.kind
-            if new_kind is _OBJECT:
-                new_uri = entry.uri
+            if shows_as_object(entry):
+                new_kind, new_uri = _OBJECT, entry.uri
+            else:
+                new_kind = _GROUP
         elif name in self._support:
             new_kind = _GROUP
         old_uri = self.objects.get(name)

@@ -1,28 +1,39 @@
 """Name server proxies: the blocking :class:`NameServerProxy` and :class:`AsyncNameServerProxy`.
 
-Both offer the Pyro 3 method names. As in Pyro 3, relative names are expanded on the
-client against the client's default group (``PYRO_NS_DEFAULTGROUP``) before they are
-sent, ``resolve`` returns a :class:`~pairns.uri.URI` and ``list``/``flatlist`` return
-tuples. Every write carries a fresh request id (:func:`new_request_id`).
+Both offer the Pyro 3 method names, and the same ones: each is declared once in
+:mod:`pairns.naming.methods`, and every call of either proxy goes through
+:meth:`~pairns.naming.methods.Method.bind` there. As in Pyro 3, relative names are
+expanded on the client against the client's default group (``PYRO_NS_DEFAULTGROUP``)
+before they are sent, ``resolve`` returns a :class:`~pairns.uri.URI` and
+``list``/``flatlist`` return lists of tuples. Every write carries a fresh request id
+(:func:`new_request_id`).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pairns import names
 from pairns.names import NAMESERVER_OBJECT_ID
+from pairns.naming import methods as m
+from pairns.naming.methods import GroupListing, Method, UriListing, new_request_id
 from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
 
 if TYPE_CHECKING:
     from pairns.rpc.aproxy import AsyncProxy
 
-#: ``list()``/``flatlist()`` results (the method named ``list`` shadows the builtin).
-GroupListing = list[tuple[str, int]]
-UriListing = list[tuple[str, URI]]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AsyncNameServerProxy",
+    "GroupListing",
+    "NameServerProxy",
+    "UriListing",
+    "new_request_id",
+]
+
+R = TypeVar("R")
 
 #: Seconds a name server call may take before it fails with ``CallTimeoutError``.
 DEFAULT_TIMEOUT = 10.0
@@ -30,19 +41,6 @@ DEFAULT_TIMEOUT = 10.0
 
 def _default_group() -> str:
     return names.check_default_group(os.environ.get("PYRO_NS_DEFAULTGROUP", names.DEFAULT_GROUP))
-
-
-def _uri_str(uri: URI | str) -> str:
-    return str(uri)
-
-
-def new_request_id() -> str:
-    """A fresh client request id for one write (sent again, unchanged, on a retry).
-
-    The name server remembers which request ids it (or its twin) applied, so a write
-    retried with the same id is answered with its first result, not applied twice.
-    """
-    return uuid.uuid4().hex
 
 
 class _Common:
@@ -104,6 +102,13 @@ class NameServerProxy(_Common):
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
 
+    def _call(self, method: Method[R], *args: Any) -> R:
+        """Every name server call goes through here (see :meth:`Method.bind`)."""
+        call = method.bind(args, self.default_group)
+        if call.request_id is None:  # no keyword argument: a read stays a cheap call
+            return method.reply(self._proxy.call(call.method, *call.args))
+        return method.reply(self._proxy.call(call.method, *call.args, request_id=call.request_id))
+
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
         self._proxy.close()
@@ -114,71 +119,80 @@ class NameServerProxy(_Common):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # The methods below are the table in pairns.naming.methods, one line each; the
+    # AsyncNameServerProxy's are the same with "async"/"await" (a test compares them).
+
     def ping(self) -> bool:
         """True when the name server answers."""
-        return bool(self._proxy.call("ping"))
+        return self._call(m.PING)
 
     def resolve(self, name: str) -> URI:
         """The URI registered under *name*."""
-        return URI.from_string(self._proxy.call("resolve", self.fullName(name)))
+        return self._call(m.RESOLVE, name)
 
     def register(self, name: str, uri: URI | str) -> None:
-        """Register *uri* under *name*."""
-        self._proxy.call(
-            "register", self.fullName(name), _uri_str(uri), request_id=new_request_id()
-        )
+        """Register *uri* under *name* (its parent group must exist)."""
+        self._call(m.REGISTER, name, uri)
 
     def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
-        self._proxy.call("unregister", self.fullName(name), request_id=new_request_id())
+        self._call(m.UNREGISTER, name)
 
     def createGroup(self, name: str) -> None:
-        """Create a group."""
-        self._proxy.call("createGroup", self.fullName(name), request_id=new_request_id())
+        """Create the group *name* (its parent group must exist)."""
+        self._call(m.CREATE_GROUP, name)
 
     def deleteGroup(self, name: str) -> None:
-        """Delete a group and everything under it."""
-        self._proxy.call("deleteGroup", self.fullName(name), request_id=new_request_id())
+        """Delete the group *name* and everything under it."""
+        self._call(m.DELETE_GROUP, name)
 
     def list(self, group: str | None = None) -> GroupListing:
-        """The children of *group* (default: the default group) as ``(name, 0|1)``."""
-        result = self._proxy.call("list", self.fullName(group if group is not None else ""))
-        return [(str(n), int(k)) for n, k in result]
+        """The children of *group* (default: the default group) as ``(name, 0|1)``.
+
+        ``0`` marks a group, ``1`` an object.
+        """
+        return self._call(m.LIST, group)
 
     def flatlist(self) -> UriListing:
         """Every object as ``(absolute name, URI)``."""
-        return [(str(n), URI.from_string(u)) for n, u in self._proxy.call("flatlist")]
+        return self._call(m.FLATLIST)
 
     def setMeta(self, name: str, meta: Any) -> None:
         """Set the user metadata (any JSON value) of a group or object."""
-        self._proxy.call("setMeta", self.fullName(name), meta, request_id=new_request_id())
+        self._call(m.SET_META, name, meta)
 
     def getMeta(self, name: str) -> Any:
-        """The user metadata of a group or object."""
-        return self._proxy.call("getMeta", self.fullName(name))
+        """The user metadata of a group or object (``None`` until set)."""
+        return self._call(m.GET_META, name)
 
     def getSystemMeta(self, name: str) -> dict[str, Any]:
         """Creation/modification time and owning node of a group or object."""
-        result: dict[str, Any] = self._proxy.call("getSystemMeta", self.fullName(name))
-        return result
+        return self._call(m.GET_SYSTEM_META, name)
+
+    def dump(self, after: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+        """One page of the namespace, in name order: ``{"entries": [...], "next": ...}``.
+
+        Each entry is a dict with ``name``, ``kind`` (``"group"``/``"object"``), ``uri``
+        and ``meta``. Pass ``next`` back as *after* for the following page; it is None
+        after the last one. *limit* (1 to 100,000) caps the entries of one page.
+        """
+        return self._call(m.DUMP, after, limit)
+
+    def status(self) -> dict[str, Any]:
+        """The node's status (role, link, lag, entry count, digest, ...)."""
+        return self._call(m.STATUS)
+
+    def twin(self) -> URI | None:
+        """Where this node's twin serves (its name server URI); None when unpaired."""
+        return self._call(m.TWIN)
 
     def resync(self) -> None:
         """Force a full resync with the twin (``NamingError`` on an unpaired node)."""
-        self._proxy.call("resync")
-
-    def status(self) -> dict[str, Any]:
-        """The node's status (role, entry count, digest, ...)."""
-        result: dict[str, Any] = self._proxy.call("status")
-        return result
-
-    def dump(self, after: str | None = None, limit: int = 10_000) -> dict[str, Any]:
-        """One page of the namespace; see :meth:`pairns.naming.service.NameServer.dump`."""
-        result: dict[str, Any] = self._proxy.call("dump", after, limit)
-        return result
+        self._call(m.RESYNC)
 
     def shutdown(self) -> bool:
         """Ask the node to stop (refused on a node started with ``-k``)."""
-        return bool(self._proxy.call("shutdown"))
+        return self._call(m.SHUTDOWN)
 
 
 class AsyncNameServerProxy(_Common):
@@ -195,6 +209,15 @@ class AsyncNameServerProxy(_Common):
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
 
+    async def _call(self, method: Method[R], *args: Any) -> R:
+        """Every name server call goes through here (see :meth:`Method.bind`)."""
+        call = method.bind(args, self.default_group)
+        if call.request_id is None:  # no keyword argument: a read stays a cheap call
+            return method.reply(await self._proxy.call(call.method, *call.args))
+        return method.reply(
+            await self._proxy.call(call.method, *call.args, request_id=call.request_id)
+        )
+
     async def aclose(self) -> None:
         """Close the connection (the next call opens a new one)."""
         await self._proxy.aclose()
@@ -207,61 +230,72 @@ class AsyncNameServerProxy(_Common):
 
     async def ping(self) -> bool:
         """True when the name server answers."""
-        return bool(await self._proxy.call("ping"))
+        return await self._call(m.PING)
 
     async def resolve(self, name: str) -> URI:
         """The URI registered under *name*."""
-        return URI.from_string(await self._proxy.call("resolve", self.fullName(name)))
+        return await self._call(m.RESOLVE, name)
 
     async def register(self, name: str, uri: URI | str) -> None:
-        """Register *uri* under *name*."""
-        await self._proxy.call(
-            "register", self.fullName(name), _uri_str(uri), request_id=new_request_id()
-        )
+        """Register *uri* under *name* (its parent group must exist)."""
+        await self._call(m.REGISTER, name, uri)
 
     async def unregister(self, name: str) -> None:
         """Remove the object registered under *name*."""
-        await self._proxy.call("unregister", self.fullName(name), request_id=new_request_id())
+        await self._call(m.UNREGISTER, name)
 
     async def createGroup(self, name: str) -> None:
-        """Create a group."""
-        await self._proxy.call("createGroup", self.fullName(name), request_id=new_request_id())
+        """Create the group *name* (its parent group must exist)."""
+        await self._call(m.CREATE_GROUP, name)
 
     async def deleteGroup(self, name: str) -> None:
-        """Delete a group and everything under it."""
-        await self._proxy.call("deleteGroup", self.fullName(name), request_id=new_request_id())
+        """Delete the group *name* and everything under it."""
+        await self._call(m.DELETE_GROUP, name)
 
     async def list(self, group: str | None = None) -> GroupListing:
-        """The children of *group* (default: the default group) as ``(name, 0|1)``."""
-        result = await self._proxy.call("list", self.fullName(group if group is not None else ""))
-        return [(str(n), int(k)) for n, k in result]
+        """The children of *group* (default: the default group) as ``(name, 0|1)``.
+
+        ``0`` marks a group, ``1`` an object.
+        """
+        return await self._call(m.LIST, group)
 
     async def flatlist(self) -> UriListing:
         """Every object as ``(absolute name, URI)``."""
-        return [(str(n), URI.from_string(u)) for n, u in await self._proxy.call("flatlist")]
+        return await self._call(m.FLATLIST)
 
     async def setMeta(self, name: str, meta: Any) -> None:
         """Set the user metadata (any JSON value) of a group or object."""
-        await self._proxy.call("setMeta", self.fullName(name), meta, request_id=new_request_id())
+        await self._call(m.SET_META, name, meta)
 
     async def getMeta(self, name: str) -> Any:
-        """The user metadata of a group or object."""
-        return await self._proxy.call("getMeta", self.fullName(name))
+        """The user metadata of a group or object (``None`` until set)."""
+        return await self._call(m.GET_META, name)
 
     async def getSystemMeta(self, name: str) -> dict[str, Any]:
         """Creation/modification time and owning node of a group or object."""
-        result: dict[str, Any] = await self._proxy.call("getSystemMeta", self.fullName(name))
-        return result
+        return await self._call(m.GET_SYSTEM_META, name)
+
+    async def dump(self, after: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+        """One page of the namespace, in name order: ``{"entries": [...], "next": ...}``.
+
+        Each entry is a dict with ``name``, ``kind`` (``"group"``/``"object"``), ``uri``
+        and ``meta``. Pass ``next`` back as *after* for the following page; it is None
+        after the last one. *limit* (1 to 100,000) caps the entries of one page.
+        """
+        return await self._call(m.DUMP, after, limit)
+
+    async def status(self) -> dict[str, Any]:
+        """The node's status (role, link, lag, entry count, digest, ...)."""
+        return await self._call(m.STATUS)
+
+    async def twin(self) -> URI | None:
+        """Where this node's twin serves (its name server URI); None when unpaired."""
+        return await self._call(m.TWIN)
 
     async def resync(self) -> None:
         """Force a full resync with the twin (``NamingError`` on an unpaired node)."""
-        await self._proxy.call("resync")
-
-    async def status(self) -> dict[str, Any]:
-        """The node's status (role, entry count, digest, ...)."""
-        result: dict[str, Any] = await self._proxy.call("status")
-        return result
+        await self._call(m.RESYNC)
 
     async def shutdown(self) -> bool:
         """Ask the node to stop (refused on a node started with ``-k``)."""
-        return bool(await self._proxy.call("shutdown"))
+        return await self._call(m.SHUTDOWN)

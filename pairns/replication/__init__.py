@@ -2,7 +2,6 @@
 
 - :mod:`~pairns.replication.messages` — the peer protocol's messages (hello, batch).
 - :mod:`~pairns.replication.state` — the link state machine, positions, backoff.
-- :mod:`~pairns.replication.requests` — recent client request ids and their results.
 - :mod:`~pairns.replication.link` — :class:`Replicator`, the Trio adapter.
 """
 
@@ -15,11 +14,10 @@ from pairns._lazy import exports
 if TYPE_CHECKING:
     from pairns.replication.link import PEER_OBJECT_ID, LinkFailed, PeerEndpoint, Replicator
     from pairns.replication.messages import Batch, Hello, Item, RequestRecord
-    from pairns.replication.requests import RequestTable
     from pairns.replication.state import Backoff, LinkEvent, LinkMachine, LinkState, Positions
 
 #: Public name -> the module that defines it. Imported on first use: a single node
-#: needs only the request table, not the link and its protocol (~40 ms of start-up).
+#: needs none of the link and its protocol (~40 ms of start-up).
 _HOMES = {
     "PEER_OBJECT_ID": "pairns.replication.link",
     "LinkFailed": "pairns.replication.link",
@@ -29,7 +27,6 @@ _HOMES = {
     "Hello": "pairns.replication.messages",
     "Item": "pairns.replication.messages",
     "RequestRecord": "pairns.replication.messages",
-    "RequestTable": "pairns.replication.requests",
     "Backoff": "pairns.replication.state",
     "LinkEvent": "pairns.replication.state",
     "LinkMachine": "pairns.replication.state",
@@ -51,7 +48,6 @@ __all__ = [
     "Positions",
     "Replicator",
     "RequestRecord",
-    "RequestTable",
 ]
 
 

@@ -27,7 +27,8 @@ import attrs
 
 from pairns import _collector as collector
 from pairns.namespace import ZERO_STAMP, Entry, Kind, Stamp
-from pairns.namespace._fields import (
+from pairns.namespace.entry import make_entries
+from pairns.namespace.fields import (
     get_created,
     get_deleted,
     get_hlc,
@@ -40,8 +41,8 @@ from pairns.namespace._fields import (
     get_stamp,
     get_uri,
 )
-from pairns.namespace.entry import make_entries
 from pairns.namespace.stamps import make_stamps
+from pairns.naming.requests import RequestRecord
 from pairns.wire.frames import json_depth_exceeds
 from pairns.wire.limits import MAX_JSON_DEPTH
 
@@ -59,7 +60,8 @@ __all__ = [
 
 #: Bumped when the messages change incompatibly; twins with different versions refuse.
 #: 3: the twin proves the pair's secret (``challenge``), hellos carry feed incarnations.
-PROTOCOL_VERSION = 3
+#: 4: ``:Pyro.NameServer`` is node-local: an entry for it is refused, not merged.
+PROTOCOL_VERSION = 4
 
 #: Most entries one batch carries: big enough that a 100,000-name snapshot is fifty
 #: messages, small enough that merging one (tens of milliseconds) does not hold up
@@ -70,8 +72,6 @@ MAX_BATCH_ENTRIES = 2000
 #: of entries with large metadata is cut early so it always fits).
 MAX_BATCH_BYTES = 512 * 1024
 
-
-_KINDS = {int(kind): kind for kind in Kind}
 
 #: Largest ``changes`` text accepted (the frame limit bounds it anyway; this says so).
 MAX_CHANGES_TEXT = 64 * 1024 * 1024
@@ -166,81 +166,6 @@ class Item(NamedTuple):
     entry: Entry
     seen: Stamp = ZERO_STAMP
 
-    def to_wire(self) -> list[Any]:
-        """The JSON form: ``[seq, entry, seen]``."""
-        return [self.seq, self.entry.to_wire(), self.seen.to_wire()]
-
-    @classmethod
-    def from_wire(cls, value: Any) -> Item:
-        """Parse the JSON form (raises ``ValueError``).
-
-        Batches do not use this list form (their contents travel in columns, see
-        :func:`decode_contents`); it stays for tools and tests.
-        """
-        try:
-            seq, raw, seen = value
-            name, kind, uri, meta, created, modified, owner, hlc, node, deleted = raw
-            seen_hlc, seen_node = seen
-        except (TypeError, ValueError):
-            raise ValueError(f"invalid change: {value!r}") from None
-        if (
-            type(seq) is not int
-            or seq < 0
-            or type(name) is not str
-            or type(owner) is not str
-            or type(node) is not str
-            or type(seen_node) is not str
-            or type(hlc) is not int
-            or hlc < 0
-            or type(seen_hlc) is not int
-            or seen_hlc < 0
-            or (uri is not None and type(uri) is not str)
-            or type(deleted) is not bool
-            or type(created) not in (int, float)
-            or type(modified) not in (int, float)
-        ):
-            raise ValueError(f"invalid change: {value!r}")
-        entry = Entry(
-            name,
-            _KINDS[kind] if kind in _KINDS else Kind(kind),
-            uri,
-            meta,
-            float(created),
-            float(modified),
-            owner,
-            Stamp(hlc, node),
-            deleted,
-        )
-        return cls(seq, entry, Stamp(seen_hlc, seen_node) if seen_hlc else ZERO_STAMP)
-
-
-class RequestRecord(NamedTuple):
-    """A client request id, the result its write returned, and its age in seconds.
-
-    A named tuple rather than an attrs class: a full resync makes 100,000 of these on
-    each side.
-    """
-
-    request_id: str
-    result: Any
-    age: float = 0.0
-
-    def to_wire(self) -> list[Any]:
-        """The JSON form: ``[request id, result, age]``."""
-        return [self.request_id, self.result, round(self.age, 3)]
-
-    @classmethod
-    def from_wire(cls, value: Any) -> RequestRecord:
-        """Parse the JSON form (raises ``ValueError``)."""
-        if type(value) is not list or len(value) != 3:
-            raise ValueError(f"invalid request record: {value!r}")
-        request_id, result, age = value
-        if (type(age) is not float and type(age) is not int) or age < 0:
-            raise ValueError(f"invalid request record age: {value!r}")
-        if type(request_id) is not str or len(request_id) > 256:
-            raise ValueError(f"invalid request id: {request_id!r}")
-        return cls(request_id, result, float(age))
-
 
 @attrs.frozen
 class Batch:
@@ -258,11 +183,6 @@ class Batch:
     requests: tuple[RequestRecord, ...] = ()
     #: False when the sender has nothing more to send right now (it reached its end).
     more: bool = False
-
-    @property
-    def is_heartbeat(self) -> bool:
-        """True if the batch carries nothing but positions."""
-        return not self.items and not self.requests and self.upto == self.start
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON form: positions, plus the changes and request records as one JSON
@@ -314,26 +234,10 @@ class Batch:
 # C-level pass and builds entries and stamps with ``map`` (no Python code per value).
 # Node ids (owner, stamp node, seen node - a handful per batch) travel once, in a
 # table, and are referred to by index; ``modified`` is null when equal to ``created``;
-# request ages travel as whole milliseconds.
-
-#: The entry columns of a batch's contents, all the same length.
-_ENTRY_COLUMNS = (
-    "seq",
-    "name",
-    "kind",
-    "uri",
-    "meta",
-    "created",
-    "modified",
-    "owner",
-    "hlc",
-    "node",
-    "deleted",
-    "seen_hlc",
-    "seen_node",
-)
-#: The request record columns, all the same length.
-_REQUEST_COLUMNS = ("rid", "result", "age_ms")
+# request ages travel as whole milliseconds. The columns: ``nodes`` (the table), then
+# one value per change in ``seq``, ``name``, ``kind``, ``uri``, ``meta``, ``created``,
+# ``modified``, ``owner``, ``hlc``, ``node``, ``deleted``, ``seen_hlc``, ``seen_node``,
+# and one per request record in ``rid``, ``result``, ``age_ms``.
 
 _NONE = type(None)
 _INT: frozenset[type] = frozenset({int})

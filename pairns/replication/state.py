@@ -1,9 +1,10 @@
 """The peer link as a state machine (a table, no IO), its positions and its backoff.
 
 Rule (h11's): everything that decides which link state may follow which lives here.
-The Trio adapter (:mod:`pairns.replication.link`) feeds :class:`LinkEvent` values to
-:class:`LinkMachine` and reads :class:`LinkStatus` snapshots; it decides nothing about
-states itself::
+The Trio adapter (:class:`pairns.replication.pairing.Pairing`) feeds :class:`LinkEvent`
+values to :class:`LinkMachine` and reads :class:`LinkStatus` snapshots; it decides
+nothing about states itself, and an event the table refuses is the caller's bug
+(``LocalProtocolError``), never overridden::
 
     DOWN --dial/wait--> CONNECTING --transport up--> HANDSHAKING --hellos--> SYNCING
     SYNCING --caught up both ways--> PAIRED

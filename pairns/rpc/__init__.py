@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from pairns.rpc.aproxy import AsyncProxy
     from pairns.rpc.client import Target
     from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
-    from pairns.rpc.daemon import DAEMON_OBJECT_ID, Daemon, DaemonLimits, DaemonStatistics
+    from pairns.rpc.daemon import Daemon, DaemonLimits, DaemonStatistics
     from pairns.rpc.deferred import Deferred
+    from pairns.rpc.dispatch import DAEMON_OBJECT_ID
     from pairns.rpc.proxy import Proxy
 
 #: Public name -> the module that defines it.
@@ -32,7 +33,7 @@ _HOMES = {
     "ConnectionInfo": "pairns.rpc.context",
     "current_connection": "pairns.rpc.context",
     "current_request_id": "pairns.rpc.context",
-    "DAEMON_OBJECT_ID": "pairns.rpc.daemon",
+    "DAEMON_OBJECT_ID": "pairns.rpc.dispatch",
     "Daemon": "pairns.rpc.daemon",
     "DaemonLimits": "pairns.rpc.daemon",
     "DaemonStatistics": "pairns.rpc.daemon",

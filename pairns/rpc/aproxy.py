@@ -15,12 +15,15 @@ Timeouts cost one cancel scope per *read*, not per call: each waiting call carri
 deadline, and the reader bounds its receive by the earliest one (any timeout drops the
 connection anyway, so the earliest deadline is the only one that matters). Concurrent
 sends are coalesced into one write.
+
+Connections are TCP by default; :meth:`AsyncProxy.open_with` runs them over any Trio
+stream instead (TLS, or memory streams in tests), through :mod:`pairns.rpc.transport`.
 """
 
 from __future__ import annotations
 
 import math
-import select
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import trio
@@ -28,7 +31,6 @@ import trio
 from pairns.errors import (
     CallTimeoutError,
     ConnectionClosedError,
-    ConnectionDeniedError,
     LocalProtocolError,
     PairnsError,
     RemoteProtocolError,
@@ -39,7 +41,9 @@ from pairns.rpc.client import (
     closed_error,
     denied_error,
     reply_error,
+    unproven_error,
 )
+from pairns.rpc.transport import Transport, as_transport
 from pairns.wire import (
     CLIENT,
     NEED_DATA,
@@ -104,19 +108,18 @@ class _Session:
         "flushing",
         "next_id",
         "outbox",
-        "poller",
         "reading",
         "slots",
-        "stream",
         "target",
         "timeout",
+        "transport",
         "waiters",
     )
 
     def __init__(
-        self, stream: trio.SocketStream, conn: Connection, target: Target, timeout: float | None
+        self, transport: Transport, conn: Connection, target: Target, timeout: float | None
     ) -> None:
-        self.stream = stream
+        self.transport = transport
         self.conn = conn
         self.target = target
         self.timeout = timeout
@@ -128,10 +131,6 @@ class _Session:
         self.flushing = False
         #: Calls in flight never exceed what the server's Welcome allows.
         self.slots = trio.Semaphore(conn.peer_max_in_flight)
-        self.poller: Any = None
-        if hasattr(select, "poll"):
-            self.poller = select.poll()
-            self.poller.register(stream.socket.fileno(), select.POLLIN)
 
     def new_id(self) -> int:
         corr_id = self.next_id
@@ -143,17 +142,14 @@ class _Session:
 
     def readable(self) -> bool:
         """True when the idle connection has something to read (a goodbye, an EOF)."""
-        return self.poller is not None and bool(self.poller.poll(0))
+        return self.transport.readable()
 
     def fail(self, error: ConnectionClosedError) -> None:
         """The connection is finished: close it and fail every waiting call."""
         if self.error is not None:
             return
         self.error = error
-        try:
-            self.stream.socket.close()  # synchronous, so it works while cancelled too
-        except OSError:
-            pass
+        self.transport.close()  # synchronous, so it works while cancelled too
         waiters = list(self.waiters.values())
         self.waiters.clear()
         for waiter in waiters:
@@ -220,7 +216,7 @@ class _Session:
                 while outbox:
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     outbox.clear()
-                    await self.stream.send_all(data)
+                    await self.transport.send_all(data)
             if scope.cancelled_caught:
                 error = ConnectionClosedError(
                     f"connection to {self.target.where} dropped: sending stalled for {stall:g} s"
@@ -241,10 +237,10 @@ class _Session:
             deadline = min((w.deadline for w in self.waiters.values()), default=math.inf)
             try:
                 if deadline == math.inf:
-                    data = await self.stream.receive_some(RECV_SIZE)
+                    data = await self.transport.receive_some(RECV_SIZE)
                 else:
                     with trio.move_on_at(deadline) as scope:
-                        data = await self.stream.receive_some(RECV_SIZE)
+                        data = await self.transport.receive_some(RECV_SIZE)
                     if scope.cancelled_caught:
                         self.timed_out()
                         return
@@ -290,7 +286,7 @@ class _Session:
         try:
             data = self.conn.send(Goodbye(exc.error_code_hint, str(exc)))
             with trio.move_on_after(1.0):
-                await self.stream.send_all(data)
+                await self.transport.send_all(data)
         except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
@@ -330,6 +326,20 @@ class AsyncProxy(ProxyBase):
     def _init_transport(self) -> None:
         self._session: _Session | None = None
         self._connect_lock = trio.Lock()
+        self._opener: Callable[[], Awaitable[trio.abc.Stream | Transport]] | None = None
+
+    def open_with(
+        self, opener: Callable[[], Awaitable[trio.abc.Stream | Transport]]
+    ) -> AsyncProxy:
+        """Open each connection with ``await opener()`` instead of TCP to the target.
+
+        *opener* returns any Trio stream (a ``trio.SSLStream``, one end of
+        ``trio.testing.memory_stream_pair``) or a
+        :class:`~pairns.rpc.transport.Transport`; the handshake and the calls run over
+        it as over TCP. Returns the proxy.
+        """
+        self._opener = opener
+        return self
 
     # -- introspection ---------------------------------------------------------------
 
@@ -449,7 +459,10 @@ class AsyncProxy(ProxyBase):
     async def _connect(self) -> _Session:
         target = self._target
         try:
-            stream = await trio.open_tcp_stream(target.host, target.port)
+            if self._opener is not None:
+                transport = as_transport(await self._opener())
+            else:
+                transport = as_transport(await trio.open_tcp_stream(target.host, target.port))
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
@@ -460,45 +473,42 @@ class AsyncProxy(ProxyBase):
                 max_frame_size=self._max_frame_size,
                 checksums=self._checksums,
             )
-            event = await _handshake_event(stream, conn)
+            event = await _handshake_event(transport, conn)
             if type(event) is not Challenge:
                 raise closed_error(target, event)
-            await stream.send_all(conn.send(conn.response()))
+            await transport.send_all(conn.send(conn.response()))
             try:
-                event = await _handshake_event(stream, conn)
+                event = await _handshake_event(transport, conn)
             except RemoteProtocolError as exc:
                 if exc.error_code_hint != ErrorCode.IDENTIFICATION_FAILED:
                     raise
                 with trio.move_on_after(1.0):
-                    await stream.send_all(conn.send(Goodbye(exc.error_code_hint, str(exc))))
-                raise ConnectionDeniedError(
-                    f"{target.where} did not prove that it knows the identification "
-                    "(a different identification, or not the server you meant)"
-                ) from exc
+                    await transport.send_all(conn.send(Goodbye(exc.error_code_hint, str(exc))))
+                raise unproven_error(target) from exc
             if type(event) is Denied:
                 assert isinstance(event, Denied)
                 raise denied_error(target, event.reason)
             if type(event) is not Welcome:
                 raise closed_error(target, event)
         except RemoteProtocolError as exc:
-            stream.socket.close()
+            transport.close()
             raise ConnectionClosedError(
                 f"protocol error from {target.where} during the handshake: {exc}"
             ) from exc
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            stream.socket.close()
+            transport.close()
             raise ConnectionClosedError(
                 f"connection to {target.where} lost during the handshake: {exc}"
             ) from exc
         except BaseException:
-            stream.socket.close()
+            transport.close()
             raise
-        return _Session(stream, conn, target, self._timeout)
+        return _Session(transport, conn, target, self._timeout)
 
 
-async def _handshake_event(stream: trio.SocketStream, conn: Connection) -> Event | Sentinel:
+async def _handshake_event(transport: Transport, conn: Connection) -> Event | Sentinel:
     while True:
         event = conn.next_event()
         if event is not NEED_DATA:
             return event
-        conn.receive_data(await stream.receive_some(RECV_SIZE))
+        conn.receive_data(await transport.receive_some(RECV_SIZE))

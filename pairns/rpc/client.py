@@ -27,6 +27,7 @@ __all__ = [
     "denied_error",
     "identification_key",
     "reply_error",
+    "unproven_error",
 ]
 
 
@@ -137,6 +138,14 @@ def closed_error(target: Target, event: Any = None) -> ConnectionClosedError:
 def denied_error(target: Target, reason: str) -> ConnectionDeniedError:
     """The error for a refused identification, with the server's reason."""
     return ConnectionDeniedError(f"{target.where} refused the connection: {reason}")
+
+
+def unproven_error(target: Target) -> ConnectionDeniedError:
+    """The error for a server that did not prove it knows the identification."""
+    return ConnectionDeniedError(
+        f"{target.where} did not prove that it knows the identification "
+        "(a different identification, or not the server you meant)"
+    )
 
 
 def reply_error(event: ErrorReply) -> PairnsError:

@@ -1,13 +1,17 @@
 """The Trio daemon: listens, runs the handshake, dispatches requests to registered objects.
 
-The adapter only moves bytes between sockets and :class:`pairns.wire.Connection`; the
-decisions live in the wire state machine and in :mod:`pairns.rpc.dispatch`. One task
-per connection runs h11's loop: read a chunk, feed it, answer every complete request
-(sync methods inline, no task per call), write all the replies with one ``send_all``.
+The adapter only moves bytes between a :class:`~pairns.rpc.transport.Transport` (plain
+TCP straight to the descriptor, or any Trio stream: TLS, memory streams in tests) and
+:class:`pairns.wire.Connection`; the decisions live in the wire state machine and in
+:mod:`pairns.rpc.dispatch`. One task per connection runs h11's loop: read a chunk, feed
+it, answer every complete request (sync methods inline, no task per call), write the
+replies with one write (every :data:`WRITE_CHUNK` bytes when they are large).
 Coroutine methods run as tasks in the connection's nursery (at most ``max_in_flight``
 per connection, a wire limit) and write their replies when they finish. A sync method
 may return a :class:`~pairns.rpc.Deferred`; its reply is written by whichever task
-finishes it, with no task per call.
+finishes it, with no task per call. Every writer goes through the connection's
+:class:`~pairns.rpc.transport.Outbox`; while more than ``max_queued_reply_bytes`` wait
+in it for the client to read them, the daemon reads no more of that client's requests.
 
 A connection that breaks a limit or the protocol gets a ``Goodbye`` with the reason and
 is closed; nothing a client sends can stop the daemon serving the others.
@@ -18,7 +22,6 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import os
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
@@ -40,6 +43,8 @@ from pairns.rpc.dispatch import (
     sanitize_error,
     unencodable_result,
 )
+from pairns.rpc.transport import Outbox, Transport, WriteStalled, as_transport
+from pairns.uri import WILDCARD_HOSTS
 from pairns.wire import (
     NEED_DATA,
     SERVER,
@@ -53,10 +58,16 @@ from pairns.wire import (
     Response,
 )
 from pairns.wire.limits import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    MAX_MAX_CONNECTIONS,
     MAX_MAX_FRAME_SIZE,
     MAX_MAX_IN_FLIGHT,
+    MAX_MAX_QUEUED_REPLY_BYTES,
     MIN_MAX_FRAME_SIZE,
 )
 
@@ -72,9 +83,10 @@ RECV_SIZE: Final = 65536
 #: lets the scheduler run the other connections (fairness under pipelined load).
 _MAX_UNWAITED: Final = 64
 
-_read = os.read
-_write = os.write
-wait_readable = trio.lowlevel.wait_readable
+#: Reply bytes the reader gathers before it writes them, within one read's requests:
+#: replies are written as they are made (not all of a read's at the end), so a client
+#: that pipelines hundreds of large requests does not make the node hold all replies.
+WRITE_CHUNK: Final = 65536
 
 #: Seconds the daemon spends delivering a ``Goodbye`` (or ``Denied``) and waiting for
 #: the peer to close, so the reason is read instead of being lost to a TCP reset.
@@ -96,8 +108,6 @@ ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENO
 
 #: Descriptors kept in reserve above ``max_connections`` (listeners, storage, logs).
 FD_RESERVE: Final = 64
-
-_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -130,6 +140,9 @@ class DaemonLimits:
     - ``idle_timeout``: seconds without a request before a connection is dropped
       (0: never).
     - ``checksums``: put a CRC32 on every frame sent (received CRCs are always checked).
+    - ``max_queued_reply_bytes``: reply bytes one connection may have waiting for its
+      client to read them; past that the daemon stops reading the connection's
+      requests until the client reads (backpressure).
     """
 
     max_frame_size: int = attrs.field(
@@ -138,10 +151,15 @@ class DaemonLimits:
     max_in_flight: int = attrs.field(
         default=DEFAULT_MAX_IN_FLIGHT, validator=_int_in(1, MAX_MAX_IN_FLIGHT)
     )
-    max_connections: int = attrs.field(default=10_000, validator=_int_in(1, 1 << 24))
-    handshake_timeout: float = attrs.field(default=5.0, validator=_positive)
-    idle_timeout: float = attrs.field(default=0.0, validator=_non_negative)
+    max_connections: int = attrs.field(
+        default=DEFAULT_MAX_CONNECTIONS, validator=_int_in(1, MAX_MAX_CONNECTIONS)
+    )
+    handshake_timeout: float = attrs.field(default=DEFAULT_HANDSHAKE_TIMEOUT, validator=_positive)
+    idle_timeout: float = attrs.field(default=DEFAULT_IDLE_TIMEOUT, validator=_non_negative)
     checksums: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    max_queued_reply_bytes: int = attrs.field(
+        default=DEFAULT_MAX_QUEUED_REPLY_BYTES, validator=_int_in(0, MAX_MAX_QUEUED_REPLY_BYTES)
+    )
 
 
 @attrs.frozen
@@ -183,129 +201,35 @@ class _DaemonObject:
 
 
 class _Link:
-    """The write side of one connection, shared by its reader loop, its async calls and
-    its :class:`Deferred` replies.
+    """One connection as its tasks share it: the transport, the write side, the counts.
 
-    The rule every writer follows: a frame is either written whole in one synchronous
-    step while ``lock`` is free, or written while holding ``lock``. ``lock`` is a
-    semaphore, not a lock, because a deferred reply cut short by a full socket buffer
-    takes it in the task that finished the call and a helper task releases it.
+    Every writer (the reader loop, async calls, :class:`Deferred` replies, goodbyes)
+    writes through :attr:`outbox`, which holds the write rule.
     """
 
-    __slots__ = (
-        "closed",
-        "info",
-        "lock",
-        "nursery",
-        "oneway_tasks",
-        "sending",
-        "stream",
-        "tasks",
-    )
+    __slots__ = ("closed", "info", "oneway_tasks", "outbox", "tasks", "transport")
 
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.lock = trio.Semaphore(1)
-        #: True while a write is under way (one cut short leaves half a frame).
-        self.sending = False
-        #: Async method calls running and helper tasks finishing a deferred reply; while
-        #: there are none (and the semaphore is free) the reader loop skips the lock.
+    def __init__(self, transport: Transport, outbox: Outbox) -> None:
+        self.transport = transport
+        self.outbox = outbox
+        #: Async method calls running (the idle timeout spares the connection meanwhile).
         self.tasks = 0
         self.oneway_tasks = 0
-        #: The connection's nursery (helper tasks of deferred replies run there).
-        self.nursery: trio.Nursery | None = None
-        #: Set once the connection is over: a reply finished later is dropped (its
-        #: descriptor may already belong to another connection).
+        #: Set once the connection is over: a reply finished later is dropped.
         self.closed = False
         #: Who is calling, for objects registered ``with_connection`` (set once the
         #: handshake is over).
         self.info: ConnectionInfo | None = None
 
-    @property
-    def idle(self) -> bool:
-        """True when no other writer holds or waits for the write side."""
-        return self.lock.value == 1 and not self.tasks
-
-    async def send(self, data: bytes) -> None:
-        lock = self.lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        self.sending = True
-        try:
-            # As in the reader loop: hand the kernel what it takes at once, and go
-            # through Trio (a scheduler round trip) only for the rest.
-            try:
-                sent = _write(self.stream.socket.fileno(), data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
-            if sent < len(data):
-                await self.stream.send_all(memoryview(data)[sent:])
-            self.sending = False  # not in finally: an interrupted write stays marked
-        finally:
-            lock.release()
-
-    def send_soon(self, data: bytes) -> None:
-        """Write *data* now if the socket takes it, else finish in a helper task.
-
-        Synchronous: callable from any task of the run (the one that finished a
-        :class:`Deferred`). Write errors are dropped: the reader loop sees the broken
-        connection itself.
-        """
+    def write_soon(self, data: bytes) -> None:
+        """Write *data* from any task; dropped when the connection is over or broken
+        (the reader loop sees the broken connection itself)."""
         if self.closed:
             return
-        if self.lock.value == 0:
-            self._spawn(self.send, data)  # another write is under way: queue behind it
-            return
         try:
-            sent = _write(self.stream.socket.fileno(), data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return
-        if sent < len(data):
-            self.lock.acquire_nowait()  # free (checked above, nothing awaited since)
-            self.sending = True
-            if not self._spawn(self._send_rest, memoryview(data)[sent:]):
-                self.lock.release()
-
-    async def _send_rest(self, rest: memoryview) -> None:
-        try:
-            await self.stream.send_all(rest)
-            self.sending = False
-        finally:
-            self.lock.release()
-
-    def _spawn(self, fn: Callable[[Any], Coroutine[Any, Any, None]], data: Any) -> bool:
-        nursery = self.nursery
-        if nursery is None:
-            return False
-        self.tasks += 1
-        try:
-            nursery.start_soon(self._run_spawned, fn, data)
-        except RuntimeError:  # the connection's nursery is closing: nobody to answer
-            self.tasks -= 1
-            return False
-        return True
-
-    async def _run_spawned(self, fn: Callable[[Any], Coroutine[Any, Any, None]], data: Any) -> None:
-        try:
-            await fn(data)
+            self.outbox.write(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the reader loop notices the broken connection itself
-        finally:
-            self.tasks -= 1
-
-    async def send_eof(self) -> None:
-        lock = self.lock
-        await lock.acquire()
-        try:
-            await self.stream.send_eof()
-        finally:
-            lock.release()
+            pass
 
 
 class Daemon:
@@ -414,7 +338,7 @@ class Daemon:
             )
         if self._public_host:
             host = self._public_host
-        elif host in _WILDCARD_HOSTS:
+        elif host in WILDCARD_HOSTS:
             host = socket.gethostname()
         return host, port
 
@@ -495,11 +419,21 @@ class Daemon:
             # instead of queueing while the open connections say goodbye.
             await trio.aclose_forcefully(listener)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream | Transport) -> None:
+        """Serve one connection that came some other way, until it ends; then close it.
+
+        *stream* is any Trio stream (a ``trio.SSLStream``, one end of
+        ``trio.testing.memory_stream_pair``) or a :class:`~pairns.rpc.transport.Transport`.
+        The connection counts against ``max_connections`` like an accepted one. Never
+        raises an ``Exception``.
+        """
+        await self._handle(stream)
+
+    async def _handle(self, stream: trio.abc.Stream | Transport) -> None:
         """One connection, from accept to close; never raises an ``Exception``."""
+        transport = as_transport(stream)
         self._connections += 1
         self._total_connections += 1
-        link = _Link(stream)
         limits = self.limits
         conn = Connection(
             SERVER,
@@ -509,31 +443,31 @@ class Daemon:
             checksums=limits.checksums,
             server_name=self._name,
         )
+        link: _Link | None = None
         try:
-            if self._connections > limits.max_connections:
-                self._refused += 1
-                if not self._refusing:  # once per episode, not once per connection
-                    self._refusing = True
-                    log.warning(
-                        "refusing connections: %d are open (max_connections)",
-                        self._connections - 1,
-                    )
-                await self._goodbye(
-                    link,
-                    conn,
-                    ErrorCode.TOO_MANY_CONNECTIONS,
-                    f"too many connections (the limit is {limits.max_connections})",
-                )
-                return
-            self._refusing = False
             async with trio.open_nursery() as nursery:
-                link.nursery = nursery
+                # Writes that wait for the peer run in this nursery; a peer that reads
+                # nothing for the idle timeout fails them.
+                outbox = Outbox(transport, nursery, stall_timeout=limits.idle_timeout or None)
+                link = _Link(transport, outbox)
                 try:
+                    if self._connections > limits.max_connections:
+                        self._refuse()
+                        await self._goodbye(
+                            link,
+                            conn,
+                            ErrorCode.TOO_MANY_CONNECTIONS,
+                            f"too many connections (the limit is {limits.max_connections})",
+                        )
+                        return
+                    self._refusing = False
                     if await self._handshake(link, conn):
                         await self._serve_requests(link, conn, nursery)
                 except RemoteProtocolError as exc:
                     log.info("closing a connection: %s", exc)
                     await self._goodbye(link, conn, exc.error_code_hint, str(exc))
+                except WriteStalled:
+                    log.info("dropping a connection whose client stopped reading")
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the peer went away; nothing to tell it
                 except Exception:
@@ -546,41 +480,46 @@ class Daemon:
                     # Async calls still running have nobody to answer to.
                     nursery.cancel_scope.cancel()
                     link.closed = True
+                    outbox.close()
         except Exception:
             log.exception("internal error while closing a connection")
         finally:
-            link.closed = True
+            if link is not None:
+                link.closed = True
             self._connections -= 1
-            await trio.aclose_forcefully(stream)
+            await transport.aclose()
+
+    def _refuse(self) -> None:
+        self._refused += 1
+        if not self._refusing:  # once per episode, not once per connection
+            self._refusing = True
+            log.warning(
+                "refusing connections: %d are open (max_connections)", self._connections - 1
+            )
 
     async def _handshake(self, link: _Link, conn: Connection) -> bool:
         """Challenge, judge the response, send the verdict; True when welcomed."""
-        stream = link.stream
+        transport = link.transport
+        outbox = link.outbox
         timeout = self.limits.handshake_timeout
         with trio.move_on_after(timeout):
-            await stream.send_all(conn.send(conn.challenge()))
+            await outbox.send(conn.send(conn.challenge()))
             while True:
                 event = conn.next_event()
                 if event is not NEED_DATA:
                     break
-                conn.receive_data(await stream.receive_some(RECV_SIZE))
+                conn.receive_data(await transport.receive_some(RECV_SIZE))
             if type(event) is not Response:
                 return False  # the peer closed or said goodbye
             verdict = conn.verdict()
             if type(verdict) is Denied:
                 self._denied += 1
                 log.warning("connection denied: %s", verdict.reason)
-                await stream.send_all(conn.send(verdict))
+                await outbox.send(conn.send(verdict))
                 await self._linger(link)
                 return False
-            await stream.send_all(conn.send(verdict))
-            try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                peer = None
-            link.info = ConnectionInfo(
-                (str(peer[0]), int(peer[1])) if peer else None, bool(conn.peer_authenticated)
-            )
+            await outbox.send(conn.send(verdict))
+            link.info = ConnectionInfo(transport.peer_address, bool(conn.peer_authenticated))
             return True
         await self._goodbye(
             link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
@@ -588,17 +527,25 @@ class Daemon:
         return False
 
     async def _serve_requests(self, link: _Link, conn: Connection, nursery: trio.Nursery) -> None:
-        """The hot loop: read, answer every complete request, write once."""
-        stream = link.stream
-        receive_some = stream.receive_some
-        send_all = stream.send_all
+        """The hot loop: read, answer every complete request, write as replies pile up.
+
+        Replies are written every :data:`WRITE_CHUNK` bytes and at the end of each read's
+        requests. While more than ``max_queued_reply_bytes`` wait for the client to read
+        them, the loop neither answers nor reads (backpressure): the client's requests
+        wait in its own socket buffer, not in the node's memory.
+        """
+        transport = link.transport
+        outbox = link.outbox
+        write = outbox.write
+        read = transport.nowait.read
+        wait_readable = transport.nowait.wait_readable
         receive_data = conn.receive_data
         next_event = conn.next_event
         reply = conn.reply
         sync_methods = self._objects.sync_methods
         deferred_type = Deferred
         idle_timeout = self.limits.idle_timeout
-        fd = stream.socket.fileno()
+        cap = self.limits.max_queued_reply_bytes
         # Requests answered since this loop last waited for the socket: a client
         # that keeps us busy still lets the other connections run every so often.
         unwaited = 0
@@ -608,6 +555,7 @@ class Daemon:
         single = True
         while True:
             out: list[bytes] = []
+            size = 0
             handled = 0
             while True:
                 event = next_event()
@@ -619,23 +567,35 @@ class Daemon:
                     fn = sync_methods.get((object_id, method))
                     if fn is None or request_id is not None:
                         answer = self._answer(link, conn, nursery, request)
-                        if answer is not None:
-                            out.append(answer)
-                        continue
-                    try:
-                        result = fn(*args, **kwargs) if kwargs else fn(*args)
-                    except Exception as exc:
-                        error = describe_call_error(exc, fn, args, kwargs)
-                        out.append(self._error_bytes(conn, corr_id, error))
-                        continue
-                    if type(result) is deferred_type:
-                        self._defer(link, conn, request, fn, result)
-                        continue
-                    try:
-                        out.append(reply(corr_id, result))
-                    except LocalProtocolError as exc:
-                        error = unencodable_result(exc, object_id, method)
-                        out.append(self._error_bytes(conn, corr_id, error))
+                        if answer is None:
+                            continue
+                    else:
+                        try:
+                            result = fn(*args, **kwargs) if kwargs else fn(*args)
+                        except Exception as exc:
+                            error = describe_call_error(exc, fn, args, kwargs)
+                            answer = self._error_bytes(conn, corr_id, error)
+                        else:
+                            if type(result) is deferred_type:
+                                self._defer(link, conn, request, fn, result)
+                                continue
+                            try:
+                                answer = reply(corr_id, result)
+                            except LocalProtocolError as exc:
+                                error = unencodable_result(exc, object_id, method)
+                                answer = self._error_bytes(conn, corr_id, error)
+                    out.append(answer)
+                    size += len(answer)
+                    if size >= WRITE_CHUNK:
+                        # A read full of large requests: write as we go, and stop
+                        # while the client is not reading (or let the others run).
+                        write(b"".join(out))
+                        out.clear()
+                        size = 0
+                        if outbox.queued > cap:
+                            await outbox.wait_below(cap)
+                        else:
+                            await trio.lowlevel.checkpoint()
                 elif event is NEED_DATA:
                     break
                 elif etype is Oneway:
@@ -648,69 +608,43 @@ class Daemon:
                         log.debug("a client said goodbye: %s", event)
                     self._requests += handled
                     if out:
-                        await link.send(b"".join(out))
+                        await outbox.send(b"".join(out))
                     return
             self._requests += handled
             if out:
-                data_out = out[0] if len(out) == 1 else b"".join(out)
-                if idle_timeout:
-                    # A client that stops reading its replies stalls this write: the
-                    # idle timeout bounds that too (the connection is then unusable).
-                    with trio.move_on_after(idle_timeout) as scope:
-                        await link.send(data_out)
-                    if scope.cancelled_caught:
-                        log.info("dropping a connection whose client stopped reading")
-                        return
-                elif not link.idle:
-                    await link.send(data_out)
-                else:
-                    # The reader loop is the only writer: write straight to the
-                    # non-blocking socket, and fall back to Trio only for what the
-                    # kernel did not take. Trio's send_all would add a trip through
-                    # the scheduler to every reply, the largest cost per call left.
-                    try:
-                        sent = _write(fd, data_out)
-                    except BlockingIOError:
-                        sent = 0
-                    except OSError as exc:
-                        raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
-                    if sent < len(data_out):
-                        # Half a frame is out: hold the write side until the rest is.
-                        link.lock.acquire_nowait()
-                        link.sending = True
-                        try:
-                            await send_all(memoryview(data_out)[sent:])
-                            link.sending = False
-                        finally:
-                            link.lock.release()
+                write(out[0] if len(out) == 1 else b"".join(out))
+                if outbox.queued > cap:
+                    await outbox.wait_below(cap)
             # Read after answering: requests pipelined behind the handshake are
             # already buffered when this loop starts.
             if idle_timeout:
                 data = None
                 with trio.move_on_after(idle_timeout):
-                    data = await receive_some(RECV_SIZE)
+                    data = await transport.receive_some(RECV_SIZE)
                 if data is None:
-                    if conn.in_flight or link.tasks or link.oneway_tasks:
+                    if outbox.error is not None:
+                        raise outbox.error
+                    if conn.in_flight or link.tasks or link.oneway_tasks or outbox.busy:
                         continue
                     await self._goodbye(
                         link, conn, ErrorCode.IDLE_TIMEOUT, f"idle for {idle_timeout:g} s"
                     )
                     return
             else:
-                # The same trade as for writes: read the socket directly, and only
-                # wait through Trio when nothing is there.
+                # Read the socket directly, and only wait through Trio when nothing is
+                # there (the fast path; a stream transport always waits).
                 if single or unwaited >= _MAX_UNWAITED:
-                    await wait_readable(fd)
+                    await wait_readable()
                     unwaited = 0
                 while True:
                     try:
-                        data = _read(fd, RECV_SIZE)
+                        data = read(RECV_SIZE)
                         break
                     except BlockingIOError:
-                        await wait_readable(fd)
+                        await wait_readable()
                         unwaited = 0
                     except OSError as exc:
-                        raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
+                        raise trio.BrokenResourceError(f"read failed: {exc}") from exc
                 unwaited += handled
                 single = handled <= 1
             receive_data(data)
@@ -777,7 +711,7 @@ class Daemon:
                 data = self._outcome_bytes(conn, request, fn, result)
             except LocalProtocolError:
                 return  # the connection said goodbye meanwhile: nobody to answer
-            link.send_soon(data)
+            link.write_soon(data)
 
         later.add_done_callback(deliver)
 
@@ -818,7 +752,7 @@ class Daemon:
                 result = outcome.Value(await (fn(*args, **kwargs) if kwargs else fn(*args)))
             except Exception as exc:
                 result = outcome.Error(exc)
-            await link.send(self._outcome_bytes(conn, request, fn, result))
+            link.outbox.write(self._outcome_bytes(conn, request, fn, result))
         except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
             pass  # the connection is gone or broken: nobody to answer
         except Exception:
@@ -885,15 +819,15 @@ class Daemon:
             return  # already said goodbye, or closed
         with trio.move_on_after(GOODBYE_LINGER):
             try:
-                await link.send(data)
+                await link.outbox.send(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         await self._linger(link)
 
     async def _farewell(self, link: _Link, conn: Connection) -> None:
         """The daemon is stopping: tell the client why its connection ends (briefly)."""
-        if link.sending:
-            return  # a write was cut short: another frame would be garbage
+        if link.outbox.busy:
+            return  # a write is cut short: another frame would be garbage
         try:
             data = conn.send(Goodbye(ErrorCode.SHUTDOWN, "the server is shutting down"))
         except LocalProtocolError:
@@ -901,7 +835,7 @@ class Daemon:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + SHUTDOWN_GOODBYE_TIMEOUT
             try:
-                await link.send(data)
+                await link.outbox.send(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
                 pass
 
@@ -909,10 +843,10 @@ class Daemon:
         """Half-close and read until the peer closes, so our last frame is not reset away."""
         with trio.move_on_after(GOODBYE_LINGER):
             try:
-                await link.send_eof()
+                await link.outbox.send_eof()
                 drained = 0
                 while drained < LINGER_DRAIN_LIMIT:
-                    chunk = await link.stream.receive_some(RECV_SIZE)
+                    chunk = await link.transport.receive_some(RECV_SIZE)
                     if not chunk:
                         break
                     drained += len(chunk)

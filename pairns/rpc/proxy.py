@@ -21,7 +21,6 @@ from typing import Any, cast
 from pairns.errors import (
     CallTimeoutError,
     ConnectionClosedError,
-    ConnectionDeniedError,
     PairnsError,
     ProtocolError,
     RemoteProtocolError,
@@ -31,6 +30,7 @@ from pairns.rpc.client import (
     closed_error,
     denied_error,
     reply_error,
+    unproven_error,
 )
 from pairns.wire import (
     CLIENT,
@@ -250,10 +250,7 @@ class Proxy(ProxyBase):
                 pass
         self._drop()
         if exc.error_code_hint == ErrorCode.IDENTIFICATION_FAILED:
-            return ConnectionDeniedError(
-                f"{self._target.where} did not prove that it knows the identification "
-                "(a different identification, or not the server you meant)"
-            )
+            return unproven_error(self._target)
         return ConnectionClosedError(f"protocol error from {self._target.where}: {exc}")
 
     def _drop(self) -> None:

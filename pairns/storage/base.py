@@ -1,4 +1,4 @@
-"""The storage interface and the group commit both backends share.
+"""The storage interface and what both backends share: the group commit, new node ids.
 
 A :class:`Storage` keeps the namespace state of one node, compacted to one row per
 name (tombstones included), each row tagged with the local sequence number of the
@@ -34,6 +34,7 @@ import abc
 import enum
 import logging
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
@@ -44,7 +45,14 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry
 
-__all__ = ["RESTORED_REQUESTS", "CommitCallback", "Loaded", "Storage", "StorageStatistics"]
+__all__ = [
+    "RESTORED_REQUESTS",
+    "CommitCallback",
+    "Loaded",
+    "Storage",
+    "StorageStatistics",
+    "new_node_id",
+]
 
 log = logging.getLogger("pairns.storage")
 
@@ -53,6 +61,12 @@ log = logging.getLogger("pairns.storage")
 #: retries the write it was waiting for when the node went down, so the last writes
 #: before a crash are what matters; 10,000 cost about 10 ms of start-up.
 RESTORED_REQUESTS = 10_000
+
+
+def new_node_id() -> str:
+    """A fresh node id, for a store opened for the first time: 16 hex digits of a
+    random UUID."""
+    return uuid.uuid4().hex[:16]
 
 
 @attrs.frozen
@@ -267,6 +281,12 @@ class Storage(abc.ABC):
             return
         await self._submit(_Request(self._prepare(changes, request_id), None, trio.Event()))
 
+    async def flush(self) -> None:
+        """Return once every commit asked for before this call is written or has failed
+        (their callbacks have run); raises :class:`StorageError` if the storage is not
+        open or the transaction this rides in fails."""
+        await self._submit(_Request([], None, trio.Event()))
+
     def commit_soon(
         self,
         changes: Sequence[tuple[int, Entry]],
@@ -432,7 +452,8 @@ class Storage(abc.ABC):
     ) -> None:
         """Account for a written (or failed) batch, then tell its callers."""
         self._commits += len(batch)
-        self._transactions += 1
+        if n_changes or kv or error is not None:  # a batch of flushes alone writes nothing
+            self._transactions += 1
         if error is not None:
             self._failed_transactions += 1
             for request in batch:

@@ -8,21 +8,15 @@ simulate a node restart within one process.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import attrs
 import trio
 
 from pairns.namespace.entry import Entry
-from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
+from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage, new_node_id
 
 __all__ = ["MemoryStorage", "MemoryVolume"]
-
-
-def new_node_id() -> str:
-    """A fresh node id: 16 hex digits of a random UUID."""
-    return uuid.uuid4().hex[:16]
 
 
 @attrs.define(eq=False)

@@ -58,24 +58,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import trio
 
 from pairns import _collector as collector
 from pairns.errors import StorageError
-from pairns.namespace._fields import get_name
 from pairns.namespace.entry import (
     Entry,
     entries_from_columns,
     entries_from_rows,
     entries_to_columns,
 )
+from pairns.namespace.fields import get_name
 from pairns.storage import snapshot
-from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage
+from pairns.storage.base import RESTORED_REQUESTS, Loaded, Storage, new_node_id
 from pairns.storage.lock import DirectoryLock, os_reason
-from pairns.storage.memory import new_node_id
 
 log = logging.getLogger("pairns.storage")
 
@@ -86,7 +85,9 @@ __all__ = [
     "DB_NAME",
     "RESTORE_HINT",
     "SCHEMA_VERSION",
+    "Connect",
     "SqliteStorage",
+    "connect",
     "integrity_check",
 ]
 
@@ -187,12 +188,22 @@ class _Statements:
         return sql
 
 
-def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
-    """Open a connection in autocommit mode (transactions are explicit).
+class Connect(Protocol):
+    """How a :class:`SqliteStorage` opens its connections to the database file.
 
-    A module-level function so that tests can substitute one that opens the file
-    read-only (``mode=ro``) to exercise the read-only path as root.
+    :func:`connect` unless the storage was given another: one that wraps or adjusts
+    the connections :func:`connect` makes (tests inject faults and lower SQLite's
+    limits this way). It is called from worker threads.
     """
+
+    def __call__(self, path: str, *, read_only: bool = False) -> sqlite3.Connection:
+        """A connection to *path* in autocommit mode (``mode=ro`` if *read_only*)."""
+        ...
+
+
+def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit), usable from
+    any thread (the storage uses each from one thread at a time)."""
     if read_only:
         return sqlite3.connect(
             f"file:{quote(path)}?mode=ro",
@@ -237,15 +248,16 @@ def _error(action: str, exc: sqlite3.Error, path: str) -> StorageError:
 class _QuickCheck:
     """``PRAGMA quick_check(1)`` of a database file, on its own connection and thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, connect: Connect) -> None:
         self._path = path
+        self._connect = connect
         self._outcome: str | BaseException = "not run"
         self._thread = threading.Thread(target=self._run, name="pairns-quick-check", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn = self._connect(self._path)
             try:
                 conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA query_only=ON")
@@ -270,13 +282,13 @@ class _QuickCheck:
 class _Database:
     """The blocking half: every method runs in a worker thread, one at a time."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, connect: Connect) -> None:
         self.directory = directory
         self.path = os.path.join(directory, DB_NAME)
+        self._connect = connect
         self._lock = DirectoryLock(directory)
-        self._conn: Any = None  # sqlite3.Connection; Any so tests may wrap it
+        self._conn: Any = None  # sqlite3.Connection, or what the connect function wraps
         self._reader: sqlite3.Connection | None = None
-        self._last_seq = 0
         #: ``name -> seq`` of every row on disk: a change replacing a name deletes
         #: the old row by its key (there is no index on name).
         self._seq_of: dict[str, int] = {}
@@ -284,7 +296,7 @@ class _Database:
         self._node_id: str | None = None  # set once open has succeeded
         self._check: _QuickCheck | None = None
         #: Rows a snapshot written now would hold that the last one did not.
-        self._uncovered = 0
+        self.rows_since_snapshot = 0
         #: The token of the snapshot the open used (and checked), if it used one.
         self._snapshot_token: str | None = None
 
@@ -309,7 +321,7 @@ class _Database:
     def _open_locked(self) -> Loaded:
         created = False
         try:
-            self._conn = conn = _connect(self.path)
+            self._conn = conn = self._connect(self.path)
             # Only an offline reader (a pairns-ctl check, its WAL recovery) can hold a
             # lock, briefly; wait for it rather than fail.
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
@@ -327,7 +339,7 @@ class _Database:
                 # SQLite runs the check without the GIL: it overlaps the load (the
                 # Python half of which holds the GIL), and nothing is written to the
                 # file before it passed.
-                self._check = _QuickCheck(self.path)
+                self._check = _QuickCheck(self.path, self._connect)
                 if version != SCHEMA_VERSION:
                     self._require_healthy()
                     self._upgrade(conn, version)
@@ -345,7 +357,7 @@ class _Database:
                 (json.dumps({"pid": os.getpid(), "time": time.time()}),),
             )
             conn.execute("COMMIT")
-            self._reader = _connect(self.path)
+            self._reader = self._connect(self.path)
             self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             raise _error("cannot open database", exc, self.path) from exc
@@ -434,20 +446,19 @@ class _Database:
         kv = dict(conn.execute("SELECT key, value FROM kv").fetchall())
         started = time.perf_counter()
         with collector.paused():
-            seqs, entries, self._seq_of, self._uncovered = self._read_entries(
+            seqs, entries, self._seq_of, self.rows_since_snapshot = self._read_entries(
                 conn, node_id, token if isinstance(token, str) else None
             )
             rows = list(zip(seqs, entries, strict=True))
         log.info(
             "loaded %d rows (%d from the start-up snapshot, %d from the database) in %.2f s: %s",
             len(rows),
-            max(0, len(rows) - self._uncovered),
-            self._uncovered,
+            max(0, len(rows) - self.rows_since_snapshot),
+            self.rows_since_snapshot,
             time.perf_counter() - started,
             self.path,
         )
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
-        self._last_seq = last_seq
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
@@ -669,9 +680,7 @@ class _Database:
             raise _error("commit failed, changes not written", exc, self.path) from exc
         for row in rows:
             seq_of[row[1]] = row[0]
-        self._uncovered += len(rows)
-        if last > self._last_seq:
-            self._last_seq = last
+        self.rows_since_snapshot += len(rows)
         return last
 
     def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
@@ -700,7 +709,7 @@ class _Database:
     def read_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
         reader = self._reader
         assert reader is not None
-        query = f"{_SELECT} WHERE seq > ? ORDER BY seq"
+        query = _SELECT_AFTER
         params: tuple[int, ...] = (seq,)
         if limit is not None:
             query += " LIMIT ?"
@@ -735,7 +744,7 @@ class _Database:
             if (
                 self._conn is not None
                 and self._node_id is not None
-                and self._uncovered >= SNAPSHOT_AFTER
+                and self.rows_since_snapshot >= SNAPSHOT_AFTER
             ):
                 self._save_snapshot()
             for conn in (self._reader, self._conn):
@@ -756,14 +765,17 @@ class SqliteStorage(Storage):
     Only one process at a time may open a directory: a second one gets
     ``StorageError("database in use by pid N: <dir>")``. Writes run in the committer
     thread, on the one write connection.
+
+    *connect* opens the connections: at :meth:`open`, the write connection first,
+    then one for the integrity check of an existing file, then the reader.
     """
 
     WRITES_IN_THREAD = True
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, connect: Connect = connect) -> None:
         super().__init__()
         self.directory = os.path.abspath(os.fspath(directory))
-        self._db = _Database(self.directory)
+        self._db = _Database(self.directory, connect)
         self._read_lock = trio.Lock()
 
     @property
@@ -774,6 +786,13 @@ class SqliteStorage(Storage):
     def describe(self) -> str:
         """The database file's path."""
         return self._db.path
+
+    @property
+    def rows_since_snapshot(self) -> int:
+        """Rows on disk that the start-up snapshot does not hold: those read from the
+        database rather than the snapshot at open, plus those written since. A clean
+        close writes a new snapshot from :data:`SNAPSHOT_AFTER` on."""
+        return self._db.rows_since_snapshot
 
     def _prepare(self, changes: Sequence[tuple[int, Entry]], request_id: str | None) -> list[Any]:
         rows: list[_Row] = [
@@ -815,7 +834,7 @@ def integrity_check(directory: str | os.PathLike[str]) -> list[str]:
     if not os.path.isfile(path):
         raise StorageError(f"no database file: {path}")
     try:
-        conn = _connect(path, read_only=True)
+        conn = connect(path, read_only=True)
     except sqlite3.Error as exc:
         raise _error("cannot open database", exc, path) from exc
     try:

@@ -58,6 +58,24 @@ DEFAULT_MAX_IN_FLIGHT: Final = 128
 #: Largest configurable ``max_in_flight``.
 MAX_MAX_IN_FLIGHT: Final = 65536
 
+#: Connections a server serves at once, by default. Each costs a descriptor and a few
+#: KiB; 10,000 covers every client of a site's name server with room to spare, while a
+#: runaway client that opens connections in a loop is turned away long before the node
+#: runs out of descriptors or memory.
+DEFAULT_MAX_CONNECTIONS: Final = 10_000
+
+#: Largest configurable ``max_connections``: the daemon raises its descriptor limit to
+#: this plus a reserve, and no system gives one process more than a few million.
+MAX_MAX_CONNECTIONS: Final = 1 << 24
+
+#: Seconds a new connection has to complete the handshake, by default. A client on a
+#: loaded network needs a few round trips; a peer that says nothing holds a descriptor.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+
+#: Seconds without a request before the server drops a connection, by default (0: never).
+#: Name server clients keep connections open between rare lookups, as in Pyro 3.
+DEFAULT_IDLE_TIMEOUT: Final = 0.0
+
 #: Requests a client may send before the server's ``Welcome`` tells it the real limit
 #: (one pipelined request saves a round trip on connect; every server allows one).
 PIPELINED_REQUESTS: Final = 1
@@ -129,3 +147,14 @@ class ErrorCode(enum.IntEnum):
     INTERNAL_ERROR = 19
     #: The server is shutting down.
     SHUTDOWN = 20
+
+
+#: Reply bytes a server keeps queued for one connection (written by no one yet because
+#: the client is not reading) before it stops reading that connection's requests. A
+#: client that pipelines requests and never reads the replies then costs the node this
+#: much memory, not gigabytes; 4 MiB still holds several large ``flatlist()`` replies,
+#: so a client that does read is never slowed.
+DEFAULT_MAX_QUEUED_REPLY_BYTES: Final = 4 << 20
+
+#: Largest configurable cap on queued reply bytes.
+MAX_MAX_QUEUED_REPLY_BYTES: Final = 1 << 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 import pytest
 import trio
 from _support import (
+    CTL_CMD,
+    CTL_TIMEOUT,
     HOST,
     NodeProcess,
     check_banner,
+    clean_env,
     run_ctl,
     run_server_to_exit,
 )
@@ -409,3 +413,109 @@ def test_default_group_from_the_environment(start_node: Any) -> None:
     bad = start_node(env={"PYRO_NS_DEFAULTGROUP": "relative"}, wait=False)
     assert bad.wait_exit(20) == 2
     assert "PYRO_NS_DEFAULTGROUP" in bad.stderr()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["-n", HOST, "-p", "0"],
+            {"PYRO_MAX_FRAME_SIZE": "100"},
+            "PYRO_MAX_FRAME_SIZE must be an integer in 4096..268435456 (bytes), not 100 "
+            "(from the environment)",
+        ),
+        (
+            ["-n", HOST, "-p", "0"],
+            {"PYRO_MAXCONNECTIONS": "99999999"},
+            "PYRO_MAXCONNECTIONS must be an integer in 1..16777216, not 99999999 "
+            "(from the environment)",
+        ),
+        (
+            ["-n", HOST, "-p", "70000"],
+            {},
+            "-p must be an integer in 0..65535 (0: any free port), not 70000 "
+            "(from the command line)",
+        ),
+    ],
+)
+def test_out_of_range_settings_are_one_line_and_exit_code_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run_server_to_exit(args, storage=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"pairns: configuration error: {message}"]
+    assert result.stdout == ""
+
+
+def test_out_of_range_setting_in_a_config_file_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "pairns.toml"
+    config.write_text("PYRO_MAX_IN_FLIGHT = 100000\n")
+    result = run_server_to_exit(["-n", HOST, "-p", "0", "--config", str(config)], storage=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "pairns: configuration error: PYRO_MAX_IN_FLIGHT must be an integer in 1..65536, "
+        f"not 100000 (from config file {config})"
+    ]
+
+
+def test_ctl_bad_input_is_exit_code_2_with_or_without_a_server() -> None:
+    nothing = _free_port()
+    for args, line in [
+        (
+            ("-p", "70000", "ping"),
+            "pairns-ctl: configuration error: -p must be an integer in 1..65535, not 70000 "
+            "(from the command line)",
+        ),
+        (
+            ("-p", str(nothing), "--timeout", "nan", "ping"),
+            "pairns-ctl: configuration error: --timeout must be a finite number of seconds > 0, "
+            "not nan (from the command line)",
+        ),
+        (
+            ("-p", str(nothing), "--timeout", "-1", "ping"),
+            "pairns-ctl: configuration error: --timeout must be a finite number of seconds > 0, "
+            "not -1 (from the command line)",
+        ),
+        (("-p", str(nothing), "resolve"), "pairns-ctl resolve: expected 1 argument(s), got 0"),
+        (
+            ("-p", str(nothing), "resolve", "a", "b"),
+            "pairns-ctl resolve: expected 1 argument(s), got 2",
+        ),
+    ]:
+        result = subprocess.run(
+            [*CTL_CMD, "-h", HOST, *args],
+            capture_output=True,
+            text=True,
+            timeout=CTL_TIMEOUT,
+            env=clean_env(),
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.splitlines() == [line]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_each_start_up_line_is_shown_once(start_node: Any, verbose: bool) -> None:
+    node = start_node(*(["-v"] if verbose else []))
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.wait_exit(10) == 0
+    banner = node.banner.splitlines()
+    assert banner[0].startswith("pairns name server listening on ")
+    assert banner[-1].startswith("URI file: ")
+    console = node.stdout() + node.stderr()
+    for line in banner:
+        assert console.count(line) == 1, (line, console)
+    if verbose:
+        assert "INFO" in node.stderr()  # -v still logs (what is not in the banner)
+    else:
+        assert node.stderr() == ""
+
+
+def test_a_paired_node_without_a_secret_warns_once(start_node: Any) -> None:
+    node = start_node("-1", f"{HOST}:{_free_port()}")
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.wait_exit(10) == 0
+    console = node.stdout() + node.stderr()
+    assert console.count("is trusted as the twin") == 1, console
+    assert "WARNING pairns.node: paired without an identification or pair secret" in console
+    for line in node.banner.splitlines():
+        assert console.count(line) == 1, (line, console)

@@ -170,7 +170,7 @@ def test_pairing_in_either_start_order_mirrors_writes_fast(pair: Pair, first: st
     assert (s1["role"], s2["role"]) == (1, 2)
     assert s1["twin"] == f"{HOST}:{n2.port}" and s2["twin"] == f"{HOST}:{n1.port}"
     with ns(n1) as c1, ns(n2) as c2:
-        assert c1._proxy.call("twin") == f"PYRO://{HOST}:{n2.port}/{NAMESERVER_OBJECT_ID}"
+        assert str(c1.twin()) == f"PYRO://{HOST}:{n2.port}/{NAMESERVER_OBJECT_ID}"
         c1.register(":Default.from1", "PYRO://127.0.0.1:1/a")
         lag12 = wait_visible(n2, ":Default.from1", 1.0)
         c2.createGroup(":from2")
@@ -277,7 +277,11 @@ def test_partition_with_conflicting_writes_heals_to_identical_namespaces(pair: P
         wait_link(n2, "paired")
         wait_converged(n1, n2)
         with ns(n1) as c1, ns(n2) as c2:
-            assert c1.flatlist() == c2.flatlist()
+            # Equal but for each node's own :Pyro.NameServer entry.
+            mine = {":Pyro.NameServer"}
+            assert [e for e in c1.flatlist() if e[0] not in mine] == [
+                e for e in c2.flatlist() if e[0] not in mine
+            ]
             assert {"only1", "only2"} <= {name for name, _ in c1.list(":")}
         # The side whose writes lost reports them (both versions are in its log).
         assert status(n1)["conflicts"] + status(n2)["conflicts"] > conflicts_before
@@ -346,3 +350,35 @@ def test_a_resync_of_large_unicode_metadata_fits_the_frames(pair: Pair) -> None:
     wait_converged(n1, n2)
     with ns(n2) as c2:
         assert c2.getMeta(":Default.big29") == meta
+
+
+def test_each_node_resolves_the_name_server_to_itself_also_after_a_restart(pair: Pair) -> None:
+    """As in Pyro 3, ``:Pyro.NameServer`` is each node's own entry: not replicated,
+    never a conflict, outside the digest; ``twin()`` names the other node."""
+    n1, n2 = pair.start_pair("-d")
+    wait_link(n1, "paired")
+    wait_link(n2, "paired")
+    wait_converged(n1, n2)
+
+    def own(node: NodeProcess) -> str:
+        return f"PYRO://{HOST}:{node.port}/{NAMESERVER_OBJECT_ID}"
+
+    def check(a: NodeProcess, b: NodeProcess) -> None:
+        for node, other in ((a, b), (b, a)):
+            with ns(node) as client:
+                assert str(client.resolve(":Pyro.NameServer")) == own(node)
+                assert (":Pyro.NameServer", own(node)) in [
+                    (name, str(uri)) for name, uri in client.flatlist()
+                ]
+                assert str(client.twin()) == own(other)
+                with pytest.raises(NamingError):
+                    client.unregister(":Pyro.NameServer")
+            assert status(node)["conflicts"] == 0
+            assert "conflict" not in node.stderr()
+
+    check(n1, n2)
+    n2.kill()
+    restarted = pair.start("n2", n2.port, ["-2", f"{HOST}:{n1.port}"], "-d")
+    wait_link(restarted, "paired")
+    wait_converged(n1, restarted)
+    check(n1, restarted)

@@ -125,20 +125,17 @@ def test_constants() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "parent", "base", "parts", "ancestors"),
+    ("name", "parent", "base", "parts"),
     [
-        (":a", ":", "a", ("a",), [":"]),
-        (":a.b", ":a", "b", ("a", "b"), [":", ":a"]),
-        (":a.b.c", ":a.b", "c", ("a", "b", "c"), [":", ":a", ":a.b"]),
+        (":a", ":", "a", ("a",)),
+        (":a.b", ":a", "b", ("a", "b")),
+        (":a.b.c", ":a.b", "c", ("a", "b", "c")),
     ],
 )
-def test_structure_helpers(
-    name: str, parent: str, base: str, parts: tuple[str, ...], ancestors: list[str]
-) -> None:
+def test_structure_helpers(name: str, parent: str, base: str, parts: tuple[str, ...]) -> None:
     assert names.parent(name) == parent
     assert names.basename(name) == base
     assert names.parts(name) == parts
-    assert names.ancestors(name) == ancestors
     assert names.join(parent, base) == name
 
 
@@ -147,7 +144,6 @@ def test_root_structure() -> None:
         names.parent(":")
     assert names.basename(":") == ""
     assert names.parts(":") == ()
-    assert names.ancestors(":") == []
 
 
 @pytest.mark.parametrize(

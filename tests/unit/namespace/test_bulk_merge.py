@@ -48,7 +48,8 @@ def receiver(before: Pairs) -> tuple[Namespace, list[Conflict]]:
 
 
 def state_of(ns: Namespace) -> dict[str, Any]:
-    """Everything observable (and the view's bookkeeping the incremental path reads)."""
+    """Everything observable (after checking the bookkeeping the incremental path
+    reads)."""
     result = snapshot(ns)
     result["feed"] = ns.entries_since(0)
     result["last_seq"] = ns.last_seq
@@ -60,9 +61,7 @@ def state_of(ns: Namespace) -> dict[str, Any]:
         except NamingError as exc:
             resolved[name] = f"error: {exc}"
     result["resolve"] = resolved
-    result["self_ok"] = set(ns._view._self_ok)
-    result["support"] = dict(ns._view._support)
-    result["tombstones"] = ns._tombstones
+    ns.check_invariants()  # the bookkeeping the incremental path reads matches the entries
     return result
 
 

@@ -562,3 +562,39 @@ def test_undo_in_any_order_restores_the_state(history: list[tuple[Any, ...]], se
 def test_zero_stamp_is_below_every_real_stamp() -> None:
     assert Stamp(1, "") > ZERO_STAMP
     assert attrs.evolve(ZERO_STAMP) == ZERO_STAMP
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_merge_notes_the_writes_in_flight_its_entries_lost_to(bulk: bool) -> None:
+    """A remote entry that loses to a local entry whose change set is still in flight
+    (its commit may yet fail) names that change set in ``lost_to``; one that loses to a
+    settled entry, or to an entry of the same merge, names nothing. Both merge paths."""
+    from pairns.namespace import state as state_module
+
+    ns, time = make_ns("A")
+    settled = ns.register(":Default.settled", "PYRO://h:1/s")
+    old = ns.entry(":Default.settled")
+    del settled  # committed: no longer in flight
+    time.advance(1)
+    in_flight = ns.register(":Default.flying", "PYRO://h:1/f")
+    mine = in_flight.entries[-1]
+    assert old is not None
+    below = Stamp(mine.stamp.hlc - 1, "B")
+    stale = [
+        (Entry(":Default.flying", Kind.OBJECT, "PYRO://h:1/b", None, 5.0, 6.0, "B", below), None),
+        (Entry(":Default.settled", Kind.OBJECT, "PYRO://h:1/b", None, 5.0, 6.0, "B",
+               Stamp(old.stamp.hlc - 1, "B")), None),
+    ]
+    fresh = [
+        (Entry(f":Default.n{i}", Kind.OBJECT, "PYRO://h:1/n", None, 5.0, 6.0, "B", below), None)
+        for i in range(3)
+    ]
+    again = [(fresh[0][0], None)]  # the same entry twice in one batch: loses to itself
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(state_module, "BULK_MERGE_MIN", 1 if bulk else 10**9)
+        changes = ns.merge_pairs(stale + fresh + again)
+    assert changes.lost_to == [in_flight]
+    assert ns.entry(":Default.flying") is mine
+    assert [e.name for e in changes] == [":Default.n0", ":Default.n1", ":Default.n2"]
+    ns.undo(in_flight)
+    assert in_flight.undone and ns.entry(":Default.flying") is None

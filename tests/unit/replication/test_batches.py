@@ -6,9 +6,9 @@ import itertools
 from typing import Any
 
 from pairns.namespace import HybridClock, Namespace
-from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
+from pairns.naming.requests import RequestTable
+from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.messages import Batch
-from pairns.replication.requests import RequestTable
 from pairns.wire.frames import encode_json
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from pairns.replication import link as link_module
-from pairns.replication.link import _Link
+from pairns.replication import session as session_module
+from pairns.replication.session import Link
 
 
 @pytest.fixture(autouse=True)
@@ -23,10 +23,11 @@ def _gc_enabled() -> Iterator[None]:
         gc.unfreeze()
 
 
-def bare_link() -> _Link:
-    link = _Link.__new__(_Link)
+def bare_link() -> Link:
+    link = Link.__new__(Link)
     link.closed = False
     link._gc_held_since = None
+    link._gc_hold = None
     link._gc_hold_used = False
     return link
 
@@ -68,7 +69,7 @@ async def test_released_when_the_link_ends() -> None:
 
 
 async def test_released_after_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(link_module, "GC_HOLD_MAX", 0.01)
+    monkeypatch.setattr(session_module, "GC_HOLD_MAX", 0.01)
     link = bare_link()
     link.hold_gc(True)
     await trio.sleep(0.05)

@@ -107,7 +107,7 @@ async def test_pairing_mirrors_writes_both_ways(tmp_path: Path) -> None:
 
         await wait_for(all_acked, 2.0)
         assert s1["full_resyncs"] == 1 and s1["entries_received"] >= 1
-        assert await c1._proxy.call("twin") == f"PYRO://{HOST}:{n2.address[1]}/Pyro.NameServer"
+        assert str(await c1.twin()) == f"PYRO://{HOST}:{n2.address[1]}/Pyro.NameServer"
 
 
 @pytest.mark.chaos
@@ -238,7 +238,7 @@ async def test_resync_on_a_single_node_raises(tmp_path: Path) -> None:
     async with open_node(cfg) as node, client(node) as c:
         with pytest.raises(NamingError, match="not paired"):
             await c.resync()
-        assert await c._proxy.call("twin") is None
+        assert await c.twin() is None
 
 
 async def test_ack_twin_waits_for_the_twin_and_degrades_without_it(tmp_path: Path) -> None:

@@ -253,22 +253,26 @@ async def test_a_full_resync_is_owed_until_the_twin_acknowledged_it(tmp_path: Pa
         twin = Hello(node_id="ee" * 8, role=2, applied=0, expect="")
 
         def start(hello: Hello, *, full: bool) -> Any:
-            rep._transition(LinkEvent.DIAL)
-            rep._transition(LinkEvent.CONNECTED)
-            return rep._start_link(hello, their_applied=hello.applied, full=full)
+            rep.pairing.fire(LinkEvent.DIAL)
+            rep.pairing.fire(LinkEvent.CONNECTED)
+            return rep.pairing.start_link(hello, their_applied=hello.applied, full=full)
 
-        assert rep._full_reason(twin) == "a new twin"
+        async def end(link: Any) -> None:  # as the accepting side ends a session
+            await rep.pairing.end_link(link)
+            rep.pairing.down("link closed", 1)
+
+        assert rep.pairing.full_reason(twin) == "a new twin"
         first = start(twin, full=True)
         assert first.full and rep.status()["link"] == "syncing"
-        await rep._end_link(first)  # before the twin acknowledged anything
+        await end(first)  # before the twin acknowledged anything
         again = attrs.evolve(twin, applied=1, expect=rep.node_id)
-        assert rep._full_reason(again) is None  # an incremental resync is fine...
+        assert rep.pairing.full_reason(again) is None  # an incremental resync is fine...
         second = start(again, full=False)
         assert second.full  # ...but its echo filter still holds back only this link's
         second.positions.on_sent(ns.last_seq)
         assert second.positions.on_ack(ns.last_seq)
-        rep._acked_moved(second)
-        await rep._end_link(second)
+        rep.pairing.acked_moved(second)
+        await end(second)
         third = start(attrs.evolve(again, applied=ns.last_seq), full=False)
         assert not third.full
 
@@ -326,7 +330,7 @@ async def test_a_hello_before_the_accepting_side_runs_still_pairs(
     async def late_run(self: Replicator, **kw: Any) -> None:
         if self.role == 1:
             with trio.fail_after(10):
-                while self._session is None:
+                while self.pairing.link is None:
                     await trio.sleep(0.01)
             hello_first.set()
         await original(self, **kw)
@@ -420,22 +424,94 @@ async def test_reads_do_not_go_back_when_the_link_drops_before_a_merge_is_durabl
             namespace=ns, storage=storage, node_id=loaded.node_id, role=1,
             twin=(HOST, free_port()), identification=None, durable=True,
         )
-        rep._transition(LinkEvent.DIAL)
-        rep._transition(LinkEvent.CONNECTED)  # hellos exchanged, as _accept_hello does
-        link = rep._start_link(
+        rep.pairing.fire(LinkEvent.DIAL)
+        rep.pairing.fire(LinkEvent.CONNECTED)  # hellos exchanged, as accept_hello does
+        link = rep.pairing.start_link(
             Hello(node_id="ee" * 8, role=2, applied=0, expect=""), their_applied=0, full=True
         )
         link.receive(Batch(start=0, upto=1, ack=0, items=(Item(1, kept),)))
         assert ns.exists(":Default.kept")
-        await rep._end_link(link)  # the link ends before any committer ran
+        await rep.pairing.end_link(link)  # the link ends before any committer ran
         assert ns.exists(":Default.kept")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(rep._merge_committer)
+            nursery.start_soon(rep.pairing.committer.run)
             await wait_for(lambda: not rep.merges_pending(), 5.0)
             nursery.cancel_scope.cancel()
     async with open_storage(tmp_path / "db") as storage:
         loaded = await storage.open()
         assert [e.name for _, e in loaded.rows if e.name == ":Default.kept"]
+
+
+async def test_a_merge_that_lost_to_a_local_write_comes_again_if_that_write_is_undone(
+    tmp_path: Path,
+) -> None:
+    """A twin's change that loses to a local write not yet durable is not applied here;
+    if that write's commit then fails and is undone, the twin's change must still
+    arrive. The link once acknowledged it anyway: the twin never sent it again and the
+    pair stayed apart (the chaos suite, seed 2: a restarted node on a full disk, whose
+    clients' writes failed while the twin's changes to the same names came in).
+
+    Driven without sockets: a local unregister is pending, the twin's older tombstone
+    for the name is merged (and loses), the local commit fails.
+    """
+    from pairns.namespace import HybridClock, Namespace
+    from pairns.replication.link import Replicator
+    from pairns.replication.state import LinkEvent
+    from pairns.storage import open_storage
+
+    name = ":Default.x"
+    async with open_storage(tmp_path / "db") as storage:
+        loaded = await storage.open()
+        ns = Namespace(loaded.node_id, HybridClock(loaded.node_id))
+        ns.load(loaded.rows, loaded.last_seq)
+        await storage.commit(ns.bootstrap().rows)
+        await storage.commit(ns.register(name, "PYRO://h:1/v").rows)
+        before = ns.entry(name)
+        time.sleep(0.01)  # the local write's stamp is then well above the registration's
+        rep = Replicator(
+            namespace=ns, storage=storage, node_id=loaded.node_id, role=1,
+            twin=(HOST, free_port()), identification=None, durable=True,
+        )
+        rep.pairing.fire(LinkEvent.DIAL)
+        rep.pairing.fire(LinkEvent.CONNECTED)
+        link = rep.pairing.start_link(
+            Hello(node_id="ee" * 8, role=2, applied=0, expect=""), their_applied=0, full=False
+        )
+        real = storage._backend_write_blocking  # type: ignore[attr-defined]
+        full = True
+
+        def disk(changes: Any, kv: Any) -> int:
+            if full and changes:
+                raise StorageError("database or disk is full (test)")
+            return int(real(changes, kv))
+
+        storage._backend_write_blocking = disk  # type: ignore[attr-defined]
+        local = ns.unregister(name)
+        undone: list[BaseException | None] = []
+
+        def committed(error: BaseException | None) -> None:
+            undone.append(error)
+            if error is not None:
+                ns.undo(local)
+
+        storage.commit_soon(local.rows, committed)
+        mine = local.entries[-1].stamp
+        assert before is not None and before.stamp.hlc < mine.hlc - 1
+        theirs = attrs.evolve(
+            before, uri=None, deleted=True, owner="ee" * 8, stamp=Stamp(mine.hlc - 1, "ee" * 8)
+        )
+        link.receive(Batch(start=0, upto=1, ack=0, items=(Item(1, theirs),)))
+        assert ns.entry(name) is local.entries[-1]  # the local write won, for now
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rep.pairing.committer.run)
+            await wait_for(lambda: bool(undone) and not rep.merges_pending(), 5.0)
+            nursery.cancel_scope.cancel()
+        full = False
+        assert isinstance(undone[0], StorageError)
+        assert ns.entry(name) is before  # the failed write is gone ...
+        # ... and the twin's tombstone is not acknowledged: the twin sends it again.
+        assert link.positions.applied == 0
+        assert link.closed
 
 
 # -- 5. identification on the peer link ------------------------------------------------

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from pairns.errors import LocalProtocolError, NamingError
 from pairns.namespace import HybridClock, Namespace
-from pairns.replication.link import FeedCursor, TwinOrigin, build_batch
+from pairns.naming.requests import RequestTable
+from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.messages import Batch
-from pairns.replication.requests import RequestTable
 from pairns.replication.state import Positions
 
 NAMES = [":a", ":b", ":a.x", ":a.y", ":b.z", ":a.x.q"]

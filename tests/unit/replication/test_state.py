@@ -11,7 +11,8 @@ import trio.testing
 from pairns.errors import ConnectionClosedError, LocalProtocolError
 from pairns.namespace import HybridClock, Namespace
 from pairns.replication import LinkFailed, Replicator
-from pairns.replication.link import _Link
+from pairns.replication.dialer import Dialer
+from pairns.replication.session import Link
 from pairns.replication.state import (
     MAX_BACKOFF,
     TRANSITIONS,
@@ -112,9 +113,10 @@ async def test_dial_loop_retries_at_least_every_five_seconds(
             await trio.sleep(0.01)
             raise ConnectionClosedError("cannot connect to 127.0.0.1:9")
 
-        rep._connect_and_run = no_twin  # type: ignore[method-assign]
+        dialer = Dialer(rep.pairing, identification=None, pair_key=None, max_frame_size=None)
+        dialer.connect_and_run = no_twin  # type: ignore[method-assign]
         with trio.move_on_after(60):
-            await rep.run()
+            await dialer.run()
         assert rep.status()["link"] == "down: cannot connect to 127.0.0.1:9"
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert max(gaps) <= MAX_BACKOFF + 0.011
@@ -138,7 +140,7 @@ async def test_watchdog_drops_a_twin_silent_for_the_peer_timeout(
             durable=False,
             peer_timeout=2.0,
         )
-        link = _Link(rep, "twin", 0, 0, False)
+        link = Link(rep.pairing, "twin", number=1, acked=0, applied=0, full=False)
         start = trio.current_time()
 
         async def heartbeats_for_one_second() -> None:

@@ -273,7 +273,7 @@ async def test_oversized_frame_is_refused(nursery: trio.Nursery) -> None:
         raw = proxy(host, port)
         await raw.add(0, 0)
         assert raw._session is not None
-        stream = raw._session.stream
+        stream = raw._session.transport
         await stream.send_all(
             HEADER.pack(MAGIC, PROTOCOL_VERSION, int(MessageType.REQUEST), 0, 0, 9, 5000)
         )

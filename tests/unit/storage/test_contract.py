@@ -401,6 +401,20 @@ async def test_commit_soon_calls_back_once_durable_in_order(backend: Backend) ->
         assert sorted(seq for seq, _ in loaded.rows) == list(range(34, 41))
 
 
+async def test_flush_returns_after_every_commit_asked_for_before_it(backend: Backend) -> None:
+    """``flush`` is a barrier: the callbacks of earlier commits have run when it returns,
+    and a flush alone writes nothing (no transaction is counted)."""
+    async with backend.opened() as (storage, _):
+        await storage.flush()
+        assert storage.statistics().transactions == 0
+        called: list[int] = []
+        for seq in range(1, 6):
+            storage.commit_soon([(seq, entry(f":f{seq}", seq))], lambda _e, s=seq: called.append(s))
+        await storage.flush()
+        assert called == [1, 2, 3, 4, 5]
+        assert storage.last_seq == 5
+
+
 async def test_commit_soon_on_a_closing_storage_is_refused_or_called_back(
     backend: Backend,
 ) -> None:

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import trio
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pairns.namespace.entry import Entry
-from pairns.storage import open_storage
+from pairns.storage import SqliteStorage, open_storage
 from pairns.storage import snapshot as snapshot_format
 from pairns.storage import sqlite as sqlite_backend
 from pairns.storage.snapshot import MAGIC, Snapshot, SnapshotError, decode, encode
@@ -177,7 +177,8 @@ async def _open(directory: Path) -> tuple[list[tuple[int, Entry]], int, int]:
     """(rows, last_seq, rows read from the database rather than the snapshot)."""
     async with open_storage(directory) as storage:
         loaded = await storage.open()
-        uncovered = cast(Any, storage)._db._uncovered
+        assert isinstance(storage, SqliteStorage)
+        uncovered = storage.rows_since_snapshot
     return loaded.rows, loaded.last_seq, uncovered
 
 
@@ -185,7 +186,10 @@ def _truth(directory: Path) -> list[tuple[int, Entry]]:
     """The rows as the database alone holds them (no snapshot involved)."""
     conn = sqlite3.connect(directory / DB_NAME)
     try:
-        rows = conn.execute(f"{sqlite_backend._SELECT} ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
+            " FROM entries ORDER BY seq"
+        ).fetchall()
     finally:
         conn.close()
     return [(row[0], Entry.from_row(row[1:])) for row in rows]

@@ -22,8 +22,14 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace.entry import Entry, Kind
 from pairns.storage import SqliteStorage, integrity_check, open_storage
-from pairns.storage import sqlite as sqlite_backend
-from pairns.storage.sqlite import APPLICATION_ID, DB_NAME, RESTORE_HINT, SCHEMA_VERSION
+from pairns.storage.sqlite import (
+    APPLICATION_ID,
+    DB_NAME,
+    RESTORE_HINT,
+    SCHEMA_VERSION,
+    Connect,
+    connect,
+)
 
 from ._helpers import BASE_HLC, entry
 
@@ -31,12 +37,77 @@ PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[3]
 
 
-async def _open_error(directory: Path) -> str:
-    """Open *directory*, expecting StorageError; return its message."""
+async def _open_error(directory: Path, connect: Connect | None = None) -> str:
+    """Open *directory* (with *connect*, if given), expecting StorageError; return its
+    message."""
     with pytest.raises(StorageError) as info:
-        async with open_storage(directory) as storage:
-            await storage.open()
+        if connect is None:
+            async with open_storage(directory) as storage:
+                await storage.open()
+        else:
+            async with SqliteStorage(directory, connect=connect).running() as storage:
+                await storage.open()
     return str(info.value)
+
+
+class _FaultyConnection:
+    """Wraps a connection the storage opened: raises a chosen error at the next commit
+    (a COMMIT, or an INSERT outside a transaction, which commits by itself), and may
+    answer ``PRAGMA quick_check`` with a chosen problem, late."""
+
+    def __init__(self, conn: sqlite3.Connection, quick_check: str | None = None) -> None:
+        self._conn = conn
+        self._quick_check = quick_check
+        self.fail_next_commit: Exception | None = None
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        commits = sql == "COMMIT" or (
+            sql.startswith("INSERT INTO entries") and not self._conn.in_transaction
+        )
+        if commits and self.fail_next_commit is not None:
+            error, self.fail_next_commit = self.fail_next_commit, None
+            raise error
+        if sql.startswith("PRAGMA quick_check") and self._quick_check is not None:
+            time.sleep(0.2)  # ends after the load: the open must wait for it
+            return self._conn.execute("SELECT ?", (self._quick_check,))
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _Connections:
+    """The ``connect`` of a storage under test: opens connections as the storage
+    would, wraps each in a :class:`_FaultyConnection` and keeps them in order of
+    opening (the write connection first)."""
+
+    def __init__(
+        self, *, variable_limit: int | None = None, quick_check: str | None = None
+    ) -> None:
+        self.opened: list[_FaultyConnection] = []
+        self._variable_limit = variable_limit
+        self._quick_check = quick_check
+
+    def __call__(self, path: str, *, read_only: bool = False) -> Any:
+        conn = connect(path, read_only=read_only)
+        if self._variable_limit is not None:
+            conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, self._variable_limit)
+        self.opened.append(_FaultyConnection(conn, self._quick_check))
+        return self.opened[-1]
+
+    @property
+    def writer(self) -> _FaultyConnection:
+        """The write connection."""
+        return self.opened[0]
+
+
+@asynccontextmanager
+async def _open_sqlite(directory: Path, connections: _Connections) -> AsyncIterator[Any]:
+    """An open SQLite storage in *directory* that opens its connections through
+    *connections*."""
+    async with SqliteStorage(directory, connect=connections).running() as storage:
+        await storage.open()
+        yield storage
 
 
 async def _make_store(directory: Path, count: int = 10) -> None:
@@ -50,11 +121,10 @@ async def _make_store(directory: Path, count: int = 10) -> None:
 
 async def test_creates_missing_directories_wal_and_full_sync(tmp_path: Path) -> None:
     directory = tmp_path / "a" / "b"
-    async with open_storage(directory) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
+    connections = _Connections()
+    async with _open_sqlite(directory, connections) as storage:
         assert storage.path == str(directory / DB_NAME)
-        conn = storage._db._conn
+        conn = connections.writer
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -136,7 +206,7 @@ async def test_truncated_database_is_reported_corrupt(tmp_path: Path) -> None:
 
 
 async def test_a_problem_quick_check_finds_refuses_the_open_before_any_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """quick_check runs beside the load; what it finds still refuses the start, and
     nothing is written to the file before it passed."""
@@ -150,13 +220,8 @@ async def test_a_problem_quick_check_finds_refuses_the_open_before_any_write(
             conn.close()
 
     before = opened()
-
-    def finds_a_problem(self: Any) -> None:
-        time.sleep(0.2)  # ends after the load: the open must wait for it
-        self._outcome = "Page 5: btreeInitPage() returns error code 11"
-
-    monkeypatch.setattr(sqlite_backend._QuickCheck, "_run", finds_a_problem)
-    message = await _open_error(tmp_path)
+    problem = _Connections(quick_check="Page 5: btreeInitPage() returns error code 11")
+    message = await _open_error(tmp_path, problem)
     assert message.startswith("database file is corrupt (Page 5: btreeInitPage()")
     assert RESTORE_HINT in message
     assert opened() == before
@@ -178,16 +243,16 @@ async def test_storage_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 async def test_read_only_database_is_refused_at_open_simulated_with_mode_ro(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # Root ignores permission bits, so SQLite is told to open the file read-only
     # (URI mode=ro): the open-time write probe then really hits SQLITE_READONLY.
     await _make_store(tmp_path)
-    real_connect = sqlite_backend._connect
-    monkeypatch.setattr(
-        sqlite_backend, "_connect", lambda path, read_only=False: real_connect(path, read_only=True)
-    )
-    message = await _open_error(tmp_path)
+
+    def read_only(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+        return connect(path, read_only=True)
+
+    message = await _open_error(tmp_path, read_only)
     assert message.startswith("cannot open database (read-only: attempt to write a readonly")
     assert str(tmp_path / DB_NAME) in message
 
@@ -305,39 +370,15 @@ async def test_same_process_second_open_is_refused_and_close_releases(tmp_path: 
 # ------------------------------------------------------------------------ faults
 
 
-class _FaultyConnection:
-    """Wraps the write connection; raises a chosen error at the next commit: a COMMIT,
-    or an INSERT outside a transaction (which commits by itself)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.fail_next_commit: Exception | None = None
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        commits = sql == "COMMIT" or (
-            sql.startswith("INSERT INTO entries") and not self._conn.in_transaction
-        )
-        if commits and self.fail_next_commit is not None:
-            error, self.fail_next_commit = self.fail_next_commit, None
-            raise error
-        return self._conn.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
 @asynccontextmanager
 async def _failing_next_commit(
     tmp_path: Path, error: Exception
 ) -> AsyncIterator[tuple[SqliteStorage, _FaultyConnection]]:
     """An open SQLite storage whose next COMMIT raises *error*."""
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
-        faulty = _FaultyConnection(storage._db._conn)
-        storage._db._conn = faulty  # type: ignore[assignment]
-        faulty.fail_next_commit = error
-        yield storage, faulty
+    connections = _Connections()
+    async with _open_sqlite(tmp_path, connections) as storage:
+        connections.writer.fail_next_commit = error
+        yield storage, connections.writer
 
 
 async def _commit_all(storage: Any, batches: list[list[tuple[int, Entry]]]) -> list[str | None]:
@@ -358,11 +399,10 @@ async def _commit_all(storage: Any, batches: list[list[tuple[int, Entry]]]) -> l
 
 async def test_disk_full_fails_every_caller_of_the_batch_then_recovers(tmp_path: Path) -> None:
     # max_page_count makes SQLite itself report SQLITE_FULL, as on a full disk.
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
+    connections = _Connections()
+    async with _open_sqlite(tmp_path, connections) as storage:
         await storage.commit([(1, entry(":before", 1))])
-        conn = storage._db._conn
+        conn = connections.writer
         conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0]}")
         doomed = [[(seq, entry(f":doomed{seq}", seq, meta="x" * 2000))] for seq in range(2, 10)]
         results = await _commit_all(storage, doomed)
@@ -451,16 +491,13 @@ async def test_a_replaced_name_keeps_one_row_within_and_across_batches(tmp_path:
 
 
 async def test_batches_larger_than_one_statement_are_written_whole(tmp_path: Path) -> None:
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
-        storage._db._statements = sqlite_backend._Statements(3 * sqlite_backend._N_COLUMNS)
-        assert storage._db._statements.insert_rows == 3
-        await storage.commit([(i, entry(f":n{i}", i)) for i in range(1, 11)])
-        storage._db._statements.delete_seqs = 4
-        await storage.commit([(i + 10, entry(f":n{i}", i + 10)) for i in range(1, 11)])
-        assert [seq for seq, _ in await storage.entries_since(0)] == list(range(11, 21))
-    assert _rows_on_disk(tmp_path) == [(i + 10, f":n{i}") for i in range(1, 11)]
+    # With SQLite's limit at 24 variables (defaults: 250,000 or 999), one INSERT holds
+    # two rows and one DELETE 24 seqs: a statement over the limit would fail the commit.
+    async with _open_sqlite(tmp_path, _Connections(variable_limit=24)) as storage:
+        await storage.commit([(i, entry(f":n{i}", i)) for i in range(1, 31)])
+        await storage.commit([(i + 30, entry(f":n{i}", i + 30)) for i in range(1, 31)])
+        assert [seq for seq, _ in await storage.entries_since(0)] == list(range(31, 61))
+    assert _rows_on_disk(tmp_path) == [(i + 30, f":n{i}") for i in range(1, 31)]
 
 
 async def test_a_failed_replace_leaves_the_old_row_and_a_later_one_replaces_it(
@@ -553,7 +590,11 @@ async def test_open_of_100k_entries_stays_fast(tmp_path: Path) -> None:
     await _make_store(tmp_path, count=0)
     conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     conn.execute("BEGIN")
-    conn.executemany(sqlite_backend._Statements(999).insert(1), rows)
+    conn.executemany(
+        "INSERT INTO entries (seq, name, kind, uri, meta, created, modified, owner, hlc,"
+        " node, deleted, request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
     conn.execute("COMMIT")
     conn.close()
     async with open_storage(tmp_path) as storage:
@@ -655,23 +696,17 @@ async def test_a_failed_batch_calls_every_commit_soon_caller_back_with_the_error
 
 
 async def test_the_committer_thread_fails_a_batch_on_a_bug_and_exits_on_close(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    async with open_storage(tmp_path) as storage:
-        await storage.open()
-        assert isinstance(storage, SqliteStorage)
+    connections = _Connections()
+    async with _open_sqlite(tmp_path, connections) as storage:
         mine = f"pairns-committer {storage.describe()}"
         committers = [t for t in threading.enumerate() if t.name == mine]
         assert len(committers) == 1
-        real_write = storage._db.write
-
-        def broken(rows: Any, kv: Any) -> int:
-            raise RuntimeError("a bug in the backend")
-
-        monkeypatch.setattr(storage._db, "write", broken)
+        # Not an SQLite error: what a bug in the backend's own code raises.
+        connections.writer.fail_next_commit = RuntimeError("a bug in the backend")
         with pytest.raises(StorageError, match="internal error: a bug in the backend"):
             await storage.commit([(1, entry(":a", 1))])
-        monkeypatch.setattr(storage._db, "write", real_write)
         await storage.commit([(2, entry(":b", 2))])  # the thread is still there
         assert storage.statistics().failed_transactions == 1
     committers[0].join(5)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pairns.replication.messages import RequestRecord
-from pairns.replication.requests import RequestTable
+from pairns.naming.requests import RequestRecord, RequestTable
 
 
 def test_known_request_returns_the_first_result() -> None:

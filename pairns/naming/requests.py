@@ -6,6 +6,9 @@ time-limited table ``request id -> result``: a retry of a write that was applied
 answered from the table instead of being applied twice. Records made here travel to
 the twin with the changes of the write (by the feed position of the write), so the
 twin answers such a retry too. No IO and no clock of its own (``now`` is passed in).
+
+The table belongs to the name service, which deduplicates writes with it
+(:mod:`pairns.naming.writes`); the peer link only carries its records.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import itertools
 import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
 from pairns import _collector as collector
-from pairns.replication.messages import RequestRecord
 
-__all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestTable"]
+__all__ = ["MAX_REQUESTS", "REQUEST_TTL", "RequestRecord", "RequestTable"]
 
 _request_id = operator.itemgetter(0)
 _result = operator.itemgetter(1)
@@ -34,6 +36,21 @@ MAX_REQUESTS: Final = 100_000
 
 #: How long a request id is remembered, in seconds.
 REQUEST_TTL: Final = 600.0
+
+
+class RequestRecord(NamedTuple):
+    """A client request id, the result its write returned, and its age in seconds: how
+    a record leaves this table for the twin (:meth:`RequestTable.between`) and comes
+    back in (:meth:`RequestTable.learn_all`). An age, not a time: the twin's clock is
+    not this node's.
+
+    A named tuple rather than an attrs class: a full resync makes 100,000 of these on
+    each side.
+    """
+
+    request_id: str
+    result: Any
+    age: float = 0.0
 
 
 #: One remembered request: ``(result, seq, at)`` - the result, the feed position of the

@@ -1,0 +1,209 @@
+"""What the link makes durable: merged batches (in order) and the link's positions.
+
+* :class:`MergeCommitter` - in persistent mode, commits what the links merged, in merge
+  order, before their ``applied`` (what the twin is told this node holds) moves past
+  it; undoes it all if a commit fails.
+* :class:`StoredPositions` - the twin's identity and the positions both ways, kept in
+  the node's metadata (``Storage.set_kv``) so a restart resyncs incrementally.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import attrs
+import trio
+
+from pairns.errors import StorageError
+from pairns.namespace import ChangeSet, Namespace
+from pairns.replication.session import Link
+from pairns.storage import Storage
+
+__all__ = [
+    "KV_ACKED",
+    "KV_APPLIED",
+    "KV_FULL_OWED",
+    "KV_TWIN_ID",
+    "KV_TWIN_INCARNATION",
+    "MergeCommitter",
+    "StoredPositions",
+]
+
+log = logging.getLogger("pairns.replication")
+
+#: Keys of the durable node metadata (``Storage.set_kv``).
+KV_TWIN_ID: Final = "twin.node_id"
+KV_APPLIED: Final = "twin.applied"
+KV_ACKED: Final = "twin.acked"
+#: The twin's incarnation (run) that ``twin.applied`` was last heard from.
+KV_TWIN_INCARNATION: Final = "twin.incarnation"
+#: The feed position up to which the twin is owed everything, its own changes included
+#: (a full resync that has not been acknowledged yet; "0": nothing owed).
+KV_FULL_OWED: Final = "twin.full_owed"
+
+
+class MergeCommitter:
+    """Makes merged batches durable in merge order, for every connection.
+
+    In memory (``durable=False``) a merged batch is as durable as it gets at once. In
+    persistent mode, batches wait for :meth:`run` (one for all connections): a batch
+    merged on a connection that ended since is still made durable (its entries stay,
+    and the twin's resend finds them known). *on_durable* is called when some link's
+    ``applied`` moved (the sender then has a new ack to tell).
+    """
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        storage: Storage,
+        *,
+        durable: bool,
+        on_durable: Callable[[], None],
+    ) -> None:
+        self.namespace = namespace
+        self.storage = storage
+        self.durable = durable
+        self._on_durable = on_durable
+        # Merged batches not durable yet, in merge order, from any connection: waiting
+        # (_merged) or being written (_committing). They outlive the connection that
+        # merged them: dropping them when a link ends would make reads on this node go
+        # back.
+        self._merged: list[tuple[Link, int, ChangeSet]] = []
+        self._committing: list[tuple[Link, int, ChangeSet]] = []
+        self._merged_event = trio.Event()
+
+    def merged(self, link: Link, upto: int, changes: ChangeSet) -> None:
+        """*link* merged *changes* from the twin's batch up to *upto*: durable (and
+        acknowledged) in order, behind any batch still being stored, also one an
+        earlier connection merged (this one may bring it again: its entries are then
+        known here, but not yet on disk)."""
+        if self.durable and (changes.entries or changes.lost_to or self.pending()):
+            self._merged.append((link, upto, changes))
+            self._merged_event.set()
+        elif link.positions.on_durable(upto):
+            self._on_durable()
+
+    def pending(self) -> bool:
+        """True while some merged batch is not durable yet."""
+        return bool(self._merged or self._committing)
+
+    async def run(self) -> None:
+        """Commit merged batches (persistent mode), then advance their links' ``applied``.
+
+        If a commit fails, every merged change that is not durable is undone, newest
+        first - what the commit held and what was merged while it ran - and the links
+        that merged them fail: memory then holds nothing that the disk and ``applied``
+        do not, and the twin's resend after the reconnection merges it again.
+        """
+        while True:
+            if not self._merged:
+                self._merged_event = trio.Event()
+                await self._merged_event.wait()
+                continue
+            batch, self._merged = self._merged, []
+            self._committing = batch
+            rows: list[Any] = []
+            for _, _, changes in batch:
+                rows.extend(changes.rows)
+            try:
+                if rows:
+                    await self.storage.commit(rows)
+                else:
+                    await self.storage.flush()
+            except StorageError as exc:
+                self._undo(f"cannot store what the twin sent: {exc}")
+                continue
+            self._committing = []
+            # Commits are written in the order they were asked for: every write that a
+            # merged entry lost to has settled by now. If one was undone, that entry is
+            # missing here: the link does not acknowledge it, and the twin sends it again.
+            for link, upto, changes in batch:
+                if link.closed:
+                    continue
+                if any(other.undone for other in changes.lost_to):
+                    link.positions.received = link.positions.applied
+                    link.fail("a local write that the twin's change lost to was undone")
+                elif link.positions.on_durable(upto):
+                    self._on_durable()
+
+    def _undo(self, reason: str) -> None:
+        undone, self._committing, self._merged = self._committing + self._merged, [], []
+        for _, _, changes in reversed(undone):
+            self.namespace.undo(changes)
+        for link in dict.fromkeys(link for link, _, _ in undone):
+            link.positions.received = link.positions.applied
+            link.fail(reason)
+        log.warning("%s; the twin will send it again", reason)
+
+
+@attrs.define(eq=False)
+class StoredPositions:
+    """The link's positions as last stored (or to be stored) in the node's metadata.
+
+    * ``twin_id``, ``twin_incarnation`` - the twin last linked with, and its run.
+    * ``applied`` - the highest seq of the twin's feed durably applied here.
+    * ``acked`` - the highest seq of this node's feed the twin acknowledged.
+    * ``full_owed`` - a full resync not acknowledged yet: up to where the twin is owed
+      everything (0: nothing owed).
+    """
+
+    twin_id: str = ""
+    applied: int = 0
+    acked: int = 0
+    twin_incarnation: str = ""
+    full_owed: int = 0
+    _persisted: tuple[str, int, int, str, int] | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._persisted = self._state()
+
+    @classmethod
+    def from_kv(cls, kv: Mapping[str, str]) -> StoredPositions:
+        """The positions a node stored (unreadable numbers count as 0)."""
+        return cls(
+            twin_id=kv.get(KV_TWIN_ID, ""),
+            applied=_int_or_zero(kv.get(KV_APPLIED)),
+            acked=_int_or_zero(kv.get(KV_ACKED)),
+            twin_incarnation=kv.get(KV_TWIN_INCARNATION, ""),
+            full_owed=_int_or_zero(kv.get(KV_FULL_OWED)),
+        )
+
+    def _state(self) -> tuple[str, int, int, str, int]:
+        return (self.twin_id, self.applied, self.acked, self.twin_incarnation, self.full_owed)
+
+    async def persist(self, storage: Storage, *, applied: int, acked: int) -> None:
+        """Take *applied* and *acked* (a link's positions) and store what changed since
+        the last store; a storage error is logged (the next store tries again)."""
+        self.applied = max(0, applied)
+        self.acked = max(0, acked)
+        state = self._state()
+        if state == self._persisted:
+            return
+        failed: list[StorageError] = []
+
+        async def put(key: str, value: str) -> None:
+            try:
+                await storage.set_kv(key, value)
+            except StorageError as exc:
+                failed.append(exc)
+
+        # Submitted together, they ride in one transaction (one sync, not five).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(put, KV_TWIN_ID, state[0])
+            nursery.start_soon(put, KV_APPLIED, str(state[1]))
+            nursery.start_soon(put, KV_ACKED, str(state[2]))
+            nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
+            nursery.start_soon(put, KV_FULL_OWED, str(state[4]))
+        if failed:
+            log.warning("cannot store the twin's positions: %s", failed[0])
+            return
+        self._persisted = state
+
+
+def _int_or_zero(text: str | None) -> int:
+    try:
+        return max(0, int(text)) if text else 0
+    except ValueError:
+        return 0
