@@ -1075,11 +1075,7 @@ class Namespace:
                 del entries[name], seq_of[name]
                 seen_of.pop(name, None)
                 if name != _ROOT:
-                    parent = parent_of(name)
-                    siblings = self._children[parent]
-                    siblings.discard(name)
-                    if not siblings:
-                        del self._children[parent]
+                    self._unlink_child(name)
             kept = list(compress(names_, live))
             stored = [entry for entry in news if entry is not None]
             seqs = list(compress(seqs, live))
@@ -1125,11 +1121,7 @@ class Namespace:
             del entries[name], self._seq[name]
             self._seen.pop(name, None)
             if name != _ROOT:
-                parent = parent_of(name)
-                siblings = self._children[parent]
-                siblings.discard(name)
-                if not siblings:
-                    del self._children[parent]
+                self._unlink_child(name)
         else:
             entries[name] = new
             self._seq[name] = seq
@@ -1156,6 +1148,14 @@ class Namespace:
                 digest -= entry_hash(old)
             self._digest = digest % DIGEST_MODULUS
         self._version += 1
+
+    def _unlink_child(self, name: str) -> None:
+        """Take *name* (no longer stored) out of its parent's set of stored children."""
+        parent = parent_of(name)
+        siblings = self._children[parent]
+        siblings.discard(name)
+        if not siblings:
+            del self._children[parent]
 
     def _store(
         self,

@@ -347,21 +347,8 @@ class Outbox:
 
         Synchronous: any task of the run may call it.
         """
-        if self._flushing or self.error is not None:
-            self._append(data)
+        if not self._queue(data):
             return
-        try:
-            sent = self._write_nowait(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise self._broken(exc) from exc
-        except _GONE as exc:
-            self._fail(exc)
-            raise
-        if sent == len(data):
-            return
-        self._hold_rest(data, sent)
         try:
             self._nursery.start_soon(self._flush)
         except RuntimeError:  # the connection's nursery is closing
