@@ -492,6 +492,8 @@ class Daemon:
             prebound.close()
         if not disconnect:
             return
+        # Held while unregistering: a second shutdown() (a remote method's, the main
+        # thread's) returns only once the names are gone.
         with self._lock:
             leaving = [
                 (object_id, entry)
@@ -501,16 +503,16 @@ class Daemon:
             for object_id, _ in leaving:
                 del self._connected[object_id]
                 self._objects.remove(object_id)
-        ns = self._ns
-        for _, entry in leaving:
-            if not entry.published or entry.name is None or ns is None:
-                continue
-            try:
-                ns.unregister(entry.name)
-            except NamingError:
-                pass
-            except Exception as exc:
-                log.warning("could not unregister %s from the name server: %s", entry.name, exc)
+            ns = self._ns
+            for _, entry in leaving:
+                if not entry.published or entry.name is None or ns is None:
+                    continue
+                try:
+                    ns.unregister(entry.name)
+                except NamingError:
+                    pass
+                except Exception as exc:
+                    log.warning("could not unregister %s from the name server: %s", entry.name, exc)
 
     def requestLoop(self) -> None:
         """Serve until :meth:`shutdown` is called (from another thread or a remote
