@@ -83,6 +83,9 @@ class Quotes:
     def fail(self) -> None:
         raise Boom("no quote today")
 
+    def unencodable(self) -> set[int]:
+        return {1, 2}
+
     def fail_naming(self) -> None:
         raise NamingError("name not found", ":Test.nothing")
 
@@ -292,6 +295,10 @@ async def test_remote_exceptions_arrive_with_type_message_and_traceback(
     # pairns errors stay themselves.
     with pytest.raises(NamingError, match="name not found"):
         await proxy.fail_naming()
+    # A result JSON cannot carry, computed in a worker thread: an error, not a crash.
+    with pytest.raises(RemoteCallError, match="cannot be sent"):
+        await proxy.unencodable()
+    assert await proxy.getQuote()
     # Bad arguments are described, not a traceback of the daemon's internals.
     with pytest.raises(RemoteCallError, match="bad arguments") as bad:
         await proxy.getQuote(1, 2)
@@ -392,3 +399,24 @@ def test_request_loop_serves_until_shutdown_from_another_thread() -> None:
         loop.join(WAIT)
     assert not loop.is_alive()
     assert ns.names == {}
+
+
+def test_identification_covers_user_objects_and_pyroloc() -> None:
+    daemon = Daemon("127.0.0.1", 0, identification="s3cret")
+    quotes = Quotes()
+    daemon.connect(quotes, "quotes")
+    host, port = daemon.address
+    loop = threading.Thread(target=daemon.requestLoop, daemon=True)
+    loop.start()
+    try:
+        where = f"PYROLOC://{host}:{port}/quotes"
+        with pytest.raises(pairns.ConnectionDeniedError):
+            pairns.getProxyForURI(where, timeout=WAIT)
+        with pytest.raises(pairns.ConnectionDeniedError):
+            pairns.getProxyForURI(where, identification="wrong", timeout=WAIT)
+        with pairns.getProxyForURI(where, identification="s3cret", timeout=WAIT) as proxy:
+            assert proxy.getQuote() == quotes.getQuote()
+    finally:
+        daemon.shutdown()
+        loop.join(WAIT)
+    assert not loop.is_alive()
