@@ -343,6 +343,8 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
         self._background = 0
         self._lock = threading.Lock()
+        #: Hands the socket bound by connect() to serve() or shutdown(), never both.
+        self._bind_lock = threading.Lock()
         #: How to stop a running requestLoop() from any thread.
         self._loop: tuple[trio.lowlevel.TrioToken, trio.CancelScope] | None = None
         self._stop_requested = False
@@ -479,15 +481,17 @@ class Daemon:
         logged and skipped. An async :meth:`serve` is stopped by cancelling it; a
         socket bound by :meth:`connect` and never served is closed.
         """
-        loop = self._loop
+        # The flag first: a loop starting now either sees it or is already in _loop.
         self._stop_requested = True
+        loop = self._loop
         if loop is not None:
             token, scope = loop
             try:
                 token.run_sync_soon(scope.cancel)
             except trio.RunFinishedError:
                 pass
-        prebound, self._prebound = self._prebound, None
+        with self._bind_lock:
+            prebound, self._prebound = self._prebound, None
         if prebound is not None:  # bound by connect() but never served
             prebound.close()
         if not disconnect:
@@ -532,8 +536,12 @@ class Daemon:
     def bind(self) -> tuple[str, int]:
         """Bind and listen now (before :meth:`serve`), so that the port is known even
         when it was 0; ``(host, port)``. Does nothing if already bound or serving."""
-        if self._address is not None:
-            return self._address
+        with self._bind_lock:
+            if self._address is not None:
+                return self._address
+            return self._bind()
+
+    def _bind(self) -> tuple[str, int]:
         host = self._host or None
         family, kind, proto, _, addr = socket.getaddrinfo(
             host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -620,7 +628,8 @@ class Daemon:
         try:
             raise_descriptor_limit(self.limits.max_connections + FD_RESERVE)
             self._limiter = trio.CapacityLimiter(self.limits.worker_threads)
-            prebound, self._prebound = self._prebound, None
+            with self._bind_lock:
+                prebound, self._prebound = self._prebound, None
             if prebound is not None:
                 listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(prebound))]
             else:
