@@ -420,3 +420,52 @@ def test_identification_covers_user_objects_and_pyroloc() -> None:
         daemon.shutdown()
         loop.join(WAIT)
     assert not loop.is_alive()
+
+
+async def test_a_client_leaving_mid_call_and_a_stop_mid_call(nursery: trio.Nursery) -> None:
+    quotes = Quotes()
+    daemon = Daemon("127.0.0.1", 0)
+    uri = daemon.connect(quotes, "quotes")
+    serving = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with serving:
+            await daemon.serve(task_status=task_status)
+
+    await nursery.start(run)
+    # The client goes away while its call blocks a thread: the daemon serves on.
+    leaving = aproxy(uri)
+    async with trio.open_nursery() as inner:
+        inner.start_soon(leaving.blocked)
+        with trio.fail_after(WAIT):
+            while quotes.running < 1:
+                await trio.sleep(0.01)
+        inner.cancel_scope.cancel()
+    await leaving.aclose()
+    assert quotes.running == 1
+    other = aproxy(uri)
+    assert await other.getQuote()
+
+    # Stopping the daemon does not wait for the threads (they cannot be stopped);
+    # the caller is told the server is shutting down.
+    errors: list[Exception] = []
+
+    async def call_blocked() -> None:
+        try:
+            await other.blocked()
+        except pairns.ConnectionClosedError as exc:
+            errors.append(exc)
+
+    nursery.start_soon(call_blocked)
+    with trio.fail_after(WAIT):
+        while quotes.running < 2:
+            await trio.sleep(0.01)
+    serving.cancel()
+    with trio.fail_after(WAIT / 2):
+        while not errors:
+            await trio.sleep(0.01)
+    assert "shutting down" in str(errors[0])
+    assert daemon.statistics().connections == 0
+    assert quotes.running == 2  # both methods still run; their results are dropped
+    quotes.release.set()
+    await other.aclose()
