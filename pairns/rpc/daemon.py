@@ -563,10 +563,14 @@ class Daemon:
         return self._address
 
     def unregister(self, object_id: str) -> None:
-        """Stop serving the object *object_id* (``KeyError`` if there is none)."""
+        """Stop serving the object *object_id* (``KeyError`` if there is none); the name
+        server is not told (:meth:`disconnect` does that for connected objects)."""
         if object_id == DAEMON_OBJECT_ID:
             raise ValueError(f"{DAEMON_OBJECT_ID!r} cannot be unregistered")
-        self._objects.remove(object_id)
+        with self._lock:
+            self._objects.remove(object_id)
+            # A connected object stops being one (its name stays in the name server).
+            self._connected.pop(object_id, None)
 
     def uri_for(self, object_id: str) -> str:
         """``PYRO://host:port/object_id`` for an object served by this daemon."""
