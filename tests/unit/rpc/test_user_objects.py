@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pairns
 from pairns.errors import NamingError, RemoteCallError, error_from_wire
 from pairns.rpc import AsyncProxy, Daemon, DaemonLimits, Proxy, oneway
-from pairns.rpc.dispatch import ObjectTable, is_oneway
+from pairns.rpc.dispatch import LookupFailed, ObjectTable, is_oneway
 from pairns.uri import URI
 
 #: Longest a test waits for anything (a thread, a reply).
@@ -151,6 +153,19 @@ def test_lookup_says_how_each_method_runs() -> None:
     assert set(table.sync_methods) == {("inline", "getQuote")}
     assert is_oneway(Quotes.remember) and not is_oneway(Quotes.getQuote)
     assert pairns.oneway is oneway
+
+
+_TABLE = ObjectTable()
+_TABLE.add(Quotes(), "user", threaded=True)
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_no_private_name_is_ever_callable(suffix: str) -> None:
+    for name in ("_" + suffix, "__" + suffix):
+        with pytest.raises(LookupFailed) as info:
+            _TABLE.lookup("user", name)
+        assert info.value.error[0] == "RemoteCallError"
+        assert "AttributeError" in info.value.error[1]
 
 
 def test_remote_errors_carry_type_message_and_traceback_text() -> None:
@@ -469,3 +484,42 @@ async def test_a_client_leaving_mid_call_and_a_stop_mid_call(nursery: trio.Nurse
     assert quotes.running == 2  # both methods still run; their results are dropped
     quotes.release.set()
     await other.aclose()
+
+
+async def test_proxies_send_methods_set_oneway_as_oneway_calls(nursery: trio.Nursery) -> None:
+    quotes = Quotes()
+    _, uri = await serve(nursery, quotes)
+    proxy = aproxy(uri)
+    proxy._setOneway(["blocked"])
+    with trio.fail_after(WAIT / 2):
+        assert await proxy.blocked() is None  # no reply awaited although it blocks
+    with trio.fail_after(WAIT):
+        while quotes.running < 1:
+            await trio.sleep(0.01)
+    quotes.release.set()
+    await proxy.aclose()
+    with pytest.raises(TypeError):
+        proxy._setOneway([1])  # type: ignore[list-item]
+
+    def blocking_client() -> None:
+        with Proxy(uri, timeout=WAIT) as sync_proxy:
+            sync_proxy._setOneway("recalled")
+            assert sync_proxy.recalled() is None
+            assert sync_proxy.getQuote() == quotes.getQuote()
+
+    await trio.to_thread.run_sync(blocking_client)
+
+
+async def test_user_objects_on_ipv6_loopback(nursery: trio.Nursery) -> None:
+    try:
+        daemon = Daemon("::1", 0)
+        uri = daemon.connect(Quotes(), "quotes")
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    assert uri.startswith(f"PYRO://[::1]:{daemon.address[1]}/")
+    await nursery.start(daemon.serve)
+    proxy = await pairns.async_getProxyForURI(
+        f"PYROLOC://[::1]:{daemon.address[1]}/quotes", timeout=WAIT
+    )
+    assert await proxy.getQuote() == Quotes().getQuote()
+    await proxy.aclose()
