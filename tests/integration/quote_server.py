@@ -9,6 +9,7 @@ prints ``URI: PYRO://...`` once it serves, then serves until its ``control`` obj
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
 import pairns
@@ -21,13 +22,17 @@ class QuoteGen:
 
     def __init__(self) -> None:
         self.memory: list[str] = []
+        self.released = threading.Event()
 
     def getQuote(self) -> str:
         return "Give me a lever long enough and I shall move the world."
 
-    def slow(self, seconds: float) -> str:
-        time.sleep(min(float(seconds), 10.0))
-        return "slow done"
+    def slow(self) -> str:
+        """Blocks its worker thread until release() is called (at most 10 s)."""
+        return "slow done" if self.released.wait(10.0) else "never released"
+
+    def release(self) -> None:
+        self.released.set()
 
     @pairns.oneway
     def remember(self, text: str, seconds: float) -> None:
