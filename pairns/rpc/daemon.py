@@ -13,6 +13,11 @@ finishes it, with no task per call. Every writer goes through the connection's
 :class:`~pairns.rpc.transport.Outbox`; while more than ``max_queued_reply_bytes`` wait
 in it for the client to read them, the daemon reads no more of that client's requests.
 
+User objects (:meth:`Daemon.connect`) differ in two ways: their plain methods run in
+worker threads (a task per call, ``limits.worker_threads`` threads at once), and the
+daemon publishes them in a name server; ``@oneway`` methods are answered at once and
+run in the daemon's own nursery.
+
 A connection that breaks a limit or the protocol gets a ``Goodbye`` with the reason and
 is closed; nothing a client sends can stop the daemon serving the others.
 """
