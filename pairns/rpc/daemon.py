@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import logging
 import math
 import socket
@@ -220,6 +221,23 @@ class NameService(Protocol):
         ...
 
 
+def _check_name_service(ns: NameService | None) -> NameService | None:
+    """*ns*, if it is a blocking name server proxy (an async one's calls would be
+    coroutines nobody awaits: objects would silently not be published)."""
+    if ns is None:
+        return None
+    for method in ("register", "unregister", "resolve"):
+        fn = getattr(ns, method, None)
+        if not callable(fn):
+            raise TypeError(f"ns must be a name server proxy: it has no {method}() method")
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                "ns must be a blocking name server proxy (pairns.NameServerProxy), "
+                "not an async one"
+            )
+    return ns
+
+
 @attrs.frozen
 class _Connected:
     """An object connected with :meth:`Daemon.connect` or :meth:`Daemon.connectPersistent`."""
@@ -338,7 +356,7 @@ class Daemon:
         self._refusing = False
         self._denied = 0
         self._requests = 0
-        self._ns = ns
+        self._ns = _check_name_service(ns)
         #: Objects connected through connect()/connectPersistent(), by object id.
         self._connected: dict[str, _Connected] = {}
         #: The listening socket bound before serve() (by connect(), to know the port).
@@ -382,7 +400,7 @@ class Daemon:
 
     def useNameServer(self, ns: NameService | None) -> None:
         """Publish connected objects in *ns* from now on (Pyro 3's call; or pass ``ns=``)."""
-        self._ns = ns
+        self._ns = _check_name_service(ns)
 
     def connect(self, obj: object, name: str | None = None) -> str:
         """Serve the user object *obj* under a fresh object id; its ``PYRO://`` URI.

@@ -371,6 +371,10 @@ def test_connect_persistent_keeps_the_uri_of_this_address() -> None:
     assert ns.names[":Test.new"] == other
     with pytest.raises(ValueError, match="name server"):
         Daemon("127.0.0.1", 0).connectPersistent(Quotes(), ":x")
+    with pytest.raises(TypeError, match="async"):
+        Daemon("127.0.0.1", 0, ns=pairns.AsyncNameServerProxy("127.0.0.1", 9))
+    with pytest.raises(TypeError, match="no register"):
+        Daemon("127.0.0.1", 0).useNameServer(object())  # type: ignore[arg-type]
     fresh.shutdown()
 
 
