@@ -33,12 +33,14 @@ if TYPE_CHECKING:
         getProxyForURI,
         resolve_uri,
     )
+    from pairns.naming.objects import async_getProxyForURI
     from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
     from pairns.node import NameServerStarter, Node, open_node, run
     from pairns.rpc.aproxy import AsyncProxy
     from pairns.rpc.context import current_request_id
     from pairns.rpc.daemon import Daemon, DaemonLimits
     from pairns.rpc.deferred import Deferred
+    from pairns.rpc.dispatch import oneway
     from pairns.rpc.proxy import Proxy
     from pairns.uri import URI
 
@@ -51,6 +53,7 @@ _HOMES = {
     "async_resolve_uri": "pairns.naming.locator",
     "getProxyForURI": "pairns.naming.locator",
     "resolve_uri": "pairns.naming.locator",
+    "async_getProxyForURI": "pairns.naming.objects",
     "AsyncNameServerProxy": "pairns.naming.proxy",
     "NameServerProxy": "pairns.naming.proxy",
     "NameServerStarter": "pairns.node",
@@ -62,6 +65,7 @@ _HOMES = {
     "Daemon": "pairns.rpc.daemon",
     "DaemonLimits": "pairns.rpc.daemon",
     "Deferred": "pairns.rpc.deferred",
+    "oneway": "pairns.rpc.dispatch",
     "Proxy": "pairns.rpc.proxy",
     "URI": "pairns.uri",
 }
@@ -82,10 +86,12 @@ __all__ = [
     "NameServerStarter",
     "Node",
     "Proxy",
+    "async_getProxyForURI",
     "async_resolve_uri",
     "current_request_id",
     "getProxyForURI",
     "load_config",
+    "oneway",
     "open_node",
     "resolve_uri",
     "run",

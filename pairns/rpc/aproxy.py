@@ -299,6 +299,8 @@ class _AsyncMethod:
         self._name = name
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._name in self._proxy._oneways:
+            return await self._proxy.oneway(self._name, *args, **kwargs)
         return await self._proxy.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:

@@ -72,6 +72,8 @@ class _RemoteMethod:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._name in self._proxy._oneways:
+            return self._proxy.oneway(self._name, *args, **kwargs)
         return self._proxy.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:
