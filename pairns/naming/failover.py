@@ -156,9 +156,17 @@ class Failover:
     twin_known: bool = False
     #: 0: the preferred node serves reads and writes; 1: the twin does.
     current: int = 0
+    #: first_timeout, worked out once (it is read on every call).
+    _first_timeout: float = attrs.field(init=False)
     _next_probe: float = 0.0
     _probe_backoff: float = PROBE_BACKOFF_START
     _probing: bool = False
+
+    @_first_timeout.default
+    def _first_timeout_default(self) -> float:
+        if self.call_timeout is None:
+            return self.failover_timeout
+        return min(self.failover_timeout, self.call_timeout)
 
     @property
     def nodes(self) -> tuple[Address, ...]:
@@ -183,12 +191,10 @@ class Failover:
         return CallPlan(self, method, now + total, node, self.failover_timeout)
 
     @property
-    def first_timeout(self) -> float | None:
+    def first_timeout(self) -> float:
         """The bound of a call's first attempt: the failover timeout, or the call
         timeout if that is less."""
-        if self.call_timeout is None:
-            return self.failover_timeout
-        return min(self.failover_timeout, self.call_timeout)
+        return self._first_timeout
 
     def succeeded(self, index: int, now: float) -> None:
         """A call was answered by node *index*: it serves the next calls too."""
