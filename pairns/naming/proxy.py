@@ -198,9 +198,8 @@ class NameServerProxy(_Common):
         )
         if not hasattr(self, "_proxies"):
             self._proxies = [proxy]
-        else:
-            del self._proxies[1:]
-            self._proxies.append(proxy)
+        else:  # a new list, not changed in place: other callers may be indexing the old
+            self._proxies = [self._proxies[0], proxy]
 
     @property
     def _proxy(self) -> Proxy:
@@ -264,11 +263,13 @@ class NameServerProxy(_Common):
     def _probe(self) -> None:
         """Between calls: is the preferred node healthy again?"""
         failover = self._failover
+        status = None
         try:
             status = self._proxies[0].call_within(failover.probe_timeout, m.STATUS.name)
         except PairnsError:
-            status = None
-        failover.probed(healthy_status(status), time.monotonic())
+            pass
+        finally:  # also when interrupted: the next call may probe again
+            failover.probed(healthy_status(status), time.monotonic())
 
     def close(self) -> None:
         """Close the connections (the next call opens new ones)."""
@@ -375,9 +376,8 @@ class AsyncNameServerProxy(_Common):
         )
         if not hasattr(self, "_proxies"):
             self._proxies = [proxy]
-        else:
-            del self._proxies[1:]
-            self._proxies.append(proxy)
+        else:  # a new list, not changed in place: other callers may be indexing the old
+            self._proxies = [self._proxies[0], proxy]
 
     @property
     def _proxy(self) -> AsyncProxy:
@@ -446,11 +446,13 @@ class AsyncNameServerProxy(_Common):
     async def _probe(self, clock: Any) -> None:
         """Between calls: is the preferred node healthy again?"""
         failover = self._failover
+        status = None
         try:
             status = await self._proxies[0].call_within(failover.probe_timeout, m.STATUS.name)
         except PairnsError:
-            status = None
-        failover.probed(healthy_status(status), clock())
+            pass
+        finally:  # also when cancelled: the next call may probe again
+            failover.probed(healthy_status(status), clock())
 
     async def aclose(self) -> None:
         """Close the connections (the next call opens new ones)."""
