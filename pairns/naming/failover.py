@@ -156,13 +156,14 @@ class Failover:
     twin_known: bool = False
     #: 0: the preferred node serves reads and writes; 1: the twin does.
     current: int = 0
-    #: first_timeout, worked out once (it is read on every call).
-    _first_timeout: float = attrs.field(init=False)
+    #: The bound of a call's first attempt: the failover timeout, or the call timeout
+    #: if that is less (worked out once: it is read on every call).
+    first_timeout: float = attrs.field(init=False)
     _next_probe: float = 0.0
     _probe_backoff: float = PROBE_BACKOFF_START
     _probing: bool = False
 
-    @_first_timeout.default
+    @first_timeout.default
     def _first_timeout_default(self) -> float:
         if self.call_timeout is None:
             return self.failover_timeout
@@ -189,12 +190,6 @@ class Failover:
             return CallPlan(self, method, now + total, 0, total)
         node = self.current if first is None else first
         return CallPlan(self, method, now + total, node, self.failover_timeout)
-
-    @property
-    def first_timeout(self) -> float:
-        """The bound of a call's first attempt: the failover timeout, or the call
-        timeout if that is less."""
-        return self._first_timeout
 
     def succeeded(self, index: int, now: float) -> None:
         """A call was answered by node *index*: it serves the next calls too."""

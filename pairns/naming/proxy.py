@@ -89,6 +89,9 @@ def failover_timeout_setting(value: float | None = None) -> float:
     return float(value)
 
 
+_NODE = Kind.NODE
+
+
 def _address(twin: URI | str | tuple[str, int] | None) -> Address | None:
     if twin is None:
         return None
@@ -210,7 +213,7 @@ class NameServerProxy(_Common):
         """Every name server call goes through here (see :meth:`Method.bind`)."""
         call = method.bind(args, self.default_group)
         failover = self._failover
-        if method.kind is Kind.NODE:
+        if method.kind is _NODE:
             return method.reply(self._on(self._proxies[0], call, self._timeout))
         if not failover.twin_known:
             self._learn_twin()
@@ -220,10 +223,20 @@ class NameServerProxy(_Common):
             self._probe()
         start = time.monotonic()
         node = failover.current
-        try:  # the first attempt, on the current node (no plan made unless it fails)
-            return method.reply(self._on(self._proxies[node], call, failover.first_timeout))
+        proxy = self._proxies[node]
+        # The first attempt, on the current node (no plan made unless it fails), written
+        # out: this is every call's path.
+        try:
+            if call.request_id is None:
+                result = proxy.call_within(failover.first_timeout, call.method, *call.args)
+            else:
+                result = proxy.call_within(
+                    failover.first_timeout, call.method, *call.args, request_id=call.request_id
+                )
         except ConnectionClosedError as exc:
             first: ConnectionClosedError = exc
+        else:
+            return method.reply(result)
         plan = failover.plan(call.method, start, node)
         attempt = plan.next(start)
         assert attempt is not None
@@ -388,7 +401,7 @@ class AsyncNameServerProxy(_Common):
         """Every name server call goes through here (see :meth:`Method.bind`)."""
         call = method.bind(args, self.default_group)
         failover = self._failover
-        if method.kind is Kind.NODE:
+        if method.kind is _NODE:
             return method.reply(await self._on(self._proxies[0], call, self._timeout))
         if not failover.twin_known:
             await self._learn_twin()

@@ -384,7 +384,9 @@ class AsyncProxy(ProxyBase):
         """:meth:`call`, bounded by *timeout* seconds (None: unbounded) instead of the
         proxy's timeout (the name server proxy's failover bounds each attempt so). As
         with any timeout, the connection is dropped when it passes."""
-        return await self._call(check_timeout(timeout), method, args, kwargs, request_id)
+        if type(timeout) is not float or not 0 < timeout < math.inf:  # checked once
+            timeout = check_timeout(timeout)
+        return await self._call(timeout, method, args, kwargs, request_id)
 
     async def _call(
         self,

@@ -10,6 +10,7 @@ drops the connection, and the next call connects again.
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import struct
@@ -135,7 +136,9 @@ class Proxy(ProxyBase):
     ) -> Any:
         """:meth:`call`, bounded by *timeout* seconds (None: unbounded) instead of the
         proxy's timeout (the name server proxy's failover bounds each attempt so)."""
-        return self._call(check_timeout(timeout), method, args, kwargs, request_id)
+        if type(timeout) is not float or not 0 < timeout < math.inf:  # checked once
+            timeout = check_timeout(timeout)
+        return self._call(timeout, method, args, kwargs, request_id)
 
     def _call(
         self,
