@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pairns.config import Config
 from pairns.errors import CallTimeoutError, ConnectionClosedError, NamingError
@@ -321,3 +323,40 @@ async def test_the_blocking_proxy_fails_over_and_comes_back(tmp_path: Path) -> N
         finally:
             ns.close()
         await wait_for(lambda: n1.namespace.exists(":b.n9"))
+
+
+# -- the policy under any sequence of failures -----------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    failures=st.lists(st.tuples(st.booleans(), st.floats(0.0, 3.0)), max_size=40),
+    call_timeout=st.one_of(st.none(), st.floats(0.1, 20.0)),
+    start_on_twin=st.booleans(),
+)
+def test_any_plan_alternates_stays_within_its_deadline_and_ends(
+    failures: list[tuple[bool, float]], call_timeout: float | None, start_on_twin: bool
+) -> None:
+    f = Failover(A, failover_timeout=1.0, call_timeout=call_timeout)
+    f.learnt_twin(B)
+    if start_on_twin:
+        f.succeeded(1, now=0.0)
+    plan = f.plan("resolve", now=0.0)
+    deadline = float("inf") if call_timeout is None else call_timeout
+    now, previous, round_slow, in_round = 0.0, None, False, 0
+    for slow, took in failures:
+        attempt = plan.next(now)
+        if attempt is None:
+            # It gives up only past the deadline, or after a round with no slow node.
+            assert now >= deadline or (in_round == 2 and not round_slow)
+            return
+        if in_round == 2:
+            in_round, round_slow = 0, False
+        assert attempt.node == (f.current if previous is None else 1 - previous)
+        assert attempt.timeout is None or 0 < attempt.timeout <= deadline - now
+        bound = attempt.timeout if attempt.timeout is not None else 1.0
+        now += min(took, bound) if not slow else bound
+        plan.failed(attempt, "x", slow=slow)
+        previous, in_round, round_slow = attempt.node, in_round + 1, round_slow or slow
+    error = plan.error()
+    assert "127.0.0.1:9090" in str(error) and "127.0.0.1:9091" in str(error)
