@@ -25,7 +25,10 @@ import trio
 from _support import HOST, NodeProcess, wait_until
 from test_pair import PAIR_TIMEOUT, Pair, status, wait_converged, wait_link
 
+from pairns.errors import NamingError
 from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
+from pairns.naming.service import NAMESERVER_OBJECT_ID
+from pairns.rpc import Proxy
 
 FAILOVER = 0.5
 #: Bounds of one stream: calls and seconds (the stream normally ends long before).
@@ -204,3 +207,24 @@ def test_a_stream_survives_a_sigstop_and_comes_back_after_sigcont(pair: Pair, ki
     finally:
         finish(thread, stop)
     check_end(pair, n1, n2, log)
+
+
+def test_a_twin_killed_and_restarted_alone_still_answers_a_retry(pair: Pair) -> None:
+    """Exactly once across a failover and a crash: a write applied on node 1 reaches
+    node 2 with its request id; node 2 is SIGKILLed and restarted on its data while
+    node 1 is gone, and the client's retry of that write on node 2 is answered as
+    applied (not "name already exists"); a new write of the same name is refused."""
+    n1, n2 = start_persistent_pair(pair)
+    args = (":s.once", f"PYRO://{HOST}:1/once")
+    with Proxy.for_address(HOST, n1.port, NAMESERVER_OBJECT_ID, timeout=5.0) as p1:
+        assert p1.call("register", *args, request_id="rid-crash") is None
+    wait_converged(n1, n2)
+    # Acknowledged by node 2, so durable there (acks never pass what is on its disk).
+    assert wait_until(lambda: status(n1)["unacked_changes"] == 0, PAIR_TIMEOUT, 0.05)
+    n2.kill()
+    n1.kill()
+    again = pair.start("n2", n2.port, ["-2", f"{HOST}:{n1.port}"], "-d")
+    with Proxy.for_address(HOST, again.port, NAMESERVER_OBJECT_ID, timeout=5.0) as p2:
+        assert p2.call("register", *args, request_id="rid-crash") is None
+        with pytest.raises(NamingError, match="already exists"):
+            p2.call("register", *args, request_id="rid-new")
