@@ -57,6 +57,8 @@ class LocatorSettings:
     ns2_bc_port: int = DEFAULT_NS2_BC_PORT
     retries: int = DEFAULT_BC_RETRIES
     timeout: float = DEFAULT_BC_TIMEOUT
+    #: The local host name tried after the configured hosts (None: the system's).
+    local_hostname: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocatorSettings:

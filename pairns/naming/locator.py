@@ -35,7 +35,10 @@ def _locate(
     port: int | None, bcaddr: str | None, settings: LocatorSettings
 ) -> list[Broadcast | Direct]:
     """The steps of a search for a name server when no host is given (no IO)."""
-    return search.plan(settings, port=port, bcaddr=bcaddr, local_hostname=socket.gethostname())
+    hostname = settings.local_hostname
+    if hostname is None:
+        hostname = socket.gethostname()
+    return search.plan(settings, port=port, bcaddr=bcaddr, local_hostname=hostname)
 
 
 def _not_found(tried: list[str]) -> NamingError:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import trio
-from _support import HOST, NodeProcess, run_server_to_exit, wait_until
+from _support import HOST, NodeProcess, clean_env, run_server_to_exit, wait_until
 from conftest import StartNode
 
 from pairns import NamingError
@@ -61,6 +63,7 @@ def settings(bc_port: int, ns2_bc_port: int, *, timeout: float = 0.5) -> Locator
         ns2_bc_port=ns2_bc_port,
         retries=1,
         timeout=timeout,
+        local_hostname=HOST,  # not the machine's name: tests stay on loopback
     )
 
 
@@ -136,7 +139,7 @@ def test_x_means_no_answer_and_the_failure_names_everything_tried(
     assert f"{BC}:{bc_port}, {BC}:{other} (2 rounds of 0.2 s): no answer" in message
     for port in (found.ns_port, found.ns2_port):
         assert f"localhost:{port}" in message
-        assert f"{socket.gethostname()}:{port}" in message
+        assert f"{HOST}:{port}" in message
     # A loopback node without -c answers nowhere either.
     quiet = start_node("-b", str(other))
     assert "discovery: off (listening on loopback only" in quiet.banner
@@ -212,3 +215,27 @@ def test_a_flood_from_one_source_gets_a_bounded_number_of_answers(
         return bool(stats["answered"] + stats["rate_limited"] == 200)
 
     assert wait_until(limited, 5.0)
+
+
+def test_a_blocking_search_does_not_import_trio() -> None:
+    bc_port, other = free_udp_ports(2)
+    ns_port, ns2_port = free_tcp_ports(2)
+    code = f"""
+import sys
+import pairns
+settings = pairns.LocatorSettings(
+    ns_port={ns_port}, ns2_port={ns2_port}, bc_addr="{BC}", ns2_bc_addr="{BC}",
+    bc_port={bc_port}, ns2_bc_port={other}, retries=0, timeout=0.1, local_hostname="{HOST}",
+)
+try:
+    pairns.NameServerLocator(settings=settings).getNS(timeout=2)
+except pairns.NamingError as exc:
+    assert "no answer" in str(exc), exc
+else:
+    sys.exit(4)
+sys.exit(3 if "trio" in sys.modules else 0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], timeout=60, env=clean_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
