@@ -21,6 +21,7 @@ from pairns.discovery.protocol import (
     encode_answer,
 )
 from pairns.discovery.search import Broadcast, async_broadcast
+from pairns.errors import NamingError
 from pairns.uri import URI, WILDCARD_HOSTS
 
 log = logging.getLogger("pairns.discovery")
@@ -81,7 +82,13 @@ class UdpResponder:
         with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
             # Several responders on one host and port (-m) each get every broadcast.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            await sock.bind((host, port))
+            try:
+                await sock.bind((host, port))
+            except OSError as exc:
+                raise NamingError(
+                    f"cannot answer discovery on {self.describe()}: {exc.strerror or exc} "
+                    "(-b picks another port, -c another address, -x runs no responder)"
+                ) from None
             self.address = sock.getsockname()[:2]
             log.info("discovery: answering on %s:%s/udp", *self.address)
             task_status.started(self.address)

@@ -239,3 +239,15 @@ sys.exit(3 if "trio" in sys.modules else 0)
         [sys.executable, "-c", code], timeout=60, env=clean_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_responder_that_cannot_bind_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    (bc_port,) = free_udp_ports(1)
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine; -r: nothing is sent there.
+    args = ["-n", HOST, "-p", "0", "-b", str(bc_port), "-c", "192.0.2.1", "-r"]
+    result = run_server_to_exit(args, storage=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"pairns: cannot answer discovery on 192.0.2.1:{bc_port}/udp: Cannot assign requested "
+        "address (-b picks another port, -c another address, -x runs no responder)"
+    ]
