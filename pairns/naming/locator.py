@@ -45,8 +45,12 @@ def _not_found(tried: list[str]) -> NamingError:
     return NamingError("could not find a name server; tried " + "; ".join(tried))
 
 
-def _failure(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+def _failure(exc: BaseException, where: Direct | None = None) -> str:
+    """What *exc* says, without repeating the address it happened at."""
+    text = str(exc) or type(exc).__name__
+    if where is not None:
+        text = text.removeprefix(f"cannot connect to {where}: ")
+    return text
 
 
 class NameServerLocator:
@@ -120,7 +124,7 @@ class NameServerLocator:
             except ConnectionDeniedError:
                 raise
             except (ProtocolError, OSError) as exc:
-                tried.append(f"{label}: {_failure(exc)}")
+                tried.append(f"{label}: {_failure(exc, target)}")
         raise _not_found(tried)
 
     async def _async_direct(
@@ -165,7 +169,7 @@ class NameServerLocator:
             except ConnectionDeniedError:
                 raise
             except (ProtocolError, OSError) as exc:
-                tried.append(f"{label}: {_failure(exc)}")
+                tried.append(f"{label}: {_failure(exc, target)}")
         raise _not_found(tried)
 
 

@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -251,3 +253,60 @@ def test_a_responder_that_cannot_bind_stops_the_start_with_one_line(tmp_path: Pa
         f"pairns: cannot answer discovery on 192.0.2.1:{bc_port}/udp: Cannot assign requested "
         "address (-b picks another port, -c another address, -x runs no responder)"
     ]
+
+
+class FakeResponder:
+    """Answers each ``location`` with garbage first, then *answer* (a thread, bounded)."""
+
+    def __init__(self, port: int, answer: bytes) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((BC, port))
+        self.sock.settimeout(0.2)
+        self.answer = answer
+        self.requests = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                data, source = self.sock.recvfrom(100)
+            except TimeoutError:
+                continue
+            if data == LOCATION:
+                self.requests += 1
+                for reply in (b"\xff\x00garbage", b"PYRONAME://:Default.x", self.answer):
+                    self.sock.sendto(reply, source)
+
+    def __enter__(self) -> FakeResponder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_the_locator_skips_what_is_not_an_answer_and_goes_on_when_the_answer_fails() -> None:
+    bc_port, other = free_udp_ports(2)
+    (dead,) = free_tcp_ports(1)
+    answer = f"PYRO://{HOST}:{dead}/Pyro.NameServer"
+    found = settings(bc_port, other, timeout=0.3)
+    with FakeResponder(bc_port, answer.encode()) as fake:
+        with pytest.raises(NamingError) as blocking:
+            NameServerLocator(settings=found).getNS(timeout=2)
+
+        async def search() -> None:
+            await NameServerLocator(settings=found).async_getNS(timeout=2)
+
+        with pytest.raises(NamingError) as async_:
+            trio.run(search)
+    assert fake.requests == 2  # the first answer ended each search's broadcast
+    for info in (blocking, async_):
+        message = str(info.value)
+        # The garbage before it was skipped: the URI is what the broadcast found.
+        assert f"(2 rounds of 0.3 s): answer {answer}: " in message, message
+        assert f"localhost:{found.ns_port}" in message
