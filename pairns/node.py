@@ -224,12 +224,7 @@ async def _open_node(
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
                     **_storage_info(storage),
-                    "discovery": None
-                    if node.responder is None
-                    else {
-                        "address": node.responder.describe(),
-                        **node.responder.policy.statistics.as_dict(),
-                    },
+                    **_discovery_info(node.responder),
                 }
 
             service = NameServer(
@@ -319,6 +314,17 @@ async def _check_no_other_name_server(config: Config) -> None:
         f"another name server ({uri}) already answers on {where}; use -m to start "
         "another one anyway, or -r not to look"
     )
+
+
+def _discovery_info(responder: UdpResponder | None) -> dict[str, Any]:
+    """The status fields of the discovery responder (flat, like the storage's)."""
+    if responder is None:
+        return {"discovery": None}
+    counters = responder.policy.statistics.as_dict()
+    return {
+        "discovery": responder.describe(),
+        **{f"discovery_{name}": value for name, value in counters.items()},
+    }
 
 
 def _storage_info(storage: Storage) -> dict[str, Any]:
