@@ -1,5 +1,5 @@
-"""One node: storage, the namespace, the daemon, the name server object and (paired mode)
-the replication link, in one nursery.
+"""One node: storage, the namespace, the daemon, the name server object, the discovery
+responder and (paired mode) the replication link, in one nursery.
 
 ``async with open_node(config) as node:`` yields once the node is listening; leaving the
 block (or ``node.shutdown()``) stops it. :func:`run` is the same thing in the
