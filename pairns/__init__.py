@@ -27,6 +27,7 @@ from pairns.errors import (
 
 if TYPE_CHECKING:
     from pairns.config import Config, ConfigError, load_config
+    from pairns.discovery.search import LocatorSettings
     from pairns.naming.locator import (
         NameServerLocator,
         async_resolve_uri,
@@ -49,6 +50,7 @@ _HOMES = {
     "Config": "pairns.config",
     "ConfigError": "pairns.config",
     "load_config": "pairns.config",
+    "LocatorSettings": "pairns.discovery.search",
     "NameServerLocator": "pairns.naming.locator",
     "async_resolve_uri": "pairns.naming.locator",
     "getProxyForURI": "pairns.naming.locator",
@@ -81,6 +83,7 @@ __all__ = [
     "Daemon",
     "DaemonLimits",
     "Deferred",
+    "LocatorSettings",
     "NameServerLocator",
     "NameServerProxy",
     "NameServerStarter",
