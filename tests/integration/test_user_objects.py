@@ -10,6 +10,7 @@ started here are ended, by their handle.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -116,6 +117,15 @@ def test_pyroname_and_pyroloc_reach_the_user_object(
     # The manual's form, the name server located (here from the environment).
     monkeypatch.setenv("PYRO_NS_HOSTNAME", HOST)
     monkeypatch.setenv("PYRO_NS_PORT", str(node.port))
+    # Discovery is tried first: on loopback, on ports nobody answers, and short.
+    for key in ("PYRO_NS_BC_ADDR", "PYRO_NS2_BC_ADDR"):
+        monkeypatch.setenv(key, "127.255.255.255")
+    for key in ("PYRO_NS_BC_PORT", "PYRO_NS2_BC_PORT"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((HOST, 0))
+            monkeypatch.setenv(key, str(probe.getsockname()[1]))
+    monkeypatch.setenv("PYRO_BC_RETRIES", "0")
+    monkeypatch.setenv("PYRO_BC_TIMEOUT", "0.1")
     with pairns.getProxyForURI(f"PYRONAME://{NAME}", timeout=10) as located:
         assert located.getQuote() == QUOTE
     # A name the daemon does not serve, a name the name server does not know.
