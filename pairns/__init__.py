@@ -27,18 +27,21 @@ from pairns.errors import (
 
 if TYPE_CHECKING:
     from pairns.config import Config, ConfigError, load_config
+    from pairns.discovery.search import LocatorSettings
     from pairns.naming.locator import (
         NameServerLocator,
         async_resolve_uri,
         getProxyForURI,
         resolve_uri,
     )
+    from pairns.naming.objects import async_getProxyForURI
     from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
     from pairns.node import NameServerStarter, Node, open_node, run
     from pairns.rpc.aproxy import AsyncProxy
     from pairns.rpc.context import current_request_id
     from pairns.rpc.daemon import Daemon, DaemonLimits
     from pairns.rpc.deferred import Deferred
+    from pairns.rpc.dispatch import oneway
     from pairns.rpc.proxy import Proxy
     from pairns.uri import URI
 
@@ -47,10 +50,12 @@ _HOMES = {
     "Config": "pairns.config",
     "ConfigError": "pairns.config",
     "load_config": "pairns.config",
+    "LocatorSettings": "pairns.discovery.search",
     "NameServerLocator": "pairns.naming.locator",
     "async_resolve_uri": "pairns.naming.locator",
     "getProxyForURI": "pairns.naming.locator",
     "resolve_uri": "pairns.naming.locator",
+    "async_getProxyForURI": "pairns.naming.objects",
     "AsyncNameServerProxy": "pairns.naming.proxy",
     "NameServerProxy": "pairns.naming.proxy",
     "NameServerStarter": "pairns.node",
@@ -62,6 +67,7 @@ _HOMES = {
     "Daemon": "pairns.rpc.daemon",
     "DaemonLimits": "pairns.rpc.daemon",
     "Deferred": "pairns.rpc.deferred",
+    "oneway": "pairns.rpc.dispatch",
     "Proxy": "pairns.rpc.proxy",
     "URI": "pairns.uri",
 }
@@ -77,15 +83,18 @@ __all__ = [
     "Daemon",
     "DaemonLimits",
     "Deferred",
+    "LocatorSettings",
     "NameServerLocator",
     "NameServerProxy",
     "NameServerStarter",
     "Node",
     "Proxy",
+    "async_getProxyForURI",
     "async_resolve_uri",
     "current_request_id",
     "getProxyForURI",
     "load_config",
+    "oneway",
     "open_node",
     "resolve_uri",
     "run",

@@ -10,6 +10,7 @@ where the value was found. The rest of the node never sees a malformed setting.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -26,6 +27,10 @@ from pairns.wire import limits
 
 class ConfigError(PairnsError):
     """A configuration value (file, environment or flag) is unusable; says which and why."""
+
+
+#: The :attr:`Origin.source` of a value given by a command-line flag.
+COMMAND_LINE: Final = "the command line"
 
 
 @attrs.frozen
@@ -50,7 +55,7 @@ class Origin:
     @classmethod
     def flag(cls, flag: str) -> Origin:
         """The command-line flag *flag*."""
-        return cls(flag, "the command line")
+        return cls(flag, COMMAND_LINE)
 
 
 def _is_finite(value: float) -> bool:
@@ -212,6 +217,19 @@ ACK_MODES = ("local", "twin")
 #: Where the second node of a pair listens unless told otherwise (Pyro 3's rule).
 DEFAULT_NS2_PORT: Final = DEFAULT_NS_PORT + 1
 
+#: Pyro 3's broadcast (discovery) ports of the first (or single) and the second node.
+DEFAULT_BC_PORT: Final = 9090
+DEFAULT_NS2_BC_PORT: Final = 9091
+#: Where a locator's broadcast goes when ``PYRO_NS_BC_ADDR``/``PYRO_NS2_BC_ADDR`` are
+#: not set (Pyro 3's ``<broadcast>``).
+DEFAULT_BC_ADDR: Final = "255.255.255.255"
+#: Broadcast rounds after the first, and the wait for an answer in each (Pyro 3's).
+DEFAULT_BC_RETRIES: Final = 1
+DEFAULT_BC_TIMEOUT: Final = 0.75
+#: Retries of a broadcast: Pyro 3 read a negative number as "for ever"; pairns keeps
+#: every wait bounded.
+BC_RETRIES: Final = integer(0, 100)
+
 #: Field metadata keys: the setting's ``PYRO_*`` name (None: a flag only), its kind, and
 #: whether its value is a secret (never shown in a message).
 _KEY, _KIND, _SECRET = "pairns_key", "pairns_kind", "pairns_secret"
@@ -319,6 +337,24 @@ class Config:
     ns2_port: int = _setting("PYRO_NS2_PORT", LISTEN_PORT, DEFAULT_NS2_PORT)
     ack: str = _setting("PYRO_NS_ACK", choice(*ACK_MODES), "local")
     peer_timeout: float = _setting("PYRO_NS_PEER_TIMEOUT", TIMEOUT, 2.0)
+    #: The UDP port this node answers discovery requests on (``-b``); for a ``-2`` node
+    #: :func:`resolve_pairing` puts ``ns2_bc_port`` here unless ``-b`` was given.
+    bc_port: int = _setting("PYRO_NS_BC_PORT", LISTEN_PORT, DEFAULT_BC_PORT)
+    ns2_bc_port: int = _setting("PYRO_NS2_BC_PORT", LISTEN_PORT, DEFAULT_NS2_BC_PORT)
+    #: The address the responder binds to and the node's start-up check broadcasts to
+    #: (``-c``; None: every interface, checked at ``255.255.255.255``); for a ``-2``
+    #: node :func:`resolve_pairing` puts ``ns2_bc_addr`` here unless ``-c`` was given.
+    bc_addr: str | None = _setting("PYRO_NS_BC_ADDR", OPTIONAL_TEXT, None)
+    ns2_bc_addr: str | None = _setting("PYRO_NS2_BC_ADDR", OPTIONAL_TEXT, None)
+    bc_retries: int = _setting("PYRO_BC_RETRIES", BC_RETRIES, DEFAULT_BC_RETRIES)
+    bc_timeout: float = _setting("PYRO_BC_TIMEOUT", TIMEOUT, DEFAULT_BC_TIMEOUT)
+    #: Run the discovery responder (``-x`` turns it off).
+    responder: bool = _setting(None, BOOLEAN, True)
+    #: Before answering, look for a name server already answering on the broadcast
+    #: port (``-r`` turns it off).
+    look_for_others: bool = _setting(None, BOOLEAN, True)
+    #: Start even when another name server answers there (``-m``).
+    allow_multiple: bool = _setting(None, BOOLEAN, False)
     #: The secret the twin must prove on the peer link (default: ``identification``).
     pair_secret: str | None = _setting("PYRO_NS_PAIR_SECRET", OPTIONAL_TEXT, None, secret=True)
     #: How far ahead of this node's wall clock a stamp from the twin may be (seconds).
@@ -355,6 +391,22 @@ class Config:
         return parse_address(self.twin, default)
 
     @property
+    def responder_address(self) -> tuple[str, int] | None:
+        """Where the discovery responder binds, or None when this node runs none.
+
+        None with ``-x``, and for a node that listens on loopback only unless ``-c``
+        (``bc_addr``) names an address: a broadcast from another host cannot reach it,
+        and its URI would be useless there.
+        """
+        if not self.responder:
+            return None
+        if self.bc_addr:
+            return self.bc_addr, self.bc_port
+        if is_loopback(self.host):
+            return None
+        return "", self.bc_port
+
+    @property
     def uri_path(self) -> Path:
         """Where the node writes its URI (``PYRO_NS_URIFILE``)."""
         if self.uri_file:
@@ -367,6 +419,16 @@ class Config:
         if self.database:
             return Path(self.database)
         return Path(self.storage) / "Pyro_NS_database"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether *host* (a listening host) is a loopback name or address."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _FIELDS: Final = {f.name: f for f in attrs.fields(Config) if _KIND in f.metadata}
@@ -480,6 +542,11 @@ def resolve_pairing(
     changes: dict[str, tuple[Any, Origin]] = {}
     if listen_port is not None:
         changes["port"] = (listen_port, Origin.flag(listen_flag))
+    if config.role == 2:
+        # The second node answers discovery on PYRO_NS2_BC_PORT/ADDR unless -b/-c said.
+        for own, second in (("bc_port", "ns2_bc_port"), ("bc_addr", "ns2_bc_addr")):
+            if config.origin_of(own).source != COMMAND_LINE:
+                changes[own] = (getattr(config, second), config.origin_of(second))
     if config.role == 0:
         return _apply(config, changes)
     own_host = config.host if config.host not in WILDCARD_HOSTS else "127.0.0.1"

@@ -97,12 +97,20 @@ class CallTimeoutError(ConnectionClosedError):
 class RemoteCallError(PairnsError):
     """The remote method failed with an error that is not a pairns error.
 
-    ``remote_type`` is the name of the exception type raised on the other side.
+    ``remote_type`` is the name of the exception type raised on the other side;
+    ``remote_traceback`` is its traceback as text, when the server sent one (the
+    exception object itself never travels).
     """
 
-    def __init__(self, message: str, remote_type: str = "Exception") -> None:
+    def __init__(
+        self,
+        message: str,
+        remote_type: str = "Exception",
+        remote_traceback: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
 
     def __str__(self) -> str:
         return f"{self.remote_type}: {self.args[0]}"
@@ -141,7 +149,8 @@ def error_from_wire(type_name: str, message: str, args: list[Any]) -> PairnsErro
     if type_name == "RemoteCallError":
         remote = args[1] if len(args) > 1 and isinstance(args[1], str) else "Exception"
         text = args[0] if args and isinstance(args[0], str) else message
-        return RemoteCallError(text, remote)
+        trace = args[2] if len(args) > 2 and isinstance(args[2], str) else None
+        return RemoteCallError(text, remote, trace)
     cls = WIRE_ERRORS.get(type_name)
     if cls is None:
         return RemoteCallError(message, type_name)

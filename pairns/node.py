@@ -1,5 +1,5 @@
-"""One node: storage, the namespace, the daemon, the name server object and (paired mode)
-the replication link, in one nursery.
+"""One node: storage, the namespace, the daemon, the name server object, the discovery
+responder and (paired mode) the replication link, in one nursery.
 
 ``async with open_node(config) as node:`` yields once the node is listening; leaving the
 block (or ``node.shutdown()``) stops it. :func:`run` is the same thing in the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +44,9 @@ import trio
 
 from pairns import _collector as collector
 from pairns import names
-from pairns.config import Config
+from pairns.config import DEFAULT_BC_ADDR, Config
+from pairns.discovery.responder import UdpResponder, find_other
+from pairns.errors import NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
@@ -75,6 +78,8 @@ class Node:
     _cancel: trio.CancelScope
     #: The peer link of a paired node (None for a single node).
     replicator: Replicator | None = None
+    #: The discovery responder (None with ``-x`` or on loopback without ``-c``).
+    responder: UdpResponder | None = None
     _stopped: trio.Event = attrs.field(factory=trio.Event)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
 
@@ -148,6 +153,9 @@ async def open_node(
 async def _open_node(
     config: Config, wall_clock: Callable[[], float] | None, start_up: collector.Pause
 ) -> AsyncIterator[Node]:
+    responder_address = config.responder_address
+    if responder_address is not None and config.look_for_others:
+        await _check_no_other_name_server(config)
     storage_path = config.database_path if config.persistent else None
     async with open_storage(storage_path) as storage:
         loaded = await storage.open()
@@ -216,6 +224,7 @@ async def _open_node(
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
                     **_storage_info(storage),
+                    **_discovery_info(node.responder),
                 }
 
             service = NameServer(
@@ -250,6 +259,9 @@ async def _open_node(
                 replicator=replicator,
             )
             node_box.append(node)
+            if responder_address is not None:
+                node.responder = UdpResponder(uri, responder_address)
+                await nursery.start(node.responder.serve)
             if replicator is not None:
                 await nursery.start(replicator.run)
             nursery.start_soon(node._shutdown_after_grace)
@@ -259,6 +271,60 @@ async def _open_node(
                 yield node
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def _same_place(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two ``(host, port)`` pairs name the same socket address (names resolved)."""
+    if a[1] != b[1]:
+        return False
+    if a[0] == b[0]:
+        return True
+
+    async def addresses(host: str) -> set[str]:
+        try:
+            infos = await trio.socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            return set()
+        return {str(info[4][0]) for info in infos}
+
+    return bool(await addresses(a[0]) & await addresses(b[0]))
+
+
+async def _check_no_other_name_server(config: Config) -> None:
+    """Refuse to start when another name server answers on this node's broadcast port
+    (Pyro 3's check; ``-r`` skips it, ``-m`` only warns). A paired node's own twin may
+    answer there."""
+    if config.bc_port == 0:  # any free port: nobody can be answering there yet
+        return
+    host = config.bc_addr if config.bc_addr and config.bc_addr not in WILDCARD_HOSTS else None
+    destination = (host or DEFAULT_BC_ADDR, config.bc_port)
+    found = await find_other(destination, config.bc_retries + 1, config.bc_timeout)
+    if found is None:
+        return
+    uri, _ = found
+    twin = config.twin_address
+    if twin is not None and uri.host is not None and await _same_place(uri.address, twin):
+        log.info("discovery: the twin answers on %s:%s/udp", *destination)
+        return
+    where = f"{destination[0]}:{destination[1]}/udp"
+    if config.allow_multiple:
+        log.warning("another name server (%s) answers on %s; starting anyway (-m)", uri, where)
+        return
+    raise NamingError(
+        f"another name server ({uri}) already answers on {where}; use -m to start "
+        "another one anyway, or -r not to look"
+    )
+
+
+def _discovery_info(responder: UdpResponder | None) -> dict[str, Any]:
+    """The status fields of the discovery responder (flat, like the storage's)."""
+    if responder is None:
+        return {"discovery": None}
+    counters = responder.policy.statistics.as_dict()
+    return {
+        "discovery": responder.describe(),
+        **{f"discovery_{name}": value for name, value in counters.items()},
+    }
 
 
 def _storage_info(storage: Storage) -> dict[str, Any]:

@@ -10,6 +10,10 @@ its number of examples and its assertions.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from typing import Any
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -18,3 +22,35 @@ settings.register_profile(
     deadline=None,
 )
 settings.load_profile("pairns")
+
+
+# -- the network rule: datagrams from the test process go to loopback only -------------
+#
+# UDP discovery broadcasts by default to 255.255.255.255 (Pyro 3's "<broadcast>"). A test
+# that forgot to point the locator at 127.255.255.255 would send that to the real
+# network; this guard makes such a test fail instead. Stream sockets are not guarded:
+# a connect to a real address fails or hangs visibly on its own.
+
+_real_sendto = socket.socket.sendto
+
+
+def _loopback(address: object) -> bool:
+    if not isinstance(address, tuple) or not address:
+        return True  # AF_UNIX paths and the like
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_sendto(self: socket.socket, data: Any, *args: Any) -> int:
+    address = args[-1]
+    if not _loopback(address):
+        raise AssertionError(f"a test sent a datagram to {address!r}: loopback only")
+    return _real_sendto(self, data, *args)  # type: ignore[arg-type]
+
+
+socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign,assignment]

@@ -270,6 +270,9 @@ class Node:
             self.twin,
             "-d",
             str(self.db_dir),
+            # No discovery: its start-up check would add a broadcast round to every
+            # restart, and the suite's clients know where the nodes are.
+            "-x",
         ]
 
     def env(self) -> dict[str, str]:

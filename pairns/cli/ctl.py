@@ -25,7 +25,7 @@ from pairns.errors import (
     URIError,
 )
 from pairns.naming.locator import NameServerLocator
-from pairns.naming.proxy import DEFAULT_TIMEOUT, NameServerProxy
+from pairns.naming.proxy import DEFAULT_TIMEOUT, NameServerProxy, failover_timeout_setting
 from pairns.uri import DEFAULT_NS_PORT
 
 EXIT_OK, EXIT_NAMING, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
@@ -363,6 +363,11 @@ def _where(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int, 
     timeout = TIMEOUT.read(args.timeout, Origin.flag("--timeout"))
     if "PYRO_NS_DEFAULTGROUP" in env:  # the proxy expands relative names with it
         GROUP.read(env["PYRO_NS_DEFAULTGROUP"], Origin.environment("PYRO_NS_DEFAULTGROUP"))
+    if "PYRO_NS_FAILOVER_TIMEOUT" in env:  # the proxy reads it when it is made
+        try:
+            failover_timeout_setting()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return host, port, timeout
 
 

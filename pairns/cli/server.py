@@ -20,6 +20,9 @@ import trio
 
 from pairns.cli._util import first_leaf
 from pairns.config import (
+    DEFAULT_BC_ADDR,
+    DEFAULT_BC_PORT,
+    DEFAULT_NS2_BC_PORT,
     DEFAULT_NS2_PORT,
     Config,
     ConfigError,
@@ -98,6 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
         "identification) - PYRO_NS_PAIR_SECRET; prefer the environment variable, which "
         "other users cannot see in the process list",
     )
+    p.add_argument(
+        "-b",
+        dest="bc_port",
+        metavar="PORT",
+        help="UDP port to answer discovery requests on (default PYRO_NS_BC_PORT, "
+        f"{DEFAULT_BC_PORT}; for -2 PYRO_NS2_BC_PORT, {DEFAULT_NS2_BC_PORT})",
+    )
+    p.add_argument(
+        "-c",
+        dest="bc_addr",
+        metavar="ADDRESS",
+        help="address the discovery responder binds to, and where the start-up check "
+        "looks for another name server (default: every interface, checked at "
+        f"{DEFAULT_BC_ADDR}); a node listening on loopback answers only with -c",
+    )
+    p.add_argument(
+        "-x", dest="no_responder", action="store_true", help="do not answer discovery requests"
+    )
+    p.add_argument(
+        "-r",
+        dest="dont_look",
+        action="store_true",
+        help="do not look for a name server already answering on the broadcast port",
+    )
+    p.add_argument(
+        "-m",
+        dest="allow_multiple",
+        action="store_true",
+        help="start even when another name server answers on the broadcast port",
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging")
     p.add_argument("--config", metavar="FILE", help="TOML configuration file (PYRO_* keys)")
     return p
@@ -132,6 +165,16 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
         overrides["ack"] = args.ack
     if args.pair_secret is not None:
         overrides["pair_secret"] = args.pair_secret
+    if args.bc_port is not None:
+        overrides["bc_port"] = read_flag("bc_port", args.bc_port, "-b")
+    if args.bc_addr is not None:
+        overrides["bc_addr"] = read_flag("bc_addr", args.bc_addr, "-c")
+    if args.no_responder:
+        overrides["responder"] = False
+    if args.dont_look:
+        overrides["look_for_others"] = False
+    if args.allow_multiple:
+        overrides["allow_multiple"] = True
     # -p is read first (a bad one is reported before anything else is looked at) and
     # applied last: for a -2 node PYRO_NS_PORT names where its twin serves.
     port = None if args.port is None else read_flag("port", args.port, "-p")
@@ -149,6 +192,11 @@ _FLAGS = {
     "verbose": "-v",
     "ack": "--ack",
     "pair_secret": "--pair-secret",
+    "bc_port": "-b",
+    "bc_addr": "-c",
+    "responder": "-x",
+    "look_for_others": "-r",
+    "allow_multiple": "-m",
 }
 
 
@@ -197,6 +245,7 @@ async def _run(
         else "identification: NOT required (anyone may connect; use -i to require one)",
         f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
         _pairing_line(config),
+        _discovery_line(config, node),
         *_peer_trust_lines(config),
         *(
             [f"wall clock: offset by {offset:+g} s ({CLOCK_OFFSET_ENV}, a testing hook)"]
@@ -219,6 +268,14 @@ async def _run(
         nursery.start_soon(on_signal)
         await node.wait_stopped()
         nursery.cancel_scope.cancel()
+
+
+def _discovery_line(config: Config, node: Node) -> str:
+    if node.responder is not None:
+        return f"discovery: answering 'location' on {node.responder.describe()}"
+    if not config.responder:
+        return "discovery: off (-x)"
+    return "discovery: off (listening on loopback only; -c ADDRESS answers there)"
 
 
 def _pairing_line(config: Config) -> str:

@@ -1,38 +1,70 @@
 """Finding a name server: :class:`NameServerLocator` and URI resolution helpers.
 
-This layer does direct host lookup (``getNS(host=..., port=...)``, or
-``PYRO_NS_HOSTNAME``/``PYRO_NS_PORT`` from the environment, or ``localhost``). UDP
-broadcast discovery is not part of it yet.
+``getNS(host, port)`` goes straight to *host*. Without a host the locator searches, in
+the order :func:`_locate` lists (no IO there; the blocking and the async locator take
+the same steps): a UDP broadcast of ``location`` to both broadcast ports of a pair,
+then the configured hosts, then the local host name and ``localhost`` on both name
+server ports. A failure names every place tried.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import attrs
 
-from pairns.errors import URIError
+from pairns.discovery import search
+from pairns.discovery.search import Broadcast, Direct, LocatorSettings
+from pairns.errors import ConnectionDeniedError, NamingError, ProtocolError, URIError
 from pairns.naming.proxy import DEFAULT_TIMEOUT, AsyncNameServerProxy, NameServerProxy
 from pairns.rpc.dispatch import DAEMON_OBJECT_ID
 from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
 
 
-def _where(host: str | None, port: int | None) -> tuple[str, int]:
-    if host is None:
-        host = os.environ.get("PYRO_NS_HOSTNAME") or "localhost"
+def _where(host: str, port: int | None) -> tuple[str, int]:
     if port is None:
         text = os.environ.get("PYRO_NS_PORT")
         port = int(text) if text else DEFAULT_NS_PORT
     return host, port
 
 
-class NameServerLocator:
-    """Finds a name server and returns a proxy for it (Pyro 3's locator)."""
+def _locate(
+    port: int | None, bcaddr: str | None, settings: LocatorSettings
+) -> list[Broadcast | Direct]:
+    """The steps of a search for a name server when no host is given (no IO)."""
+    hostname = settings.local_hostname
+    if hostname is None:
+        hostname = socket.gethostname()
+    return search.plan(settings, port=port, bcaddr=bcaddr, local_hostname=hostname)
 
-    def __init__(self, identification: str | None = None) -> None:
+
+def _not_found(tried: list[str]) -> NamingError:
+    return NamingError("could not find a name server; tried " + "; ".join(tried))
+
+
+def _failure(exc: BaseException, where: Direct | None = None) -> str:
+    """What *exc* says, without repeating the address it happened at."""
+    text = str(exc) or type(exc).__name__
+    if where is not None:
+        text = text.removeprefix(f"cannot connect to {where}: ")
+    return text
+
+
+class NameServerLocator:
+    """Finds a name server and returns a proxy for it (Pyro 3's locator).
+
+    *settings* (default: read from the ``PYRO_*`` environment at each search) say
+    where a search without a host looks.
+    """
+
+    def __init__(
+        self, identification: str | None = None, *, settings: LocatorSettings | None = None
+    ) -> None:
         self.identification = identification
+        self.settings = settings
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
         """The keyword arguments of the proxy that :meth:`getNS` and :meth:`async_getNS` make."""
@@ -41,17 +73,11 @@ class NameServerLocator:
             "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
         }
 
-    def getNS(
-        self, host: str | None = None, port: int | None = None, *, timeout: float | None = None
-    ) -> NameServerProxy:
-        """A blocking proxy for the name server at *host*:*port*, checked with a ping.
+    def _steps(self, port: int | None, bcaddr: str | None) -> list[Broadcast | Direct]:
+        return _locate(port, bcaddr, self.settings or LocatorSettings.from_env())
 
-        Without *host* or *port*, ``PYRO_NS_HOSTNAME`` and ``PYRO_NS_PORT`` say where
-        (else ``localhost`` and the default port). Raises ``ConnectionClosedError`` when
-        nothing answers there and ``ConnectionDeniedError`` when the identification is
-        refused.
-        """
-        proxy = NameServerProxy(*_where(host, port), **self._options(timeout))
+    def _direct(self, host: str, port: int, timeout: float | None) -> NameServerProxy:
+        proxy = NameServerProxy(host, port, **self._options(timeout))
         try:
             proxy.ping()
         except BaseException:
@@ -59,17 +85,92 @@ class NameServerLocator:
             raise
         return proxy
 
-    async def async_getNS(
-        self, host: str | None = None, port: int | None = None, *, timeout: float | None = None
+    def getNS(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        timeout: float | None = None,
+        bcaddr: str | None = None,
+    ) -> NameServerProxy:
+        """A blocking proxy for a name server, checked with a ping.
+
+        With *host*: the name server at *host*:*port* (port default ``PYRO_NS_PORT``);
+        raises ``ConnectionClosedError`` when nothing answers there. Without: search
+        (module docs); *port* is then the one port asked and *bcaddr* replaces the
+        broadcast addresses. Raises :class:`NamingError` naming every place tried when
+        the search finds nothing, and ``ConnectionDeniedError`` at once when a name
+        server refuses the identification.
+        """
+        if host is not None:
+            return self._direct(*_where(host, port), timeout)
+        tried: list[str] = []
+        for step in self._steps(port, bcaddr):
+            if isinstance(step, Broadcast):
+                try:
+                    found = search.broadcast(step)
+                except OSError as exc:
+                    tried.append(f"{step}: {_failure(exc)}")
+                    continue
+                if found is None:
+                    tried.append(f"{step}: no answer")
+                    continue
+                target = Direct(*found[0].address)
+                label = f"{step}: answer {found[0]}"
+            else:
+                target, label = step, str(step)
+            try:
+                return self._direct(target.host, target.port, timeout)
+            except ConnectionDeniedError:
+                raise
+            except (ProtocolError, OSError) as exc:
+                tried.append(f"{label}: {_failure(exc, target)}")
+        raise _not_found(tried)
+
+    async def _async_direct(
+        self, host: str, port: int, timeout: float | None
     ) -> AsyncNameServerProxy:
-        """The async counterpart of :meth:`getNS`."""
-        proxy = AsyncNameServerProxy(*_where(host, port), **self._options(timeout))
+        proxy = AsyncNameServerProxy(host, port, **self._options(timeout))
         try:
             await proxy.ping()
         except BaseException:
             await proxy.aclose()
             raise
         return proxy
+
+    async def async_getNS(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        timeout: float | None = None,
+        bcaddr: str | None = None,
+    ) -> AsyncNameServerProxy:
+        """The async counterpart of :meth:`getNS` (the same steps, on Trio)."""
+        if host is not None:
+            return await self._async_direct(*_where(host, port), timeout)
+        tried: list[str] = []
+        for step in self._steps(port, bcaddr):
+            if isinstance(step, Broadcast):
+                try:
+                    found = await search.async_broadcast(step)
+                except OSError as exc:
+                    tried.append(f"{step}: {_failure(exc)}")
+                    continue
+                if found is None:
+                    tried.append(f"{step}: no answer")
+                    continue
+                target = Direct(*found[0].address)
+                label = f"{step}: answer {found[0]}"
+            else:
+                target, label = step, str(step)
+            try:
+                return await self._async_direct(target.host, target.port, timeout)
+            except ConnectionDeniedError:
+                raise
+            except (ProtocolError, OSError) as exc:
+                tried.append(f"{label}: {_failure(exc, target)}")
+        raise _not_found(tried)
 
 
 @attrs.frozen

@@ -7,17 +7,36 @@ expanded on the client against the client's default group (``PYRO_NS_DEFAULTGROU
 before they are sent, ``resolve`` returns a :class:`~pairns.uri.URI` and
 ``list``/``flatlist`` return lists of tuples. Every write carries a fresh request id
 (:func:`new_request_id`).
+
+Both fail over between the two nodes of a pair as :mod:`pairns.naming.failover`
+decides: the proxies only do the IO (one RPC proxy per node, made with the same
+identification, so it is kept across a switch).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pairns import names
+from pairns.errors import (
+    CallTimeoutError,
+    ConnectionClosedError,
+    ConnectionDeniedError,
+    PairnsError,
+)
 from pairns.names import NAMESERVER_OBJECT_ID
 from pairns.naming import methods as m
-from pairns.naming.methods import GroupListing, Method, UriListing, new_request_id
+from pairns.naming.failover import (
+    DEFAULT_FAILOVER_TIMEOUT,
+    Address,
+    CallPlan,
+    Failover,
+    healthy_status,
+)
+from pairns.naming.methods import Call, GroupListing, Kind, Method, UriListing, new_request_id
 from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
 
@@ -25,6 +44,7 @@ if TYPE_CHECKING:
     from pairns.rpc.aproxy import AsyncProxy
 
 __all__ = [
+    "DEFAULT_FAILOVER_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "AsyncNameServerProxy",
     "GroupListing",
@@ -43,12 +63,55 @@ def _default_group() -> str:
     return names.check_default_group(os.environ.get("PYRO_NS_DEFAULTGROUP", names.DEFAULT_GROUP))
 
 
+def failover_timeout_setting(value: float | None = None) -> float:
+    """The failover timeout: *value* if given, else ``PYRO_NS_FAILOVER_TIMEOUT`` from
+    the environment, else :data:`DEFAULT_FAILOVER_TIMEOUT` (seconds, finite, above 0).
+
+    Raises ``ValueError`` naming the setting and where a bad value came from.
+    """
+    source, shown = "the argument", repr(value)
+    if value is None:
+        text = os.environ.get("PYRO_NS_FAILOVER_TIMEOUT")
+        if text is None:
+            return DEFAULT_FAILOVER_TIMEOUT
+        source, shown = "the environment", repr(text)
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(
+            f"PYRO_NS_FAILOVER_TIMEOUT must be a finite number of seconds above 0, "
+            f"not {shown} (from {source})"
+        )
+    return float(value)
+
+
+_NODE = Kind.NODE
+
+
+def _address(twin: URI | str | tuple[str, int] | None) -> Address | None:
+    if twin is None:
+        return None
+    if isinstance(twin, tuple):
+        return Address(*twin)
+    return Address(*URI.from_string(twin).address)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class _Common:
-    """What both proxies share: construction and name handling (no IO here)."""
+    """What both proxies share: construction, name handling and the failover state
+    (no IO here)."""
 
     host: str
     port: int
     default_group: str
+    _failover: Failover
 
     def __init__(
         self,
@@ -58,19 +121,51 @@ class _Common:
         identification: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         default_group: str | None = None,
+        failover_timeout: float | None = None,
+        twin: URI | str | tuple[str, int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.default_group = (
             names.check_default_group(default_group) if default_group else _default_group()
         )
+        self._identification = identification
+        self._timeout = timeout
+        self._failover = Failover(
+            Address(host, port), failover_timeout_setting(failover_timeout), timeout
+        )
         self._connect_to(host, port, identification, timeout)
+        if twin is not None:
+            self._learnt_twin(_address(twin))
 
     def _connect_to(
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
-        """Make the RPC proxy (no IO: it connects on the first call)."""
+        """Make the RPC proxy for a node (no IO: it connects on the first call); the
+        first one made is the preferred node's, the second the twin's."""
         raise NotImplementedError
+
+    def _learnt_twin(self, twin: Address | None) -> None:
+        self._failover.learnt_twin(twin)
+        if twin is not None:
+            self._connect_to(twin.host, twin.port, self._identification, self._timeout)
+
+    @property
+    def failover_timeout(self) -> float:
+        """Seconds an attempt may take on one node before the call moves to the twin."""
+        return self._failover.failover_timeout
+
+    @property
+    def nodes(self) -> tuple[URI, ...]:
+        """The name server URIs of the nodes this proxy knows: the preferred node, then
+        its twin once the preferred node said where that is."""
+        return tuple(URI.pyro(a.host, a.port, NAMESERVER_OBJECT_ID) for a in self._failover.nodes)
+
+    @property
+    def serving(self) -> URI:
+        """The URI of the node that serves this proxy's reads and writes now (the
+        preferred node, or its twin after a failover)."""
+        return self.nodes[self._failover.current]
 
     @classmethod
     def from_uri(cls, uri: URI | str, **kwargs: Any) -> Self:
@@ -91,27 +186,108 @@ class _Common:
 
 
 class NameServerProxy(_Common):
-    """A blocking proxy for a name server; safe to share between threads."""
+    """A blocking proxy for a name server; safe to share between threads.
 
-    _proxy: Proxy
+    In a pair it fails over to the twin (see :mod:`pairns.naming.failover`).
+    """
+
+    _proxies: list[Proxy]
 
     def _connect_to(
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
-        self._proxy = Proxy.for_address(
+        proxy = Proxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
+        if not hasattr(self, "_proxies"):
+            self._proxies = [proxy]
+        else:  # a new list, not changed in place: other callers may be indexing the old
+            self._proxies = [self._proxies[0], proxy]
+
+    @property
+    def _proxy(self) -> Proxy:
+        """The RPC proxy of the preferred node."""
+        return self._proxies[0]
 
     def _call(self, method: Method[R], *args: Any) -> R:
         """Every name server call goes through here (see :meth:`Method.bind`)."""
         call = method.bind(args, self.default_group)
+        failover = self._failover
+        if method.kind is _NODE:
+            return method.reply(self._on(self._proxies[0], call, self._timeout))
+        if not failover.twin_known:
+            self._learn_twin()
+        if failover.twin is None:  # one node: as a plain proxy
+            return method.reply(self._on(self._proxies[0], call, self._timeout))
+        if failover.current and failover.probe_due(time.monotonic()):
+            self._probe()
+        start = time.monotonic()
+        node = failover.current
+        proxy = self._proxies[node]
+        # The first attempt, on the current node (no plan made unless it fails), written
+        # out: this is every call's path.
+        try:
+            if call.request_id is None:
+                result = proxy.call_within(failover.first_timeout, call.method, *call.args)
+            else:
+                result = proxy.call_within(
+                    failover.first_timeout, call.method, *call.args, request_id=call.request_id
+                )
+        except ConnectionClosedError as exc:
+            first: ConnectionClosedError = exc
+        else:
+            return method.reply(result)
+        plan = failover.plan(call.method, start, node)
+        attempt = plan.next(start)
+        assert attempt is not None
+        plan.failed(attempt, _reason(first), slow=isinstance(first, CallTimeoutError))
+        attempt = plan.next(time.monotonic())
+        while attempt is not None:
+            try:
+                result = self._on(self._proxies[attempt.node], call, attempt.timeout)
+            except CallTimeoutError as exc:
+                plan.failed(attempt, _reason(exc), slow=True)
+            except ConnectionClosedError as exc:
+                plan.failed(attempt, _reason(exc), slow=False)
+            else:
+                failover.succeeded(attempt.node, time.monotonic())
+                return method.reply(result)
+            attempt = plan.next(time.monotonic())
+        raise plan.error()
+
+    @staticmethod
+    def _on(proxy: Proxy, call: Call, timeout: float | None) -> Any:
         if call.request_id is None:  # no keyword argument: a read stays a cheap call
-            return method.reply(self._proxy.call(call.method, *call.args))
-        return method.reply(self._proxy.call(call.method, *call.args, request_id=call.request_id))
+            return proxy.call_within(timeout, call.method, *call.args)
+        return proxy.call_within(timeout, call.method, *call.args, request_id=call.request_id)
+
+    def _learn_twin(self) -> None:
+        """Ask the preferred node where its twin is (once it answers)."""
+        failover = self._failover
+        try:
+            twin = m.TWIN.reply(
+                self._proxies[0].call_within(failover.first_timeout, m.TWIN.name)
+            )
+        except (ConnectionClosedError, ConnectionDeniedError):
+            return  # not known yet; the call goes to the preferred node alone
+        if not failover.twin_known:  # another thread may have learnt it meanwhile
+            self._learnt_twin(None if twin is None else Address(*twin.address))
+
+    def _probe(self) -> None:
+        """Between calls: is the preferred node healthy again?"""
+        failover = self._failover
+        status = None
+        try:
+            status = self._proxies[0].call_within(failover.probe_timeout, m.STATUS.name)
+        except PairnsError:
+            pass
+        finally:  # also when interrupted: the next call may probe again
+            failover.probed(healthy_status(status), time.monotonic())
 
     def close(self) -> None:
-        """Close the connection (the next call opens a new one)."""
-        self._proxy.close()
+        """Close the connections (the next call opens new ones)."""
+        for proxy in self._proxies:
+            proxy.close()
 
     def __enter__(self) -> NameServerProxy:
         return self
@@ -196,31 +372,105 @@ class NameServerProxy(_Common):
 
 
 class AsyncNameServerProxy(_Common):
-    """The Trio twin of :class:`NameServerProxy`; many tasks may call it at once."""
+    """The Trio twin of :class:`NameServerProxy`; many tasks may call it at once.
 
-    _proxy: AsyncProxy
+    In a pair it fails over to the twin (see :mod:`pairns.naming.failover`).
+    """
+
+    _proxies: list[AsyncProxy]
 
     def _connect_to(
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
         from pairns.rpc.aproxy import AsyncProxy  # imports Trio: only when used
 
-        self._proxy = AsyncProxy.for_address(
+        proxy = AsyncProxy.for_address(
             host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
         )
+        if not hasattr(self, "_proxies"):
+            self._proxies = [proxy]
+        else:  # a new list, not changed in place: other callers may be indexing the old
+            self._proxies = [self._proxies[0], proxy]
+
+    @property
+    def _proxy(self) -> AsyncProxy:
+        """The RPC proxy of the preferred node."""
+        return self._proxies[0]
 
     async def _call(self, method: Method[R], *args: Any) -> R:
         """Every name server call goes through here (see :meth:`Method.bind`)."""
         call = method.bind(args, self.default_group)
+        failover = self._failover
+        if method.kind is _NODE:
+            return method.reply(await self._on(self._proxies[0], call, self._timeout))
+        if not failover.twin_known:
+            await self._learn_twin()
+        if failover.twin is None:  # one node: as a plain proxy
+            return method.reply(await self._on(self._proxies[0], call, self._timeout))
+        clock = _trio_clock()
+        if failover.current and failover.probe_due(clock()):
+            await self._probe(clock)
+        start = clock()
+        node = failover.current
+        try:  # the first attempt, on the current node (no plan made unless it fails)
+            return method.reply(
+                await self._on(self._proxies[node], call, failover.first_timeout)
+            )
+        except ConnectionClosedError as exc:
+            first: ConnectionClosedError = exc
+        plan: CallPlan = failover.plan(call.method, start, node)
+        attempt = plan.next(start)
+        assert attempt is not None
+        plan.failed(attempt, _reason(first), slow=isinstance(first, CallTimeoutError))
+        attempt = plan.next(clock())
+        while attempt is not None:
+            try:
+                result = await self._on(self._proxies[attempt.node], call, attempt.timeout)
+            except CallTimeoutError as exc:
+                plan.failed(attempt, _reason(exc), slow=True)
+            except ConnectionClosedError as exc:
+                plan.failed(attempt, _reason(exc), slow=False)
+            else:
+                failover.succeeded(attempt.node, clock())
+                return method.reply(result)
+            attempt = plan.next(clock())
+        raise plan.error()
+
+    @staticmethod
+    async def _on(proxy: AsyncProxy, call: Call, timeout: float | None) -> Any:
         if call.request_id is None:  # no keyword argument: a read stays a cheap call
-            return method.reply(await self._proxy.call(call.method, *call.args))
-        return method.reply(
-            await self._proxy.call(call.method, *call.args, request_id=call.request_id)
+            return await proxy.call_within(timeout, call.method, *call.args)
+        return await proxy.call_within(
+            timeout, call.method, *call.args, request_id=call.request_id
         )
 
+    async def _learn_twin(self) -> None:
+        """Ask the preferred node where its twin is (once it answers)."""
+        failover = self._failover
+        try:
+            twin = m.TWIN.reply(
+                await self._proxies[0].call_within(failover.first_timeout, m.TWIN.name)
+            )
+        except (ConnectionClosedError, ConnectionDeniedError):
+            return  # not known yet; the call goes to the preferred node alone
+        if not failover.twin_known:  # another task may have learnt it meanwhile
+            self._learnt_twin(None if twin is None else Address(*twin.address))
+
+    async def _probe(self, clock: Any) -> None:
+        """Between calls: is the preferred node healthy again?"""
+        failover = self._failover
+        status = None
+        try:
+            status = await self._proxies[0].call_within(failover.probe_timeout, m.STATUS.name)
+        except PairnsError:
+            pass
+        finally:  # also when cancelled: the next call may probe again
+            failover.probed(healthy_status(status), clock())
+
     async def aclose(self) -> None:
-        """Close the connection (the next call opens a new one)."""
-        await self._proxy.aclose()
+        """Close the connections (the next call opens new ones)."""
+        for proxy in self._proxies:
+            await proxy.aclose()
 
     async def __aenter__(self) -> AsyncNameServerProxy:
         return self
@@ -299,3 +549,9 @@ class AsyncNameServerProxy(_Common):
     async def shutdown(self) -> bool:
         """Ask the node to stop (refused on a node started with ``-k``)."""
         return await self._call(m.SHUTDOWN)
+
+
+def _trio_clock() -> Any:
+    import trio  # only the async proxy gets here: the blocking client stays free of Trio
+
+    return trio.current_time

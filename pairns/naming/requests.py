@@ -124,9 +124,10 @@ class RequestTable:
             self._trim(now)
 
     def restore(self, stored: Sequence[tuple[str, int, float]], now: float) -> None:
-        """Reload ``(request id, seq, applied at)`` of local writes kept in storage, in
-        seq order (their result is None: every Pyro 3 write returns None), after a
-        restart.
+        """Reload ``(request id, seq, applied at)`` of writes kept in storage, in seq
+        order (their result is None: every Pyro 3 write returns None), after a
+        restart. A seq of 0 marks a write the twin applied (its id was learnt with the
+        twin's change): it is remembered, and not sent back to the twin.
 
         In one pass, with the collector paused: this runs right after the namespace was
         loaded, and allocation-triggered collections would rescan all of it. (Storage
@@ -141,7 +142,7 @@ class RequestTable:
             if records:
                 young = [row for row in young if row[0] not in records]
             records.update((rid, (None, seq, at)) for rid, seq, at in young)
-            new_index = [(seq, rid) for rid, seq, _ in young]
+            new_index = [(seq, rid) for rid, seq, _ in young if seq > 0]
             self._by_seq = sorted(self._by_seq + new_index) if self._by_seq else new_index
             self._trim(now)
 

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -18,6 +19,7 @@ import trio
 
 from pairns.errors import StorageError
 from pairns.namespace import ChangeSet, Namespace
+from pairns.naming.requests import RequestRecord
 from pairns.replication.session import Link
 from pairns.storage import Storage
 
@@ -73,13 +75,30 @@ class MergeCommitter:
         self._merged: list[tuple[Link, int, ChangeSet]] = []
         self._committing: list[tuple[Link, int, ChangeSet]] = []
         self._merged_event = trio.Event()
+        # ``(request id, applied at)`` learnt with the batches in _merged.
+        self._learnt: list[tuple[str, float]] = []
 
-    def merged(self, link: Link, upto: int, changes: ChangeSet) -> None:
+    def merged(
+        self,
+        link: Link,
+        upto: int,
+        changes: ChangeSet,
+        learnt: Sequence[RequestRecord] = (),
+    ) -> None:
         """*link* merged *changes* from the twin's batch up to *upto*: durable (and
         acknowledged) in order, behind any batch still being stored, also one an
         earlier connection merged (this one may bring it again: its entries are then
-        known here, but not yet on disk)."""
-        if self.durable and (changes.entries or changes.lost_to or self.pending()):
+        known here, but not yet on disk).
+
+        *learnt*, the request records of the twin's writes that came with the batch,
+        are stored in the same transaction: a retry that reaches this node after it
+        restarted is then still recognised ("exactly once" across a failover and a
+        restart).
+        """
+        if self.durable and (changes.entries or changes.lost_to or learnt or self.pending()):
+            if learnt:
+                now = time.time()
+                self._learnt.extend((r.request_id, now - r.age) for r in learnt)
             self._merged.append((link, upto, changes))
             self._merged_event.set()
         elif link.positions.on_durable(upto):
@@ -103,13 +122,14 @@ class MergeCommitter:
                 await self._merged_event.wait()
                 continue
             batch, self._merged = self._merged, []
+            learnt, self._learnt = self._learnt, []
             self._committing = batch
             rows: list[Any] = []
             for _, _, changes in batch:
                 rows.extend(changes.rows)
             try:
-                if rows:
-                    await self.storage.commit(rows)
+                if rows or learnt:
+                    await self.storage.commit(rows, learnt=learnt)
                 else:
                     await self.storage.flush()
             except StorageError as exc:
@@ -130,6 +150,7 @@ class MergeCommitter:
 
     def _undo(self, reason: str) -> None:
         undone, self._committing, self._merged = self._committing + self._merged, [], []
+        self._learnt = []  # the twin sends them again with its changes
         for _, _, changes in reversed(undone):
             self.namespace.undo(changes)
         for link in dict.fromkeys(link for link, _, _ in undone):

@@ -11,13 +11,14 @@ and the hellos' rules (who may pair, when a resync must be full). The dialling s
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 import trio
 
 from pairns.errors import PairnsError
 from pairns.namespace import ChangeSet, Namespace
-from pairns.naming.requests import RequestTable
+from pairns.naming.requests import RequestRecord, RequestTable
 from pairns.replication.durability import MergeCommitter, StoredPositions
 from pairns.replication.feed import TwinOrigin
 from pairns.replication.feed_history import FeedHistory
@@ -144,9 +145,15 @@ class Pairing:
 
     # -- what a link reports (LinkOwner) -----------------------------------------------
 
-    def merged(self, link: Link, upto: int, changes: ChangeSet) -> None:
+    def merged(
+        self,
+        link: Link,
+        upto: int,
+        changes: ChangeSet,
+        learnt: Sequence[RequestRecord] = (),
+    ) -> None:
         """A link merged a batch: the committer makes it durable, in order."""
-        self.committer.merged(link, upto, changes)
+        self.committer.merged(link, upto, changes, learnt)
 
     def acked_moved(self, link: Link) -> None:
         """The twin acknowledged more: a full resync it acknowledged is done; wake the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 import trio
@@ -25,7 +25,7 @@ from pairns.errors import LocalProtocolError, PairnsError
 from pairns.namespace import ChangeSet, Entry, Namespace
 from pairns.namespace.fields import get_hlc, get_stamp
 from pairns.namespace.stamps import COUNTER_BITS
-from pairns.naming.requests import RequestTable
+from pairns.naming.requests import RequestRecord, RequestTable
 from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch, item_entry, item_seen
 from pairns.replication.messages import MAX_BATCH_ENTRIES, Batch, Item
 from pairns.replication.state import Positions
@@ -99,9 +99,16 @@ class LinkOwner(Protocol):
     async def kicked(self) -> None:
         """Wait for the next :meth:`changed`."""
 
-    def merged(self, link: Link, upto: int, changes: ChangeSet) -> None:
-        """*link* merged *changes*, up to the twin's feed position *upto*: once that is
-        durable, move ``link.positions.applied`` (``on_durable``)."""
+    def merged(
+        self,
+        link: Link,
+        upto: int,
+        changes: ChangeSet,
+        learnt: Sequence[RequestRecord] = (),
+    ) -> None:
+        """*link* merged *changes*, up to the twin's feed position *upto*, and learnt
+        the request records *learnt* with them: once both are durable, move
+        ``link.positions.applied`` (``on_durable``)."""
 
     def acked_moved(self, link: Link) -> None:
         """The twin acknowledged more of this node's feed on *link*."""
@@ -209,7 +216,8 @@ class Link:
         positions.on_received(batch.upto)
         owner.counters.entries_received += len(batch.items)
         owner.counters.batches_received += 1
-        owner.merged(self, batch.upto, changes)  # applied moves once that is durable
+        # applied moves once that is durable, request ids included
+        owner.merged(self, batch.upto, changes, batch.requests)
         if changes.entries:
             owner.changed()
         if not batch.more:

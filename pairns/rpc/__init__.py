@@ -4,6 +4,7 @@
 - :class:`AsyncProxy` (Trio) lets many tasks call one object over one connection.
 - :class:`Proxy` is the blocking twin, on plain sockets, safe to share between threads.
 - :class:`Deferred` lets a plain method answer later, without a task per call.
+- :func:`oneway` marks a method whose callers do not wait for it.
 - :data:`current_request_id` is set while a method runs for a request that carries one;
   :data:`current_connection` (a :class:`ConnectionInfo`) for objects registered
   ``with_connection=True``.
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
     from pairns.rpc.aproxy import AsyncProxy
     from pairns.rpc.client import Target
     from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
-    from pairns.rpc.daemon import Daemon, DaemonLimits, DaemonStatistics
+    from pairns.rpc.daemon import Daemon, DaemonLimits, DaemonStatistics, NameService
     from pairns.rpc.deferred import Deferred
-    from pairns.rpc.dispatch import DAEMON_OBJECT_ID
+    from pairns.rpc.dispatch import DAEMON_OBJECT_ID, oneway
     from pairns.rpc.proxy import Proxy
 
 #: Public name -> the module that defines it.
@@ -37,6 +38,8 @@ _HOMES = {
     "Daemon": "pairns.rpc.daemon",
     "DaemonLimits": "pairns.rpc.daemon",
     "DaemonStatistics": "pairns.rpc.daemon",
+    "NameService": "pairns.rpc.daemon",
+    "oneway": "pairns.rpc.dispatch",
     "Deferred": "pairns.rpc.deferred",
     "Proxy": "pairns.rpc.proxy",
 }
@@ -49,10 +52,12 @@ __all__ = [
     "DaemonLimits",
     "DaemonStatistics",
     "Deferred",
+    "NameService",
     "Proxy",
     "Target",
     "current_connection",
     "current_request_id",
+    "oneway",
 ]
 
 

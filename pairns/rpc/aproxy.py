@@ -38,6 +38,7 @@ from pairns.errors import (
 from pairns.rpc.client import (
     ProxyBase,
     Target,
+    check_timeout,
     closed_error,
     denied_error,
     reply_error,
@@ -299,6 +300,8 @@ class _AsyncMethod:
         self._name = name
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._name in self._proxy._oneways:
+            return await self._proxy.oneway(self._name, *args, **kwargs)
         return await self._proxy.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -369,7 +372,32 @@ class AsyncProxy(ProxyBase):
         self, method: str, /, *args: Any, request_id: str | None = None, **kwargs: Any
     ) -> Any:
         """Call *method* remotely and return its result."""
-        timeout = self._timeout
+        return await self._call(self._timeout, method, args, kwargs, request_id)
+
+    async def call_within(
+        self,
+        timeout: float | None,
+        method: str,
+        /,
+        *args: Any,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`call`, bounded by *timeout* seconds (None: unbounded) instead of the
+        proxy's timeout (the name server proxy's failover bounds each attempt so). As
+        with any timeout, the connection is dropped when it passes."""
+        if type(timeout) is not float or not 0 < timeout < math.inf:  # checked once
+            timeout = check_timeout(timeout)
+        return await self._call(timeout, method, args, kwargs, request_id)
+
+    async def _call(
+        self,
+        timeout: float | None,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        request_id: str | None,
+    ) -> Any:
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         session = await self._ready(deadline, method)
         slots = session.slots
@@ -453,7 +481,7 @@ class AsyncProxy(ProxyBase):
                     self._session = session
                 return session
         raise CallTimeoutError(
-            f"{method}() on {self._target}: could not connect within {self._timeout:g} s"
+            f"{method}() on {self._target}: could not connect before the call's deadline"
         )
 
     async def _connect(self) -> _Session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Protocol, Self
 
 import attrs
@@ -164,6 +165,7 @@ class ProxyBase:
     _timeout: float | None
     _max_frame_size: int | None
     _checksums: bool
+    _oneways: frozenset[str]
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class ProxyBase:
         self._timeout = check_timeout(timeout)
         self._max_frame_size = max_frame_size
         self._checksums = checksums
+        self._oneways = frozenset()
         self._init_transport()
         # Fail early on a bad max_frame_size rather than at the first call.
         Connection(CLIENT, max_frame_size=max_frame_size)
@@ -219,6 +222,16 @@ class ProxyBase:
             checksums,
         )
         return proxy
+
+    def _setOneway(self, methods: str | Iterable[str]) -> None:
+        """From now on, calling these methods through this proxy's attributes
+        (``proxy.log(...)``) sends oneway calls: no reply is awaited, nothing comes back
+        (Pyro 3's call; methods marked ``@pairns.oneway`` on the server return at once
+        without it)."""
+        names = {methods} if isinstance(methods, str) else set(methods)
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError("method names must be strings")
+        self._oneways = self._oneways | names
 
     @property
     def target(self) -> Target:

@@ -13,6 +13,11 @@ finishes it, with no task per call. Every writer goes through the connection's
 :class:`~pairns.rpc.transport.Outbox`; while more than ``max_queued_reply_bytes`` wait
 in it for the client to read them, the daemon reads no more of that client's requests.
 
+User objects (:meth:`Daemon.connect`) differ in two ways: their plain methods run in
+worker threads (a task per call, ``limits.worker_threads`` threads at once), and the
+daemon publishes them in a name server; ``@oneway`` methods are answered at once and
+run in the daemon's own nursery.
+
 A connection that breaks a limit or the protocol gets a ``Goodbye`` with the reason and
 is closed; nothing a client sends can stop the daemon serving the others.
 """
@@ -20,12 +25,14 @@ is closed; nothing a client sends can stop the daemon serving the others.
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
 import math
 import socket
-import uuid
+import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import attrs
 import outcome
@@ -38,13 +45,15 @@ from pairns.rpc.dispatch import (
     DAEMON_OBJECT_ID,
     ErrorTriple,
     LookupFailed,
+    Method,
     ObjectTable,
+    check_object_id,
     describe_call_error,
     sanitize_error,
     unencodable_result,
 )
 from pairns.rpc.transport import Outbox, Transport, WriteStalled, as_transport
-from pairns.uri import WILDCARD_HOSTS
+from pairns.uri import URI, WILDCARD_HOSTS, new_object_id
 from pairns.wire import (
     NEED_DATA,
     SERVER,
@@ -71,7 +80,7 @@ from pairns.wire.limits import (
     MIN_MAX_FRAME_SIZE,
 )
 
-__all__ = ["DAEMON_OBJECT_ID", "Daemon", "DaemonLimits", "DaemonStatistics"]
+__all__ = ["DAEMON_OBJECT_ID", "Daemon", "DaemonLimits", "DaemonStatistics", "NameService"]
 
 log = logging.getLogger("pairns.rpc")
 
@@ -109,6 +118,15 @@ ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENO
 #: Descriptors kept in reserve above ``max_connections`` (listeners, storage, logs).
 FD_RESERVE: Final = 64
 
+#: Default number of worker threads that run user objects' plain methods at once.
+DEFAULT_WORKER_THREADS: Final = 16
+MAX_WORKER_THREADS: Final = 4096
+
+#: Oneway calls (and calls to ``@oneway`` methods) that may wait or run in the
+#: background at once, over the whole daemon; past it, the connection that sends one
+#: more waits for it to finish before it reads its next request (backpressure).
+MAX_BACKGROUND_CALLS: Final = 1024
+
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0 or not math.isfinite(value):
@@ -143,6 +161,9 @@ class DaemonLimits:
     - ``max_queued_reply_bytes``: reply bytes one connection may have waiting for its
       client to read them; past that the daemon stops reading the connection's
       requests until the client reads (backpressure).
+    - ``worker_threads``: plain methods of ``threaded`` objects (user objects, see
+      :meth:`Daemon.connect`) running at once, in worker threads; more calls wait
+      for a free thread (the event loop and the other connections go on meanwhile).
     """
 
     max_frame_size: int = attrs.field(
@@ -159,6 +180,9 @@ class DaemonLimits:
     checksums: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     max_queued_reply_bytes: int = attrs.field(
         default=DEFAULT_MAX_QUEUED_REPLY_BYTES, validator=_int_in(0, MAX_MAX_QUEUED_REPLY_BYTES)
+    )
+    worker_threads: int = attrs.field(
+        default=DEFAULT_WORKER_THREADS, validator=_int_in(1, MAX_WORKER_THREADS)
     )
 
 
@@ -178,6 +202,49 @@ class DaemonStatistics:
     requests: int
     #: Objects registered (not counting the built-in ``__daemon__``).
     objects: int
+
+
+class NameService(Protocol):
+    """What a daemon needs from a name server proxy to publish its objects (a blocking
+    ``pairns.NameServerProxy`` has it)."""
+
+    def register(self, name: str, uri: Any) -> Any:
+        """Register *name* for *uri*; ``NamingError`` if the name exists."""
+        ...
+
+    def unregister(self, name: str) -> Any:
+        """Remove *name*; ``NamingError`` if it does not exist."""
+        ...
+
+    def resolve(self, name: str) -> Any:
+        """The URI registered under *name* (a ``URI`` or its text)."""
+        ...
+
+
+def _check_name_service(ns: NameService | None) -> NameService | None:
+    """*ns*, if it is a blocking name server proxy (an async one's calls would be
+    coroutines nobody awaits: objects would silently not be published)."""
+    if ns is None:
+        return None
+    for method in ("register", "unregister", "resolve"):
+        fn = getattr(ns, method, None)
+        if not callable(fn):
+            raise TypeError(f"ns must be a name server proxy: it has no {method}() method")
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                "ns must be a blocking name server proxy (pairns.NameServerProxy), "
+                "not an async one"
+            )
+    return ns
+
+
+@attrs.frozen
+class _Connected:
+    """An object connected with :meth:`Daemon.connect` or :meth:`Daemon.connectPersistent`."""
+
+    name: str | None
+    persistent: bool
+    published: bool  # registered in the name server by this daemon
 
 
 class _DaemonObject:
@@ -238,10 +305,20 @@ class Daemon:
     ``identification`` (a passphrase) makes every client prove it knows it; without
     one every client is accepted. ``public_host`` is the host put into URIs when the
     daemon listens on a wildcard address (default: this machine's host name).
-    ``name`` is announced to clients in the handshake.
+    ``name`` is announced to clients in the handshake. ``ns`` is a (blocking) name
+    server proxy: :meth:`connect` and :meth:`connectPersistent` publish objects there.
 
-    Register objects with :meth:`register` or :meth:`connect`, then run
-    ``await nursery.start(daemon.serve)``; cancelling it stops the daemon.
+    Two ways to serve objects:
+
+    - user objects (Pyro 3's way): :meth:`connect` / :meth:`connectPersistent`, then
+      :meth:`requestLoop` (blocking) or ``await nursery.start(daemon.serve)``;
+      :meth:`shutdown` stops the loop and unregisters the names. Their plain methods
+      run in worker threads (``limits.worker_threads`` at once), so a slow one stalls
+      no other call;
+    - built-in services (the name server): :meth:`register` with a fixed id; their
+      plain methods run inline on the event loop, the fast path.
+
+    Cancelling :meth:`serve` stops the daemon.
     """
 
     def __init__(
@@ -253,6 +330,7 @@ class Daemon:
         limits: DaemonLimits = DaemonLimits(),  # frozen: safe to share as a default
         public_host: str | None = None,
         name: str = "pairns",
+        ns: NameService | None = None,
     ) -> None:
         if type(port) is not int or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer in 0..65535: {port!r}")
@@ -278,6 +356,21 @@ class Daemon:
         self._refusing = False
         self._denied = 0
         self._requests = 0
+        self._ns = _check_name_service(ns)
+        #: Objects connected through connect()/connectPersistent(), by object id.
+        self._connected: dict[str, _Connected] = {}
+        #: The listening socket bound before serve() (by connect(), to know the port).
+        self._prebound: socket.socket | None = None
+        self._limiter: trio.CapacityLimiter | None = None
+        #: The nursery of serve(): oneway calls run there, outliving their connection.
+        self._nursery: trio.Nursery | None = None
+        self._background = 0
+        self._lock = threading.Lock()
+        #: Hands the socket bound by connect() to serve() or shutdown(), never both.
+        self._bind_lock = threading.Lock()
+        #: How to stop a running requestLoop() from any thread.
+        self._loop: tuple[trio.lowlevel.TrioToken, trio.CancelScope] | None = None
+        self._stop_requested = False
 
     # -- objects ---------------------------------------------------------------------
 
@@ -288,36 +381,219 @@ class Daemon:
         *,
         name: str | None = None,
         with_connection: bool = False,
+        threaded: bool = False,
     ) -> None:
         """Serve *obj* under *object_id*; with *name*, ``PYROLOC`` can find it too.
 
         With *with_connection*, the object's methods see the calling connection in
         :data:`pairns.rpc.context.current_connection` (its address, whether it proved
         the identification, and a dict for per-connection state); such calls skip the
-        hot path. Raises ``ValueError`` for an invalid or already used id or name.
-        Public methods are looked up once and cached: re-register an object to change
-        its methods.
+        hot path. With *threaded*, its plain methods run in worker threads (as those
+        of connected user objects do) instead of inline on the event loop. Raises
+        ``ValueError`` for an invalid or already used id or name. Public methods are
+        looked up once and cached: re-register an object to change its methods.
+        Nothing is registered in the name server (see :meth:`connect`).
         """
         if object_id == DAEMON_OBJECT_ID:
             raise ValueError(f"{DAEMON_OBJECT_ID!r} is the daemon's own object id")
-        self._objects.add(obj, object_id, name, with_connection=with_connection)
+        self._objects.add(obj, object_id, name, with_connection=with_connection, threaded=threaded)
+
+    def useNameServer(self, ns: NameService | None) -> None:
+        """Publish connected objects in *ns* from now on (Pyro 3's call; or pass ``ns=``)."""
+        self._ns = _check_name_service(ns)
 
     def connect(self, obj: object, name: str | None = None) -> str:
-        """Serve *obj* under a fresh object id; returns its ``PYRO://`` URI.
+        """Serve the user object *obj* under a fresh object id; its ``PYRO://`` URI.
 
-        The URI needs the daemon's port: with port 0 call this once :meth:`serve` has
-        started.
+        With *name*, ``PYROLOC://host:port/name`` finds it, and when the daemon has a
+        name server (``ns=``) the name is registered there for the URI (a
+        ``NamingError`` if the name exists: use :meth:`connectPersistent` for objects
+        that keep their name across restarts). The listening socket is bound here if
+        it is not yet, so the URI holds the real port even with port 0; clients wait
+        in the backlog until :meth:`serve` or :meth:`requestLoop` runs. Plain methods
+        of *obj* run in worker threads, ``async def`` ones on the event loop.
         """
-        object_id = str(uuid.uuid4())
-        uri = self.uri_for(object_id)
-        self._objects.add(obj, object_id, name)
-        return uri
+        with self._lock:
+            self.bind()
+            object_id = new_object_id()
+            uri = self.uri_for(object_id)
+            self._objects.add(obj, object_id, name, threaded=True)
+            published = name is not None and self._ns is not None
+            if published:
+                assert name is not None and self._ns is not None
+                try:
+                    self._ns.register(name, uri)
+                except BaseException:
+                    self._objects.remove(object_id)
+                    raise
+            self._connected[object_id] = _Connected(name, persistent=False, published=published)
+            return uri
+
+    def connectPersistent(self, obj: object, name: str) -> str:
+        """Serve the user object *obj* under *name*, keeping the URI it had before.
+
+        If the name server holds *name* for an object of this daemon's address (a
+        restarted server on the same host and port), *obj* is served under that same
+        object id, so clients holding the old URI reach it again. Otherwise the stale
+        entry (if any) is replaced by a fresh URI. :meth:`shutdown` leaves the name
+        registered. Needs a name server (``ns=``); returns the ``PYRO://`` URI.
+        """
+        ns = self._ns
+        if ns is None:
+            raise ValueError("connectPersistent needs a name server (Daemon(..., ns=...))")
+        with self._lock:
+            self.bind()
+            here = URI.from_string(self.uri_for("x"))
+            old: URI | None
+            try:
+                old = URI.from_string(str(ns.resolve(name)))
+            except NamingError:
+                old = None
+            object_id: str | None = None
+            if (
+                old is not None
+                and old.protocol == here.protocol
+                and old.address == here.address
+                and old.path not in self._objects
+                and old.path != DAEMON_OBJECT_ID
+            ):
+                try:
+                    object_id = check_object_id(old.path)
+                except ValueError:
+                    object_id = None
+            if object_id is not None:
+                self._objects.add(obj, object_id, name, threaded=True)
+                uri = self.uri_for(object_id)
+            else:
+                object_id = new_object_id()
+                uri = self.uri_for(object_id)
+                self._objects.add(obj, object_id, name, threaded=True)
+                try:
+                    if old is not None:
+                        try:
+                            ns.unregister(name)
+                        except NamingError:
+                            pass  # gone meanwhile
+                    ns.register(name, uri)
+                except BaseException:
+                    self._objects.remove(object_id)
+                    raise
+            self._connected[object_id] = _Connected(name, persistent=True, published=True)
+            return uri
+
+    def disconnect(self, obj: object) -> None:
+        """Stop serving the connected object *obj* and unregister its name from the
+        name server (also for a persistent one). ``KeyError`` if it is not connected."""
+        with self._lock:
+            object_id = self._objects.object_id_of(obj)
+            if object_id is None or object_id not in self._connected:
+                raise KeyError(f"{obj!r} is not connected to this daemon")
+            entry = self._connected.pop(object_id)
+            self._objects.remove(object_id)
+        if entry.published and entry.name is not None and self._ns is not None:
+            try:
+                self._ns.unregister(entry.name)
+            except NamingError:
+                pass  # already gone: the goal is reached
+
+    def shutdown(self, disconnect: bool = True) -> None:
+        """Stop a running :meth:`requestLoop` (from any thread, also from inside a
+        remote method) and, with *disconnect*, unregister from the name server the
+        names of the objects connected with :meth:`connect` (names connected with
+        :meth:`connectPersistent` stay). A name server that cannot be reached is
+        logged and skipped. An async :meth:`serve` is stopped by cancelling it; a
+        socket bound by :meth:`connect` and never served is closed.
+        """
+        # The flag first: a loop starting now either sees it or is already in _loop.
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None:
+            token, scope = loop
+            try:
+                token.run_sync_soon(scope.cancel)
+            except trio.RunFinishedError:
+                pass
+        with self._bind_lock:
+            prebound, self._prebound = self._prebound, None
+        if prebound is not None:  # bound by connect() but never served
+            prebound.close()
+        if not disconnect:
+            return
+        # Held while unregistering: a second shutdown() (a remote method's, the main
+        # thread's) returns only once the names are gone.
+        with self._lock:
+            leaving = [
+                (object_id, entry)
+                for object_id, entry in self._connected.items()
+                if not entry.persistent
+            ]
+            for object_id, _ in leaving:
+                del self._connected[object_id]
+                self._objects.remove(object_id)
+            ns = self._ns
+            for _, entry in leaving:
+                if not entry.published or entry.name is None or ns is None:
+                    continue
+                try:
+                    ns.unregister(entry.name)
+                except NamingError:
+                    pass
+                except Exception as exc:
+                    log.warning("could not unregister %s from the name server: %s", entry.name, exc)
+
+    def requestLoop(self) -> None:
+        """Serve until :meth:`shutdown` is called (from another thread or a remote
+        method) or the process is interrupted (Pyro 3's blocking loop; runs Trio)."""
+        self._stop_requested = False
+        trio.run(self._request_loop)
+
+    async def _request_loop(self) -> None:
+        with trio.CancelScope() as scope:
+            self._loop = (trio.lowlevel.current_trio_token(), scope)
+            try:
+                if not self._stop_requested:
+                    await self.serve()
+            finally:
+                self._loop = None
+
+    def bind(self) -> tuple[str, int]:
+        """Bind and listen now (before :meth:`serve`), so that the port is known even
+        when it was 0; ``(host, port)``. Does nothing if already bound or serving."""
+        with self._bind_lock:
+            if self._address is not None:
+                return self._address
+            return self._bind()
+
+    def _bind(self) -> tuple[str, int]:
+        host = self._host or None
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if hasattr(socket, "SO_REUSEADDR"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
+        bound = sock.getsockname()
+        self._prebound = sock
+        self._address = (str(bound[0]), int(bound[1]))
+        # A serve() after a stop listens on the same port again: URIs stay valid.
+        self._port = self._address[1]
+        return self._address
 
     def unregister(self, object_id: str) -> None:
-        """Stop serving the object *object_id* (``KeyError`` if there is none)."""
+        """Stop serving the object *object_id* (``KeyError`` if there is none); the name
+        server is not told (:meth:`disconnect` does that for connected objects)."""
         if object_id == DAEMON_OBJECT_ID:
             raise ValueError(f"{DAEMON_OBJECT_ID!r} cannot be unregistered")
-        self._objects.remove(object_id)
+        with self._lock:
+            self._objects.remove(object_id)
+            # A connected object stops being one (its name stays in the name server).
+            self._connected.pop(object_id, None)
 
     def uri_for(self, object_id: str) -> str:
         """``PYRO://host:port/object_id`` for an object served by this daemon."""
@@ -378,12 +654,19 @@ class Daemon:
         self._serving = True
         try:
             raise_descriptor_limit(self.limits.max_connections + FD_RESERVE)
-            host = self._host or None
-            listeners = await trio.open_tcp_listeners(self._port, host=host)
+            self._limiter = trio.CapacityLimiter(self.limits.worker_threads)
+            with self._bind_lock:
+                prebound, self._prebound = self._prebound, None
+            if prebound is not None:
+                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(prebound))]
+            else:
+                host = self._host or None
+                listeners = await trio.open_tcp_listeners(self._port, host=host)
             try:
                 bound = listeners[0].socket.getsockname()
                 self._address = (str(bound[0]), int(bound[1]))
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     for listener in listeners:
                         nursery.start_soon(self._accept_loop, listener, nursery)
                     log.info(
@@ -393,6 +676,7 @@ class Daemon:
                     )
                     task_status.started(self._address)
             finally:
+                self._nursery = None
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
         finally:
@@ -657,9 +941,10 @@ class Daemon:
         """A request the hot path could not answer from its cache; None if it went async."""
         corr_id, object_id, method, args, kwargs, request_id = request
         try:
-            fn, is_async = self._objects.lookup(object_id, method)
+            found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
             return self._error_bytes(conn, corr_id, exc.error)
+        fn = found.fn
         token = None if request_id is None else current_request_id.set(request_id)
         conn_token = (
             current_connection.set(link.info)
@@ -667,10 +952,18 @@ class Daemon:
             else None
         )
         try:
-            if is_async:
+            if found.oneway and self._background < MAX_BACKGROUND_CALLS:
+                # Answered now; the method runs on (when too many already do, it runs
+                # as an ordinary call below: the caller waits, which is backpressure).
+                self._background += 1
+                (self._nursery or nursery).start_soon(
+                    self._run_background, object_id, method, args, kwargs, found
+                )
+                return conn.reply(corr_id, None)
+            if found.is_async or found.threaded:
                 # The task copies the current context, request id included.
                 link.tasks += 1
-                nursery.start_soon(self._run_async, link, conn, request, fn)
+                nursery.start_soon(self._run_async, link, conn, request, found)
                 return None
             try:
                 result = fn(*args, **kwargs) if kwargs else fn(*args)
@@ -743,13 +1036,18 @@ class Daemon:
         return conn.send(ErrorReply(corr_id, *sanitize_error(error)))
 
     async def _run_async(
-        self, link: _Link, conn: Connection, request: Request, fn: Callable[..., Any]
+        self, link: _Link, conn: Connection, request: Request, found: Method
     ) -> None:
         _, object_id, method, args, kwargs, _ = request
+        fn = found.fn
         try:
             result: outcome.Outcome[Any]
             try:
-                result = outcome.Value(await (fn(*args, **kwargs) if kwargs else fn(*args)))
+                if found.threaded:
+                    value = await self._in_thread(fn, args, kwargs)
+                else:
+                    value = await (fn(*args, **kwargs) if kwargs else fn(*args))
+                result = outcome.Value(value)
             except Exception as exc:
                 result = outcome.Error(exc)
             link.outbox.write(self._outcome_bytes(conn, request, fn, result))
@@ -762,15 +1060,62 @@ class Daemon:
         finally:
             link.tasks -= 1
 
+    async def _in_thread(
+        self, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any] | None
+    ) -> Any:
+        """``fn(*args, **kwargs)`` in a worker thread (``limits.worker_threads`` at once).
+
+        A cancelled call (its client went away, the daemon stops) abandons the thread:
+        Python cannot stop it, so the method runs to its end and its result is dropped.
+        """
+        limiter = self._limiter
+        if limiter is None:  # serve_connection() without serve()
+            limiter = self._limiter = trio.CapacityLimiter(self.limits.worker_threads)
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+
+    async def _run_background(
+        self,
+        object_id: str,
+        method: str,
+        args: list[Any],
+        kwargs: dict[str, Any] | None,
+        found: Method,
+    ) -> None:
+        """A oneway call of a user object: its outcome only goes to the log."""
+        try:
+            if found.threaded:
+                await self._in_thread(found.fn, args, kwargs)
+            elif found.is_async:
+                await (found.fn(*args, **kwargs) if kwargs else found.fn(*args))
+            else:
+                found.fn(*args, **kwargs) if kwargs else found.fn(*args)
+        except Exception:
+            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+        finally:
+            self._background -= 1
+
     def _oneway(
         self, link: _Link, nursery: trio.Nursery, oneway: Oneway
     ) -> Coroutine[Any, Any, None] | None:
         """Run a oneway call; returns a coroutine to await when too many already run."""
         object_id, method, args, kwargs = oneway
         try:
-            fn, is_async = self._objects.lookup(object_id, method)
+            found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
             log.warning("oneway call %s.%s() refused: %s", object_id, method, exc)
+            return None
+        fn, is_async = found.fn, found.is_async
+        if found.threaded or found.oneway:
+            # A user object's: in the background, never on the event loop, and not
+            # cancelled when its connection ends.
+            self._background += 1
+            if self._background > MAX_BACKGROUND_CALLS:
+                # Back-pressure: the reader waits for this one.
+                return self._run_background(object_id, method, args, kwargs, found)
+            (self._nursery or nursery).start_soon(
+                self._run_background, object_id, method, args, kwargs, found
+            )
             return None
         if is_async:
             link.oneway_tasks += 1

@@ -8,13 +8,20 @@ No IO here: the daemon asks :meth:`ObjectTable.lookup` for a callable (cached pe
 Exposure rule (Pyro 3's, minus the dangerous part): every public callable attribute of
 a registered object may be called; names starting with ``_`` never; properties and
 other non-callable attributes are not methods (their getters are not run).
+
+How a method runs is decided once, at lookup (:class:`Method`): ``async def`` methods
+as tasks on the event loop; plain methods inline on the event loop (the name server:
+a dict lookup, no task per call) or, for objects registered ``threaded`` (user objects),
+in a worker thread; methods marked with :func:`oneway` are answered at once and run in
+the background.
 """
 
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from pairns.errors import PairnsError, ProtocolError, error_to_wire
 from pairns.wire.limits import ErrorCode
@@ -22,8 +29,11 @@ from pairns.wire.limits import ErrorCode
 __all__ = [
     "DAEMON_OBJECT_ID",
     "LookupFailed",
+    "Method",
     "ObjectTable",
     "check_object_id",
+    "is_oneway",
+    "oneway",
     "describe_call_error",
     "sanitize_error",
     "unencodable_result",
@@ -38,7 +48,44 @@ MAX_OBJECT_ID_LENGTH = 256
 #: Longest error message put into an error reply when the original is unusable.
 MAX_ERROR_TEXT = 8192
 
+#: Longest remote traceback text put into an error reply (its last lines are kept).
+MAX_TRACEBACK_TEXT = 16384
+
 ErrorTriple = tuple[str, str, list[Any]]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The attribute :func:`oneway` sets on a function.
+_ONEWAY_MARK = "_pairns_oneway"
+
+
+def oneway(fn: _F) -> _F:
+    """Mark a method of a served object as oneway: a call is answered at once (with
+    ``None``) and the method runs in the background; what it returns or raises never
+    reaches the caller (a failure is logged by the daemon).
+
+    ``@pairns.oneway`` above ``def method(...)`` or ``async def method(...)``.
+    """
+    setattr(fn, _ONEWAY_MARK, True)
+    return fn
+
+
+def is_oneway(fn: Callable[..., Any]) -> bool:
+    """True if *fn* (a function or bound method) was marked with :func:`oneway`."""
+    return getattr(fn, _ONEWAY_MARK, False) is True
+
+
+class Method(NamedTuple):
+    """How to call one remote method: the bound method and how it runs."""
+
+    #: The bound method.
+    fn: Callable[..., Any]
+    #: A coroutine function: runs as a task on the event loop.
+    is_async: bool
+    #: A plain method of a ``threaded`` object: runs in a worker thread.
+    threaded: bool
+    #: Marked with :func:`oneway`: answered at once, runs in the background.
+    oneway: bool
 
 
 class LookupFailed(Exception):
@@ -66,18 +113,20 @@ def check_object_id(object_id: object) -> str:
 class ObjectTable:
     """Registered objects by id, names (for ``PYROLOC``) and a cache of bound methods."""
 
-    __slots__ = ("_contextual", "_methods", "_names", "_objects", "_sync")
+    __slots__ = ("_contextual", "_methods", "_names", "_objects", "_sync", "_threaded")
 
     def __init__(self) -> None:
         self._objects: dict[str, object] = {}
         self._names: dict[str, str] = {}
-        #: ``(object id, method) -> (bound method, is coroutine function)``. Only
-        #: successful lookups are cached, so its size is bounded by what is registered.
-        self._methods: dict[tuple[str, str], tuple[Callable[..., Any], bool]] = {}
-        #: The same, for plain (not coroutine) methods only: the daemon's hot path.
+        #: ``(object id, method) -> Method``. Only successful lookups are cached, so
+        #: its size is bounded by what is registered.
+        self._methods: dict[tuple[str, str], Method] = {}
+        #: Plain methods answered inline only: the daemon's hot path.
         self._sync: dict[tuple[str, str], Callable[..., Any]] = {}
         #: Objects that see the calling connection (never served by the hot path).
         self._contextual: set[str] = set()
+        #: Objects whose plain methods run in worker threads (never the hot path).
+        self._threaded: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -92,10 +141,12 @@ class ObjectTable:
         name: str | None = None,
         *,
         with_connection: bool = False,
+        threaded: bool = False,
     ) -> None:
         """Register *obj* under *object_id* (and *name*, if given); with
         *with_connection*, its methods see the calling connection (see
-        :func:`wants_connection`)."""
+        :func:`wants_connection`); with *threaded*, its plain methods run in worker
+        threads instead of on the event loop."""
         check_object_id(object_id)
         if object_id in self._objects:
             raise ValueError(f"an object is already registered with id {object_id!r}")
@@ -108,6 +159,8 @@ class ObjectTable:
         self._objects[object_id] = obj
         if with_connection:
             self._contextual.add(object_id)
+        if threaded:
+            self._threaded.add(object_id)
 
     def wants_connection(self, object_id: str) -> bool:
         """True if calls to *object_id* must see ``current_connection``."""
@@ -118,6 +171,7 @@ class ObjectTable:
         try:
             obj = self._objects.pop(object_id)
             self._contextual.discard(object_id)
+            self._threaded.discard(object_id)
         except KeyError:
             raise KeyError(f"no object is registered with id {object_id!r}") from None
         for name in [n for n, oid in self._names.items() if oid == object_id]:
@@ -131,6 +185,13 @@ class ObjectTable:
         """The object registered under *object_id*, or None."""
         return self._objects.get(object_id)
 
+    def object_id_of(self, obj: object) -> str | None:
+        """The id *obj* itself (not an equal object) is registered under, or None."""
+        for object_id, registered in self._objects.items():
+            if registered is obj:
+                return object_id
+        return None
+
     def object_id_for_name(self, name: str) -> str | None:
         """The object id connected under *name*, or None."""
         return self._names.get(name)
@@ -141,8 +202,8 @@ class ObjectTable:
         far (read by the daemon's hot path; do not modify)."""
         return self._sync
 
-    def lookup(self, object_id: str, method: str) -> tuple[Callable[..., Any], bool]:
-        """The bound method and whether it is a coroutine function; cached.
+    def lookup(self, object_id: str, method: str) -> Method:
+        """The bound method and how it runs (:class:`Method`); cached.
 
         Raises :class:`LookupFailed` with a clear error for an unknown object, a
         private name, a missing method or an attribute that is not a method.
@@ -178,9 +239,10 @@ class ObjectTable:
                 _remote("AttributeError", f"{method!r} of object {object_id!r} is not a method")
             )
         is_async = inspect.iscoroutinefunction(bound)
-        found = (bound, is_async)
+        threaded = not is_async and object_id in self._threaded
+        found = Method(bound, is_async, threaded, is_oneway(bound))
         self._methods[key] = found
-        if not is_async and object_id not in self._contextual:
+        if not (is_async or threaded or found.oneway or object_id in self._contextual):
             self._sync[key] = bound
         return found
 
@@ -201,7 +263,8 @@ def describe_call_error(
     """The error reply for an exception raised by calling ``fn(*args, **kwargs)``.
 
     pairns errors travel as themselves (``NamingError`` stays ``NamingError``);
-    anything else becomes a ``RemoteCallError`` naming the original type. A
+    anything else becomes a ``RemoteCallError`` naming the original type, with the
+    remote traceback as text (its third argument; never the exception object). A
     ``TypeError`` raised because the arguments do not fit the signature gets a message
     that says so.
     """
@@ -213,7 +276,11 @@ def describe_call_error(
             return _remote("TypeError", f"bad arguments for {name}(): {bind_error}")
         except ValueError:
             pass  # no signature available (some builtins): report the error as raised
-    return error_to_wire(exc)
+    error = error_to_wire(exc)
+    if error[0] == "RemoteCallError" and exc.__traceback__ is not None:
+        text = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_TEXT:]
+        error[2].append(text)
+    return error
 
 
 def sanitize_error(error: ErrorTriple) -> ErrorTriple:

@@ -10,6 +10,7 @@ drops the connection, and the next call connects again.
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import struct
@@ -27,6 +28,7 @@ from pairns.errors import (
 )
 from pairns.rpc.client import (
     ProxyBase,
+    check_timeout,
     closed_error,
     denied_error,
     reply_error,
@@ -72,6 +74,8 @@ class _RemoteMethod:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._name in self._proxy._oneways:
+            return self._proxy.oneway(self._name, *args, **kwargs)
         return self._proxy.call(self._name, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -95,6 +99,8 @@ class Proxy(ProxyBase):
         self._poller: Any = None
         #: The handshake response, when it is to go out with the first request.
         self._pending = b""
+        #: The timeout the open socket's kernel timeouts were set for.
+        self._sock_timeout: float | None = None
         self._next_id = 0
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
@@ -119,10 +125,37 @@ class Proxy(ProxyBase):
 
     def call(self, method: str, /, *args: Any, request_id: str | None = None, **kwargs: Any) -> Any:
         """Call *method* remotely and return its result."""
+        return self._call(self._timeout, method, args, kwargs, request_id)
+
+    def call_within(
+        self,
+        timeout: float | None,
+        method: str,
+        /,
+        *args: Any,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`call`, bounded by *timeout* seconds (None: unbounded) instead of the
+        proxy's timeout (the name server proxy's failover bounds each attempt so)."""
+        if type(timeout) is not float or not 0 < timeout < math.inf:  # checked once
+            timeout = check_timeout(timeout)
+        return self._call(timeout, method, args, kwargs, request_id)
+
+    def _call(
+        self,
+        timeout: float | None,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        request_id: str | None,
+    ) -> Any:
         with self._lock:
-            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 conn, sock = self._ready(deadline)
+                if timeout != self._sock_timeout:
+                    self._set_timeouts(sock, timeout)
                 corr_id = (self._next_id + 1) & MAX_CORRELATION_ID
                 self._next_id = corr_id
                 data = conn.send(
@@ -148,16 +181,18 @@ class Proxy(ProxyBase):
                     elif etype is not Welcome:
                         self._unexpected(event)
             except BaseException as exc:
-                failure = self._failure(method, exc)
+                failure = self._failure(method, exc, timeout)
                 if failure is exc:
                     raise
                 raise failure from (None if isinstance(failure, CallTimeoutError) else exc)
 
-    def _failure(self, method: str, exc: BaseException) -> BaseException:
+    def _failure(
+        self, method: str, exc: BaseException, timeout: float | None = None
+    ) -> BaseException:
         """What a call that failed with *exc* raises; drops a connection left unusable."""
         if isinstance(exc, _Timeout | TimeoutError | BlockingIOError):
             self._drop()
-            return self._timeout_error(method)
+            return self._timeout_error(method, timeout)
         if isinstance(exc, RemoteProtocolError):
             return self._protocol_error(exc)
         if isinstance(exc, OSError):
@@ -186,7 +221,7 @@ class Proxy(ProxyBase):
                     conn.send(Oneway(self._target.object_id, method, args, kwargs or None))
                 )
             except BaseException as exc:
-                failure = self._failure(method, exc)
+                failure = self._failure(method, exc, self._timeout)
                 if failure is exc:
                     raise
                 raise failure from (None if isinstance(failure, CallTimeoutError) else exc)
@@ -234,9 +269,9 @@ class Proxy(ProxyBase):
             raise denied_error(self._target, event.reason)
         raise closed_error(self._target, event)
 
-    def _timeout_error(self, method: str) -> CallTimeoutError:
+    def _timeout_error(self, method: str, timeout: float | None) -> CallTimeoutError:
         return CallTimeoutError(
-            f"{method}() on {self._target}: no reply within {self._timeout:g} s "
+            f"{method}() on {self._target}: no reply within {timeout or 0:g} s "
             "(the connection was dropped)"
         )
 
@@ -298,7 +333,7 @@ class Proxy(ProxyBase):
             raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._set_timeouts(sock)
+            self._set_timeouts(sock, timeout)
             conn = Connection(
                 CLIENT,
                 identification=self._key,
@@ -321,8 +356,8 @@ class Proxy(ProxyBase):
             self._poller.register(sock.fileno(), select.POLLIN)
         return conn, sock
 
-    def _set_timeouts(self, sock: socket.socket) -> None:
-        timeout = self._timeout
+    def _set_timeouts(self, sock: socket.socket, timeout: float | None) -> None:
+        self._sock_timeout = timeout
         if timeout is None:
             sock.settimeout(None)
         elif _LINUX:

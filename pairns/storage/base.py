@@ -79,7 +79,10 @@ class Loaded:
     :meth:`Storage.set_kv`. ``requests`` holds ``(request id, seq, time)`` of the
     latest :data:`RESTORED_REQUESTS` writes committed with a request id, in seq order,
     so that a retry after a restart is still recognised (the last row a write made
-    carries its id; a later change to that name drops it).
+    carries its id; a later change to that name drops it). Before them come the
+    latest :data:`RESTORED_REQUESTS` ids learnt from the twin (committed with
+    ``learnt=``), oldest first, with seq 0: they are not this node's writes, so they
+    never travel back to the twin.
     """
 
     node_id: str
@@ -141,6 +144,8 @@ class _Request:
     changes: list[Any]
     kv: dict[str, str] | None
     done: trio.Event | None = None
+    #: ``(request id, applied at)`` learnt from the twin, stored in the same transaction.
+    learnt: list[tuple[str, float]] | None = None
     callback: CommitCallback | None = None
     error: str | None = None
     cause: BaseException | None = None
@@ -256,12 +261,20 @@ class Storage(abc.ABC):
     # -------------------------------------------------------------------- writes
 
     async def commit(
-        self, changes: Sequence[tuple[int, Entry]], *, request_id: str | None = None
+        self,
+        changes: Sequence[tuple[int, Entry]],
+        *,
+        request_id: str | None = None,
+        learnt: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Make ``(seq, entry)`` changes durable; return once they are.
 
         *request_id*, the client's id for the write these changes make, is stored with
-        the last of them (see :attr:`Loaded.requests`).
+        the last of them (see :attr:`Loaded.requests`). *learnt* holds ``(request id,
+        applied at)`` of writes the twin applied (their records came with these
+        changes): they are stored in the same transaction, so a node that has the
+        twin's change on disk also knows its request id after a restart; only the
+        latest :data:`RESTORED_REQUESTS` are kept.
 
         One row per name: the change with the higher seq wins, whatever the order the
         commits arrive in. A change to a name is always stored above an older one; a
@@ -276,10 +289,12 @@ class Storage(abc.ABC):
         failed), so what the caller believes and what is on disk never diverge
         silently.
         """
-        if not changes:
+        records = _check_learnt(learnt) if learnt else None
+        if not changes and not records:
             await trio.lowlevel.checkpoint()
             return
-        await self._submit(_Request(self._prepare(changes, request_id), None, trio.Event()))
+        prepared = self._prepare(changes, request_id)
+        await self._submit(_Request(prepared, None, trio.Event(), learnt=records))
 
     async def flush(self) -> None:
         """Return once every commit asked for before this call is written or has failed
@@ -366,9 +381,9 @@ class Storage(abc.ABC):
                     continue
                 batch, self._queue = self._queue, []
                 self._in_flight = batch
-                changes, kv = _merge(batch)
+                changes, kv, learnt = _merge(batch)
                 try:
-                    last_seq = await self._backend_write(changes, kv)
+                    last_seq = await self._backend_write(changes, kv, learnt)
                 except StorageError as exc:
                     self._batch_done(batch, len(changes), kv, 0, exc)
                 else:
@@ -420,11 +435,11 @@ class Storage(abc.ABC):
                     if not self._queue:
                         return
                     batch, self._queue = self._queue, []
-                changes, kv = _merge(batch)
+                changes, kv, learnt = _merge(batch)
                 error: StorageError | None = None
                 last_seq = 0
                 try:
-                    last_seq = self._backend_write_blocking(changes, kv)
+                    last_seq = self._backend_write_blocking(changes, kv, learnt)
                 except StorageError as exc:
                     error = exc
                 except Exception as exc:  # a bug: fail the batch, never hang its callers
@@ -529,8 +544,11 @@ class Storage(abc.ABC):
     async def _backend_open(self) -> Loaded:
         """Open the store and load it."""
 
-    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
-        """Write one batch (prepared changes in order, then kv) atomically.
+    async def _backend_write(
+        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+    ) -> int:
+        """Write one batch (prepared changes in order, then kv, then the request ids
+        learnt from the twin) atomically.
 
         Returns the highest seq in the batch (0 if none); raises :class:`StorageError`
         (with the backend's exception as ``__cause__``) if nothing was written. For a
@@ -538,7 +556,9 @@ class Storage(abc.ABC):
         """
         raise NotImplementedError
 
-    def _backend_write_blocking(self, changes: list[Any], kv: dict[str, str]) -> int:
+    def _backend_write_blocking(
+        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+    ) -> int:
         """:meth:`_backend_write`, blocking, called in the committer thread (for a
         backend with ``WRITES_IN_THREAD = True``)."""
         raise NotImplementedError
@@ -552,12 +572,30 @@ class Storage(abc.ABC):
         """Release everything ``_backend_open`` acquired (also after a failed open)."""
 
 
-def _merge(batch: list[_Request]) -> tuple[list[Any], dict[str, str]]:
-    """One batch's changes, in arrival order, and its metadata writes."""
+def _merge(
+    batch: list[_Request],
+) -> tuple[list[Any], dict[str, str], list[tuple[str, float]]]:
+    """One batch's changes, in arrival order, its metadata writes and the request ids
+    learnt from the twin (at most :data:`RESTORED_REQUESTS`, the latest)."""
     changes: list[Any] = []
     kv: dict[str, str] = {}
+    learnt: list[tuple[str, float]] = []
     for request in batch:
         changes.extend(request.changes)
         if request.kv:
             kv.update(request.kv)
-    return changes, kv
+        if request.learnt:
+            learnt.extend(request.learnt)
+    if len(learnt) > RESTORED_REQUESTS:
+        del learnt[:-RESTORED_REQUESTS]
+    return changes, kv, learnt
+
+
+def _check_learnt(learnt: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Learnt request records as stored: ``(str, float)``, the latest
+    :data:`RESTORED_REQUESTS` (a full resync brings up to 100,000 at once)."""
+    records = [(rid, float(at)) for rid, at in learnt[-RESTORED_REQUESTS:]]
+    for rid, _at in records:
+        if not isinstance(rid, str):
+            raise TypeError(f"a request id must be a string, got {rid!r}")
+    return records

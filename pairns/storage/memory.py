@@ -22,11 +22,14 @@ __all__ = ["MemoryStorage", "MemoryVolume"]
 @attrs.define(eq=False)
 class MemoryVolume:
     """What a :class:`MemoryStorage` keeps: one ``(seq, entry)`` per name, the request
-    id stored with a name's row (if any), and kv."""
+    id stored with a name's row (if any), the request ids learnt from the twin, and
+    kv."""
 
     node_id: str = attrs.field(factory=new_node_id)
     entries: dict[str, tuple[int, Entry]] = attrs.field(factory=dict)
     request_ids: dict[str, str] = attrs.field(factory=dict)
+    #: ``(request id, applied at)`` learnt from the twin, oldest first (bounded).
+    learnt: list[tuple[str, float]] = attrs.field(factory=list)
     kv: dict[str, str] = attrs.field(factory=dict)
     last_seq: int = 0
 
@@ -52,6 +55,7 @@ class MemoryStorage(Storage):
             requests.append((request_id, seq, entry.modified))
         requests.sort(key=_seq_in_request)
         del requests[:-RESTORED_REQUESTS]
+        requests[:0] = [(rid, 0, at) for rid, at in volume.learnt]
         return Loaded(
             node_id=volume.node_id,
             rows=rows,
@@ -60,7 +64,9 @@ class MemoryStorage(Storage):
             requests=requests,
         )
 
-    async def _backend_write(self, changes: list[Any], kv: dict[str, str]) -> int:
+    async def _backend_write(
+        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+    ) -> int:
         # A checkpoint stands in for the disk write, so that commits arriving "during"
         # it queue up exactly as they do with a real backend.
         await trio.lowlevel.checkpoint()
@@ -79,6 +85,9 @@ class MemoryStorage(Storage):
             if seq > last:
                 last = seq
         volume.kv.update(kv)
+        if learnt:
+            volume.learnt.extend(learnt)
+            del volume.learnt[:-RESTORED_REQUESTS]
         if last > volume.last_seq:
             volume.last_seq = last
         return last

@@ -14,6 +14,7 @@ ours or rewritten)::
             request_id)  -- the client's id of the write, on the last row it made
     node(key PK, value)     -- node_id, opened, snapshot (and last_seq in version 1 files)
     kv(key PK, value)       -- Storage.set_kv
+    learnt(request_id, at)  -- request ids of the twin's writes (version 3), by arrival
 
 Why the key is ``seq`` and not ``name``: every change gets a higher ``seq`` than any
 before it, so a transaction of new names appends to the rightmost page of one
@@ -101,9 +102,9 @@ SNAPSHOT_AFTER = 5_000
 _SNAPSHOT_KEY = "snapshot"
 #: Bumped on every incompatible change of the tables below. A file with a higher
 #: version was written by a newer pairns and is refused, never rewritten.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Older versions :meth:`_Database.open` upgrades in place (one transaction).
-_UPGRADABLE = frozenset({1})
+_UPGRADABLE = frozenset({1, 2})
 #: ``PRAGMA application_id``: ASCII "pNS1".
 APPLICATION_ID = 0x704E5331
 RESTORE_HINT = "move the file away and load a dump with `pairns-ctl load FILE`"
@@ -128,10 +129,14 @@ _ENTRIES = """CREATE TABLE {table} (
         deleted INTEGER NOT NULL,
         request_id TEXT
     )"""
+#: Request ids learnt from the twin, in arrival order (the rowid): only the latest
+#: RESTORED_REQUESTS are kept, and a range delete on the rowid trims the rest.
+_LEARNT = "CREATE TABLE learnt (request_id TEXT NOT NULL, at REAL NOT NULL)"
 _SCHEMA = (
     _ENTRIES.format(table="entries"),
     "CREATE TABLE node (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
     "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
+    _LEARNT,
 )
 _COLUMNS = "seq, name, kind, uri, meta, created, modified, owner, hlc, node, deleted"
 #: What a stored row holds beyond the entry: the request id of the write (or NULL).
@@ -144,6 +149,11 @@ _SELECT_REQUESTS = (
     "SELECT request_id, seq, modified FROM entries WHERE request_id IS NOT NULL "
     f"ORDER BY seq DESC LIMIT {RESTORED_REQUESTS}"
 )
+_SELECT_LEARNT = f"SELECT request_id, at FROM learnt ORDER BY rowid DESC LIMIT {RESTORED_REQUESTS}"
+_INSERT_LEARNT = "INSERT INTO learnt (request_id, at) VALUES (?, ?)"
+_TRIM_LEARNT = (
+    f"DELETE FROM learnt WHERE rowid <= (SELECT max(rowid) FROM learnt) - {RESTORED_REQUESTS}"
+)
 #: Version 1 -> 2: the same rows in a table keyed by seq (the old one and its index go).
 _UPGRADE_FROM_1 = (
     _ENTRIES.format(table="entries_v2"),
@@ -151,6 +161,10 @@ _UPGRADE_FROM_1 = (
     "DROP TABLE entries",
     "ALTER TABLE entries_v2 RENAME TO entries",
 )
+#: Version 2 -> 3: the table of request ids learnt from the twin.
+_UPGRADE_FROM_2 = (_LEARNT,)
+#: What brings an older file to :data:`SCHEMA_VERSION`, by its version.
+_UPGRADES = {1: _UPGRADE_FROM_1 + _UPGRADE_FROM_2, 2: _UPGRADE_FROM_2}
 
 #: Rows turned into entries at a time when a database is opened.
 _LOAD_CHUNK = 8192
@@ -405,11 +419,11 @@ class _Database:
         return False, version
 
     def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
-        """Bring a version 1 file to the current schema, all or nothing."""
+        """Bring an older file to the current schema, all or nothing."""
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _UPGRADE_FROM_1:
+            for statement in _UPGRADES[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -461,6 +475,9 @@ class _Database:
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
+        learnt = conn.execute(_SELECT_LEARNT).fetchall()
+        learnt.reverse()
+        requests[:0] = [(rid, 0, at) for rid, at in learnt]
         return Loaded(node_id=node_id, rows=rows, last_seq=last_seq, kv=kv, requests=requests)
 
     def _read_entries(
@@ -628,7 +645,9 @@ class _Database:
 
     # ---------------------------------------------------------------- writing
 
-    def write(self, rows: list[_Row], kv: dict[str, str]) -> int:
+    def write(
+        self, rows: list[_Row], kv: dict[str, str], learnt: Sequence[tuple[str, float]] = ()
+    ) -> int:
         """Write one batch in one transaction; return its highest seq.
 
         Of two rows for one name only the one with the higher seq is written, and it
@@ -658,7 +677,7 @@ class _Database:
             rows = [row for row in rows if seq_of.get(row[1], 0) <= row[0]]
         last = max((row[0] for row in rows), default=0)
         try:
-            if replaced or kv or len(rows) > self._statements.insert_rows:
+            if replaced or kv or learnt or len(rows) > self._statements.insert_rows:
                 conn.execute("BEGIN IMMEDIATE")
                 if replaced:
                     self._delete(conn, replaced)
@@ -668,6 +687,9 @@ class _Database:
                     conn.executemany(
                         "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(kv.items())
                     )
+                if learnt:
+                    conn.executemany(_INSERT_LEARNT, learnt)
+                    conn.execute(_TRIM_LEARNT)
                 conn.execute("COMMIT")
             elif rows:
                 # New names only: the one INSERT is a transaction of its own (autocommit,
@@ -803,8 +825,10 @@ class SqliteStorage(Storage):
     async def _backend_open(self) -> Loaded:
         return await trio.to_thread.run_sync(self._db.open)
 
-    def _backend_write_blocking(self, changes: list[Any], kv: dict[str, str]) -> int:
-        return self._db.write(changes, kv)
+    def _backend_write_blocking(
+        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+    ) -> int:
+        return self._db.write(changes, kv, learnt)
 
     async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
         async with self._read_lock:

@@ -78,6 +78,19 @@ def test_ctl_bad_default_group_in_the_environment(
     )
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf"])
+def test_ctl_bad_failover_timeout_in_the_environment(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PYRO_NS_FAILOVER_TIMEOUT", value)
+    assert ctl.main(["-p", "1", "ping"]) == ctl.EXIT_USAGE
+    line = _one_line(capsys)
+    assert line.startswith(
+        "pairns-ctl: configuration error: PYRO_NS_FAILOVER_TIMEOUT must be a finite number"
+    )
+    assert line.endswith("(from the environment)")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

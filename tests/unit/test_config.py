@@ -92,6 +92,9 @@ INTEGER_SETTINGS = [
     ("PYRO_MAX_FRAME_SIZE", limits.MIN_MAX_FRAME_SIZE, limits.MAX_MAX_FRAME_SIZE),
     ("PYRO_MAX_IN_FLIGHT", 1, limits.MAX_MAX_IN_FLIGHT),
     ("PYRO_MAX_QUEUED_REPLY_BYTES", 0, limits.MAX_MAX_QUEUED_REPLY_BYTES),
+    ("PYRO_NS_BC_PORT", 0, 65535),
+    ("PYRO_NS2_BC_PORT", 0, 65535),
+    ("PYRO_BC_RETRIES", 0, 100),
 ]
 #: Seconds settings: (PYRO name, whether 0 is allowed).
 SECONDS_SETTINGS = [
@@ -99,6 +102,7 @@ SECONDS_SETTINGS = [
     ("PYRO_IDLE_TIMEOUT", True),
     ("PYRO_NS_PEER_TIMEOUT", False),
     ("PYRO_NS_MAX_CLOCK_SKEW", False),
+    ("PYRO_BC_TIMEOUT", False),
 ]
 
 
@@ -275,7 +279,10 @@ def test_defaults_are_the_wire_limits_and_the_daemon_agrees() -> None:
         assert getattr(daemon, field) == getattr(config, field), field
 
 
-@pytest.mark.parametrize(("key", "low", "high"), INTEGER_SETTINGS[2:])
+@pytest.mark.parametrize(
+    ("key", "low", "high"),
+    [s for s in INTEGER_SETTINGS if SETTINGS[s[0]] in attrs.fields_dict(DaemonLimits)],
+)
 def test_whatever_config_accepts_the_daemon_accepts(key: str, low: int, high: int) -> None:
     # A value that passes Config must not fail later, inside the daemon, with a traceback.
     for value in (low, high):

@@ -51,7 +51,15 @@ def test_a_node_carries_its_clock_offset_in_its_environment(tmp_path: Path) -> N
         log_dir=tmp_path,
         pythonpath="/src",
     )
-    assert node.argv()[-6:] == ["-p", "9", "-1", "127.0.0.1:10", "-d", str(tmp_path / "n1" / "db")]
+    assert node.argv()[-7:] == [
+        "-p",
+        "9",
+        "-1",
+        "127.0.0.1:10",
+        "-d",
+        str(tmp_path / "n1" / "db"),
+        "-x",
+    ]
     assert "PAIRNS_CLOCK_OFFSET" not in node.env()
     node.clock_offset = 7.5
     assert node.env()["PAIRNS_CLOCK_OFFSET"] == "7.5"

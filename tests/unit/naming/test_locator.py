@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ from pairns.naming.locator import NameServerLocator, async_resolve_uri, resolve_
 from pairns.node import open_node
 
 HOST = "127.0.0.1"
+
+
+def free_udp_port() -> int:
+    """A UDP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 PRINTER = "PYRO://printhost:7766/1234abcd"
 
 
@@ -28,6 +39,13 @@ async def test_sync_and_async_resolve_agree(
         # PYRONAME without a place: located from the environment, as getNS does.
         monkeypatch.setenv("PYRO_NS_HOSTNAME", HOST)
         monkeypatch.setenv("PYRO_NS_PORT", str(port))
+        # Discovery comes first: keep it on loopback, on ports nobody answers, and short.
+        monkeypatch.setenv("PYRO_NS_BC_ADDR", "127.255.255.255")
+        monkeypatch.setenv("PYRO_NS2_BC_ADDR", "127.255.255.255")
+        monkeypatch.setenv("PYRO_NS_BC_PORT", str(free_udp_port()))
+        monkeypatch.setenv("PYRO_NS2_BC_PORT", str(free_udp_port()))
+        monkeypatch.setenv("PYRO_BC_RETRIES", "0")
+        monkeypatch.setenv("PYRO_BC_TIMEOUT", "0.1")
         cases = {
             PRINTER: URI.from_string(PRINTER),
             f"PYROLOC://{HOST}:{port}/:Pyro.NameServer": own,

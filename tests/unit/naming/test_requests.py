@@ -59,6 +59,14 @@ def test_restore_reloads_young_stored_ids_within_the_bounds() -> None:
     assert len(t) == 3
 
 
+def test_restored_ids_of_the_twin_are_known_but_not_sent_back() -> None:
+    t = RequestTable(ttl=10.0)
+    t.restore([("twin", 0, 95.0), ("old-twin", 0, 80.0), ("mine", 4, 96.0)], now=100.0)
+    assert t.get("twin", now=100.0) == (True, None)
+    assert t.get("old-twin", now=100.0)[0] is False
+    assert [r.request_id for r in t.between(0, 10, now=100.0)] == ["mine"]
+
+
 def test_learnt_records_keep_their_age() -> None:
     t = RequestTable(ttl=10.0)
     t.learn(RequestRecord("old", None, 11.0), now=100.0)

@@ -372,11 +372,11 @@ async def test_a_failed_commit_on_the_receiving_twin_loses_nothing(tmp_path: Pat
             real = storage._backend_write_blocking  # type: ignore[attr-defined]
             full = True
 
-            def disk(changes: Any, kv: Any) -> int:
+            def disk(changes: Any, kv: Any, learnt: Any) -> int:
                 if full and changes:
                     time.sleep(0.002)  # a slow failing disk: batches pile up meanwhile
                     raise StorageError("database or disk is full (test)")
-                return int(real(changes, kv))
+                return int(real(changes, kv, learnt))
 
             storage._backend_write_blocking = disk  # type: ignore[attr-defined]
             await a.createGroup(":bulk")
@@ -480,10 +480,10 @@ async def test_a_merge_that_lost_to_a_local_write_comes_again_if_that_write_is_u
         real = storage._backend_write_blocking  # type: ignore[attr-defined]
         full = True
 
-        def disk(changes: Any, kv: Any) -> int:
+        def disk(changes: Any, kv: Any, learnt: Any) -> int:
             if full and changes:
                 raise StorageError("database or disk is full (test)")
-            return int(real(changes, kv))
+            return int(real(changes, kv, learnt))
 
         storage._backend_write_blocking = disk  # type: ignore[attr-defined]
         local = ns.unregister(name)
@@ -694,3 +694,30 @@ async def test_a_twin_beyond_the_skew_bound_is_refused_and_said_so(tmp_path: Pat
                        and n1.replicator.status()["skew_refusals"] >= 1, 5.0)
         assert not n1.namespace.exists(":future")
         assert n1.namespace.clock.last < int((time.time() + 11) * 1000) << COUNTER_BITS
+
+
+# -- exactly once across a failover and a restart (issue 20) --------------------------
+
+
+async def test_a_restarted_twin_still_knows_the_request_ids_it_learnt(tmp_path: Path) -> None:
+    """A write applied on node 1 reaches node 2 with its request id; node 2 restarts
+    (persistent) while node 1 is gone. The client's retry of that write, now on node
+    2, must be answered as applied - it used to fail with "name already exists", since
+    request ids learnt from the twin lived in memory only."""
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1())
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    args = (":Default.once", "PYRO://127.0.0.1:1/once")
+    async with open_node(c1) as n1, open_node(c2) as n2:
+        p1 = AsyncProxy.for_address(HOST, n1.address[1], "Pyro.NameServer", timeout=5)
+        async with p1:
+            assert await p1.call("register", *args, request_id="rid-once") is None
+            await p1.call("createGroup", ":Default.g", request_id="rid-group")
+        await converged(n1, n2)
+    async with open_node(c2) as n2:  # alone: nothing can come from the twin
+        p2 = AsyncProxy.for_address(HOST, n2.address[1], "Pyro.NameServer", timeout=5)
+        async with p2:
+            assert await p2.call("register", *args, request_id="rid-once") is None
+            assert await p2.call("createGroup", ":Default.g", request_id="rid-group") is None
+            with pytest.raises(NamingError, match="already exists"):
+                await p2.call("register", *args, request_id="rid-new")  # a new write

@@ -6,7 +6,7 @@ No sockets: the acceptor is called as the daemon would call it, and time is virt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from pairns.errors import LocalProtocolError, NamingError, StorageError
 from pairns.namespace import HybridClock, Kind, Namespace
 from pairns.namespace.entry import Entry
 from pairns.namespace.stamps import Stamp
+from pairns.naming.requests import RequestRecord
 from pairns.replication import auth
 from pairns.replication.acceptor import Acceptor
 from pairns.replication.durability import MergeCommitter
@@ -171,14 +172,16 @@ class Disk:
 
     def __init__(self) -> None:
         self.commits: list[list[Any]] = []
+        self.learnt: list[str] = []
         self.full = False
         self.gate = trio.Event()
 
-    async def commit(self, rows: list[Any]) -> None:
+    async def commit(self, rows: list[Any], learnt: Sequence[tuple[str, float]] = ()) -> None:
         await self.gate.wait()
         if self.full:
             raise StorageError("disk full (test)")
         self.commits.append(list(rows))
+        self.learnt.extend(rid for rid, _ in learnt)
 
 
 async def test_merged_batches_become_durable_in_merge_order() -> None:
@@ -206,6 +209,28 @@ async def test_merged_batches_become_durable_in_merge_order() -> None:
         assert a.positions.applied == 0  # it ended: its applied does not move
         assert b.positions.applied == 3 and woken
         assert not committer.pending()
+
+
+async def test_request_ids_learnt_with_a_batch_are_stored_with_it() -> None:
+    """The twin's request records ride in the batch's commit, also a batch that brings
+    no new entry; applied moves only once they are stored."""
+    async with replicator() as rep:
+        ns = rep.namespace
+        disk = Disk()
+        committer = MergeCommitter(ns, disk, durable=True, on_durable=lambda: None)  # type: ignore[arg-type]
+        a = start(rep)
+        first = ns.merge_pairs([(entry(":Default.r", 1), None)])
+        committer.merged(a, 1, first, [RequestRecord("rid-1", None, 0.5)])
+        nothing_new = ns.merge_pairs([(entry(":Default.r", 1), None)])
+        committer.merged(a, 2, nothing_new, [RequestRecord("rid-2", None, 0.0)])
+        assert a.positions.applied == 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(committer.run)
+            disk.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        assert disk.learnt == ["rid-1", "rid-2"]
+        assert a.positions.applied == 2
 
 
 async def test_a_failed_commit_undoes_every_merge_not_durable_and_fails_the_links() -> None:

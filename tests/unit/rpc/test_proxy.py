@@ -215,3 +215,25 @@ def test_constructor_checks() -> None:
         Proxy.for_address("h", 1, "o", timeout=-1)
     with pytest.raises(TypeError):
         Proxy.for_address("h", 1, "o", timeout="1")  # type: ignore[arg-type]
+
+
+async def test_call_within_bounds_one_call_and_the_proxy_timeout_stays(
+    nursery: trio.Nursery,
+) -> None:
+    daemon, _, host, port = await start(nursery)
+
+    def work() -> None:
+        p = proxy(host, port, timeout=5.0)
+        assert p.call_within(0.5, "add", 1, 1) == 2  # kernel timeouts set for 0.5 s
+        started = time.monotonic()
+        with pytest.raises(CallTimeoutError, match=r"no reply within 0\.2 s"):
+            p.call_within(0.2, "slow", 5)
+        assert time.monotonic() - started < 1.5
+        assert not p.connected
+        assert p.call("slow", 0.6) is None  # the proxy's own 5 s again, not 0.2 or 0.5
+        with pytest.raises(ValueError):
+            p.call_within(float("nan"), "add", 1, 1)
+        p.close()
+
+    await in_thread(work)
+    assert daemon.statistics().total_connections == 2

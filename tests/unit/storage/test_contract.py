@@ -89,6 +89,27 @@ async def test_only_the_latest_request_ids_are_handed_back(backend: Backend) -> 
         )
 
 
+async def test_request_ids_learnt_from_the_twin_survive_a_reopen(backend: Backend) -> None:
+    """Ids learnt from the twin come back before this node's own, with seq 0, the
+    latest RESTORED_REQUESTS of them; a commit of learnt ids alone is written too."""
+    extra = 3
+    learnt = [(f"t{i}", 1000.0 + i) for i in range(RESTORED_REQUESTS + extra)]
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":a", 1))], learnt=learnt[:10])
+        await storage.commit([], learnt=learnt[10:])  # no change: still stored
+        await storage.commit([(2, entry(":b", 2))], request_id="own")
+        with pytest.raises(TypeError, match="request id must be a string"):
+            await storage.commit([], learnt=[(5, 1.0)])  # type: ignore[list-item]
+    async with backend.opened() as (_, loaded):
+        twins = [r for r in loaded.requests if r[1] == 0]
+        assert len(twins) == RESTORED_REQUESTS
+        assert twins[0] == (f"t{extra}", 0, 1000.0 + extra)  # the oldest went
+        last = RESTORED_REQUESTS + extra - 1
+        assert twins[-1] == (f"t{last}", 0, 1000.0 + last)
+        assert loaded.requests[-1] == ("own", 2, entry(":b", 2).modified)
+        assert len(loaded.requests) == RESTORED_REQUESTS + 1
+
+
 async def test_later_seq_overwrites_the_name(backend: Backend) -> None:
     async with backend.opened() as (storage, _):
         await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 1))])

@@ -548,11 +548,11 @@ async def test_a_version_1_database_is_upgraded_in_place_with_every_row(
             assert loaded.node_id == "0123456789abcdef"
             assert loaded.kv == {"peer": "x"}
             await storage.commit([(13, entry(":Default.x", 13))])
-    assert "upgraded the database schema from version 1 to 2" in caplog.text
+    assert "upgraded the database schema from version 1 to 3" in caplog.text
     assert _rows_on_disk(tmp_path) == [(3, ":Default"), (9, ":Default.gone"), (13, ":Default.x")]
     conn = sqlite3.connect(tmp_path / DB_NAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         indexes = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'").fetchall()
         assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []
     finally:
@@ -713,3 +713,26 @@ async def test_the_committer_thread_fails_a_batch_on_a_bug_and_exits_on_close(
     assert not committers[0].is_alive()
     async with open_storage(tmp_path) as storage:
         assert [seq for seq, _ in (await storage.open()).rows] == [2]
+
+
+async def test_a_version_2_file_gains_the_table_of_learnt_request_ids(tmp_path: Path) -> None:
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        await storage.commit([(1, entry(":Default.a", 1))], request_id="own")
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("DROP TABLE learnt")
+    conn.execute("PRAGMA user_version=2")
+    conn.close()
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert [r[0] for r in loaded.requests] == ["own"]
+        await storage.commit([], learnt=[("twin", 5.0)])
+    async with open_storage(tmp_path) as storage:
+        loaded = await storage.open()
+        assert [r[:2] for r in loaded.requests] == [("twin", 0), ("own", 1)]
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+    assert integrity_check(tmp_path) == []
