@@ -53,6 +53,22 @@ def _failure(exc: BaseException, where: Direct | None = None) -> str:
     return text
 
 
+#: What a broadcast step gave: the first answer and who sent it, nothing, or the error.
+_Found = tuple[URI, tuple[str, int]] | OSError | None
+
+
+def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, str] | None:
+    """Where a broadcast *step*'s first answer points, and how a failure there is named;
+    None (with the reason added to *tried*) when it failed or nobody answered."""
+    if isinstance(found, OSError):
+        tried.append(f"{step}: {_failure(found)}")
+        return None
+    if found is None:
+        tried.append(f"{step}: no answer")
+        return None
+    return Direct(*found[0].address), f"{step}: answer {found[0]}"
+
+
 class NameServerLocator:
     """Finds a name server and returns a proxy for it (Pyro 3's locator).
 
@@ -108,15 +124,13 @@ class NameServerLocator:
         for step in self._steps(port, bcaddr):
             if isinstance(step, Broadcast):
                 try:
-                    found = search.broadcast(step)
+                    found: _Found = search.broadcast(step)
                 except OSError as exc:
-                    tried.append(f"{step}: {_failure(exc)}")
+                    found = exc
+                answer = _answer(step, found, tried)
+                if answer is None:
                     continue
-                if found is None:
-                    tried.append(f"{step}: no answer")
-                    continue
-                target = Direct(*found[0].address)
-                label = f"{step}: answer {found[0]}"
+                target, label = answer
             else:
                 target, label = step, str(step)
             try:
@@ -153,15 +167,13 @@ class NameServerLocator:
         for step in self._steps(port, bcaddr):
             if isinstance(step, Broadcast):
                 try:
-                    found = await search.async_broadcast(step)
+                    found: _Found = await search.async_broadcast(step)
                 except OSError as exc:
-                    tried.append(f"{step}: {_failure(exc)}")
+                    found = exc
+                answer = _answer(step, found, tried)
+                if answer is None:
                     continue
-                if found is None:
-                    tried.append(f"{step}: no answer")
-                    continue
-                target = Direct(*found[0].address)
-                label = f"{step}: answer {found[0]}"
+                target, label = answer
             else:
                 target, label = step, str(step)
             try:
