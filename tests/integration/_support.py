@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,19 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+
+
+def free_ports(count: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> list[int]:
+    """*count* distinct ports on :data:`HOST` that were free a moment ago (TCP, or UDP
+    with ``kind=socket.SOCK_DGRAM``): all are bound at once, so none repeats."""
+    socks = [socket.socket(socket.AF_INET, kind) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[2]
 

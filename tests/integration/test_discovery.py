@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from _support import HOST, NodeProcess, clean_env, run_server_to_exit, wait_until
+from _support import (
+    HOST,
+    NodeProcess,
+    clean_env,
+    free_ports,
+    run_server_to_exit,
+    wait_until,
+)
 from conftest import StartNode
 
 from pairns import NamingError
@@ -31,31 +38,13 @@ BC = "127.255.255.255"
 FAST_CHECK = {"PYRO_BC_RETRIES": "0", "PYRO_BC_TIMEOUT": "0.3"}
 
 
-def free_tcp_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def free_udp_ports(count: int) -> list[int]:
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return free_ports(count, socket.SOCK_DGRAM)
 
 
 def settings(bc_port: int, ns2_bc_port: int, *, timeout: float = 0.5) -> LocatorSettings:
     """Locator settings that broadcast on loopback and fall back to unused ports only."""
-    ns_port, ns2_port = free_tcp_ports(2)
+    ns_port, ns2_port = free_ports(2)
     return LocatorSettings(
         ns_port=ns_port,
         ns2_port=ns2_port,
@@ -104,7 +93,7 @@ def test_a_single_node_is_found_by_broadcast(start_node: StartNode) -> None:
 
 
 def test_each_node_of_a_pair_and_then_the_survivor(start_node: StartNode) -> None:
-    p1, p2 = free_tcp_ports(2)
+    p1, p2 = free_ports(2)
     bc1, bc2 = free_udp_ports(2)
     first = start_node("-b", str(bc1), "-c", BC, "-1", f"{HOST}:{p2}", port=p1, env=FAST_CHECK)
     # -r with -1/-2 made Pyro 3 crash; here it only skips the start-up check.
@@ -170,7 +159,7 @@ def test_r_and_m_decide_whether_a_second_node_may_start(
 
 
 def test_a_paired_node_tolerates_its_twin_answering(start_node: StartNode) -> None:
-    p1, p2 = free_tcp_ports(2)
+    p1, p2 = free_ports(2)
     (bc_port,) = free_udp_ports(1)
     # Both nodes answer on one port (odd, but allowed): the twin's answer is no reason
     # to refuse, where Pyro 3 refused or, with -r, crashed.
@@ -230,7 +219,7 @@ def test_a_flood_from_one_source_gets_a_bounded_number_of_answers(
 
 def test_a_blocking_search_does_not_import_trio() -> None:
     bc_port, other = free_udp_ports(2)
-    ns_port, ns2_port = free_tcp_ports(2)
+    ns_port, ns2_port = free_ports(2)
     code = f"""
 import sys
 import pairns
@@ -301,7 +290,7 @@ class FakeResponder:
 
 def test_the_locator_skips_what_is_not_an_answer_and_goes_on_when_the_answer_fails() -> None:
     bc_port, other = free_udp_ports(2)
-    (dead,) = free_tcp_ports(1)
+    (dead,) = free_ports(1)
     answer = f"PYRO://{HOST}:{dead}/Pyro.NameServer"
     found = settings(bc_port, other, timeout=0.3)
     with FakeResponder(bc_port, answer.encode()) as fake:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import HOST, NodeProcess, wait_until
+from _support import HOST, NodeProcess, free_ports, wait_until
 
 from pairns.errors import NamingError
 from pairns.naming.proxy import NameServerProxy
@@ -28,19 +27,6 @@ from pairns.testing.faultproxy import FaultProxyProcess
 #: A short peer timeout keeps drop-and-reconnect tests quick.
 PEER_TIMEOUT = "1.0"
 PAIR_TIMEOUT = 15.0
-
-
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Pair:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from _support import HOST, PYTHON, NodeProcess, clean_env, wait_until
+from _support import HOST, PYTHON, NodeProcess, clean_env, free_ports, wait_until
 
 import pairns
 from pairns import NamingError, RemoteCallError
@@ -120,10 +120,9 @@ def test_pyroname_and_pyroloc_reach_the_user_object(
     # Discovery is tried first: on loopback, on ports nobody answers, and short.
     for key in ("PYRO_NS_BC_ADDR", "PYRO_NS2_BC_ADDR"):
         monkeypatch.setenv(key, "127.255.255.255")
-    for key in ("PYRO_NS_BC_PORT", "PYRO_NS2_BC_PORT"):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((HOST, 0))
-            monkeypatch.setenv(key, str(probe.getsockname()[1]))
+    bc_ports = free_ports(2, socket.SOCK_DGRAM)
+    for key, bc_port in zip(("PYRO_NS_BC_PORT", "PYRO_NS2_BC_PORT"), bc_ports, strict=True):
+        monkeypatch.setenv(key, str(bc_port))
     monkeypatch.setenv("PYRO_BC_RETRIES", "0")
     monkeypatch.setenv("PYRO_BC_TIMEOUT", "0.1")
     with pairns.getProxyForURI(f"PYRONAME://{NAME}", timeout=10) as located:
