@@ -197,6 +197,43 @@ BOOLEAN_OR_BIT: Final = Kind(
     lambda value: type(value) is bool or (type(value) is int and value in (0, 1)),
     bool,
 )
+def _is_multicast_group(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    if value.strip().lower() in ("", "none"):
+        return True
+    try:
+        return ipaddress.IPv6Address(value.strip()).is_multicast
+    except ValueError:
+        return False
+
+
+def _group_or_none(value: str | None) -> str | None:
+    if value is None or value.strip().lower() == "none":
+        return None
+    return value.strip() or DEFAULT_MC_GROUP
+
+
+#: An IPv6 multicast group; ``none`` asks and joins none, an empty value is the default.
+MC_GROUP: Final = Kind(
+    "an IPv6 multicast address such as 'ff02::5079:726f', or 'none'",
+    str,
+    _is_multicast_group,
+    _group_or_none,
+)
+
+
+def _is_interface(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, str) and (value == "" or not any(c.isspace() for c in value))
+
+
+#: A network interface: a name such as ``eth0`` or an index; empty: chosen automatically.
+INTERFACE: Final = Kind("a network interface name or index", str, _is_interface, _empty_is_none)
+
 #: The default group: an absolute group name.
 GROUP: Final = Kind("an absolute group name such as ':Default'", str, _check_group)
 
@@ -226,6 +263,10 @@ DEFAULT_BC_ADDR: Final = "255.255.255.255"
 #: Broadcast rounds after the first, and the wait for an answer in each (Pyro 3's).
 DEFAULT_BC_RETRIES: Final = 1
 DEFAULT_BC_TIMEOUT: Final = 0.75
+#: The IPv6 multicast group nodes on an IPv6 address join and locators ask (IPv6 has no
+#: broadcast). Link-local scope (``ff02::``), the reach of an IPv4 broadcast; the group
+#: id spells "Pyro" in ASCII. Site-wide discovery takes a ``ff05::`` group.
+DEFAULT_MC_GROUP: Final = "ff02::5079:726f"
 #: Retries of a broadcast: Pyro 3 read a negative number as "for ever"; pairns keeps
 #: every wait bounded.
 BC_RETRIES: Final = integer(0, 100)
@@ -248,6 +289,20 @@ def _setting(key: str | None, kind: Kind, default: Any, *, secret: bool = False)
         repr=not secret,
         metadata={_KEY: key, _KIND: kind, _SECRET: secret},
     )
+
+
+@attrs.frozen
+class ResponderPlace:
+    """Where one discovery responder binds, and the IPv6 multicast group it joins."""
+
+    host: str
+    port: int
+    group: str | None = None
+
+    @property
+    def ipv6(self) -> bool:
+        """Whether the responder is an IPv6 one."""
+        return ":" in self.host
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -348,6 +403,11 @@ class Config:
     ns2_bc_addr: str | None = _setting("PYRO_NS2_BC_ADDR", OPTIONAL_TEXT, None)
     bc_retries: int = _setting("PYRO_BC_RETRIES", BC_RETRIES, DEFAULT_BC_RETRIES)
     bc_timeout: float = _setting("PYRO_BC_TIMEOUT", TIMEOUT, DEFAULT_BC_TIMEOUT)
+    #: The IPv6 multicast group a node on an IPv6 address joins (None: none).
+    mc_group: str | None = _setting("PYRO_NS_MC_GROUP", MC_GROUP, DEFAULT_MC_GROUP)
+    #: The interface it joins on (None: the one holding the node's address, or the
+    #: system's choice for a node on every interface).
+    mc_interface: str | None = _setting("PYRO_NS_MC_INTERFACE", INTERFACE, None)
     #: Run the discovery responder (``-x`` turns it off).
     responder: bool = _setting(None, BOOLEAN, True)
     #: Before answering, look for a name server already answering on the broadcast
@@ -391,20 +451,34 @@ class Config:
         return parse_address(self.twin, default)
 
     @property
-    def responder_address(self) -> tuple[str, int] | None:
-        """Where the discovery responder binds, or None when this node runs none.
+    def responder_places(self) -> tuple[ResponderPlace, ...]:
+        """Where the discovery responders bind (none with ``-x``).
 
-        None with ``-x``, and for a node that listens on loopback only unless ``-c``
-        (``bc_addr``) names an address: a broadcast from another host cannot reach it,
-        and its URI would be useless there.
+        ``-c`` (``bc_addr``) names the one place: an IPv4 address is bound (and
+        broadcast to by the start-up check), an IPv6 multicast address is joined as the
+        group, another IPv6 address is bound. Without it, a node listening on loopback
+        only runs none (a request from another host cannot reach it, and its URI would
+        be useless there); a node on an IPv6 address answers on ``::`` and joins
+        :attr:`mc_group`; one on every interface (``""``, both families) does both; any
+        other answers IPv4 broadcasts on every interface.
         """
         if not self.responder:
-            return None
+            return ()
+        port = self.bc_port
         if self.bc_addr:
-            return self.bc_addr, self.bc_port
+            if ":" not in self.bc_addr:
+                return (ResponderPlace(self.bc_addr, port),)
+            if is_ipv6_multicast(self.bc_addr):
+                return (ResponderPlace("::", port, self.bc_addr),)
+            return (ResponderPlace(self.bc_addr, port),)
         if is_loopback(self.host):
-            return None
-        return "", self.bc_port
+            return ()
+        ipv6 = ResponderPlace("::", port, self.mc_group)
+        if self.host == "":
+            return ResponderPlace("", port), ipv6
+        if ":" in self.host:
+            return (ipv6,)
+        return (ResponderPlace("", port),)
 
     @property
     def uri_path(self) -> Path:
@@ -419,6 +493,14 @@ class Config:
         if self.database:
             return Path(self.database)
         return Path(self.storage) / "Pyro_NS_database"
+
+
+def is_ipv6_multicast(host: str) -> bool:
+    """Whether *host* is an IPv6 multicast address (``ff00::/8``)."""
+    try:
+        return ipaddress.IPv6Address(host.strip("[]")).is_multicast
+    except ValueError:
+        return False
 
 
 def is_loopback(host: str) -> bool:

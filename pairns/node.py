@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,11 @@ import trio
 
 from pairns import _collector as collector
 from pairns import names
-from pairns.config import DEFAULT_BC_ADDR, Config
+from pairns.config import DEFAULT_BC_ADDR, Config, ResponderPlace
+from pairns.discovery.interfaces import interface_index
+from pairns.discovery.protocol import ResponderPolicy
 from pairns.discovery.responder import UdpResponder, find_other
+from pairns.discovery.search import Broadcast
 from pairns.errors import NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
@@ -78,8 +81,9 @@ class Node:
     _cancel: trio.CancelScope
     #: The peer link of a paired node (None for a single node).
     replicator: Replicator | None = None
-    #: The discovery responder (None with ``-x`` or on loopback without ``-c``).
-    responder: UdpResponder | None = None
+    #: The discovery responders (none with ``-x`` or on loopback without ``-c``; IPv4
+    #: and IPv6 for a node on every interface).
+    responders: list[UdpResponder] = attrs.field(factory=list)
     _stopped: trio.Event = attrs.field(factory=trio.Event)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
 
@@ -153,9 +157,11 @@ async def open_node(
 async def _open_node(
     config: Config, wall_clock: Callable[[], float] | None, start_up: collector.Pause
 ) -> AsyncIterator[Node]:
-    responder_address = config.responder_address
-    if responder_address is not None and config.look_for_others:
-        await _check_no_other_name_server(config)
+    places = config.responder_places
+    # The IPv6 responder joins its group on this interface (a bad name fails here).
+    interface = interface_index(config.mc_interface, config.host) if places else 0
+    if places and config.look_for_others:
+        await _check_no_other_name_server(config, places, interface)
     storage_path = config.database_path if config.persistent else None
     async with open_storage(storage_path) as storage:
         loaded = await storage.open()
@@ -224,7 +230,7 @@ async def _open_node(
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
                     **_storage_info(storage),
-                    **_discovery_info(node.responder),
+                    **_discovery_info(node.responders),
                 }
 
             service = NameServer(
@@ -259,9 +265,19 @@ async def _open_node(
                 replicator=replicator,
             )
             node_box.append(node)
-            if responder_address is not None:
-                node.responder = UdpResponder(uri, responder_address)
-                await nursery.start(node.responder.serve)
+            # One policy: the rate limits and the counters are the node's, whichever
+            # family a request came in on.
+            policy = ResponderPolicy.with_clock(trio.current_time)
+            for place in places:
+                responder = UdpResponder(
+                    uri,
+                    (place.host, place.port),
+                    place.group,
+                    interface if place.ipv6 else 0,
+                    policy,
+                )
+                await nursery.start(responder.serve)
+                node.responders.append(responder)
             if replicator is not None:
                 await nursery.start(replicator.run)
             nursery.start_soon(node._shutdown_after_grace)
@@ -290,23 +306,47 @@ async def _same_place(a: tuple[str, int], b: tuple[str, int]) -> bool:
     return bool(await addresses(a[0]) & await addresses(b[0]))
 
 
-async def _check_no_other_name_server(config: Config) -> None:
+def _check_step(config: Config, places: Sequence[ResponderPlace], interface: int) -> Broadcast:
+    """Where the start-up check asks: each responder's broadcast address (-c, else
+    ``255.255.255.255``), multicast group, or IPv6 address."""
+    destinations = []
+    for place in places:
+        if place.group is not None:
+            destinations.append((place.group, place.port))
+        elif place.ipv6:
+            if place.host not in WILDCARD_HOSTS:
+                destinations.append((place.host, place.port))
+        else:
+            host = place.host if place.host not in WILDCARD_HOSTS else DEFAULT_BC_ADDR
+            destinations.append((host, place.port))
+    return Broadcast(
+        tuple(destinations),
+        config.bc_retries + 1,
+        config.bc_timeout,
+        str(interface) if interface else None,
+    )
+
+
+async def _check_no_other_name_server(
+    config: Config, places: Sequence[ResponderPlace], interface: int
+) -> None:
     """Refuse to start when another name server answers on this node's broadcast port
     (Pyro 3's check; ``-r`` skips it, ``-m`` only warns). A paired node's own twin may
     answer there."""
     if config.bc_port == 0:  # any free port: nobody can be answering there yet
         return
-    host = config.bc_addr if config.bc_addr and config.bc_addr not in WILDCARD_HOSTS else None
-    destination = (host or DEFAULT_BC_ADDR, config.bc_port)
-    found = await find_other(destination, config.bc_retries + 1, config.bc_timeout)
+    step = _check_step(config, places, interface)
+    if not step.destinations:
+        return
+    found = await find_other(step)
     if found is None:
         return
     uri, _ = found
     twin = config.twin_address
+    where = " or ".join(f"{_shown(host)}:{port}/udp" for host, port in step.destinations)
     if twin is not None and uri.host is not None and await _same_place(uri.address, twin):
-        log.info("discovery: the twin answers on %s:%s/udp", *destination)
+        log.info("discovery: the twin answers on %s", where)
         return
-    where = f"{destination[0]}:{destination[1]}/udp"
     if config.allow_multiple:
         log.warning("another name server (%s) answers on %s; starting anyway (-m)", uri, where)
         return
@@ -316,13 +356,17 @@ async def _check_no_other_name_server(config: Config) -> None:
     )
 
 
-def _discovery_info(responder: UdpResponder | None) -> dict[str, Any]:
-    """The status fields of the discovery responder (flat, like the storage's)."""
-    if responder is None:
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _discovery_info(responders: Sequence[UdpResponder]) -> dict[str, Any]:
+    """The status fields of the discovery responders (flat, like the storage's)."""
+    if not responders:
         return {"discovery": None}
-    counters = responder.policy.statistics.as_dict()
+    counters = responders[0].policy.statistics.as_dict()
     return {
-        "discovery": responder.describe(),
+        "discovery": ", ".join(r.describe() for r in responders),
         **{f"discovery_{name}": value for name, value in counters.items()},
     }
 

@@ -271,8 +271,9 @@ async def _run(
 
 
 def _discovery_line(config: Config, node: Node) -> str:
-    if node.responder is not None:
-        return f"discovery: answering 'location' on {node.responder.describe()}"
+    if node.responders:
+        places = ", ".join(r.describe() for r in node.responders)
+        return f"discovery: answering 'location' on {places}"
     if not config.responder:
         return "discovery: off (-x)"
     return "discovery: off (listening on loopback only; -c ADDRESS answers there)"

@@ -53,8 +53,8 @@ def _failure(exc: BaseException, where: Direct | None = None) -> str:
     return text
 
 
-#: What a broadcast step gave: the first answer and who sent it, nothing, or the error.
-_Found = tuple[URI, tuple[str, int]] | OSError | None
+#: What a broadcast step gave, or the error that stopped it.
+_Found = search.Heard | OSError
 
 
 def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, str] | None:
@@ -63,10 +63,12 @@ def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, s
     if isinstance(found, OSError):
         tried.append(f"{step}: {_failure(found)}")
         return None
-    if found is None:
-        tried.append(f"{step}: no answer")
+    unsent = "".join(f" (not sent to {where}: {why})" for where, why in found.unsent)
+    if found.answer is None:
+        tried.append(f"{step}: no answer{unsent}")
         return None
-    return Direct(*found[0].address), f"{step}: answer {found[0]}"
+    uri = found.answer[0]
+    return Direct(*uri.address), f"{step}: answer {uri}"
 
 
 class NameServerLocator:

@@ -50,11 +50,12 @@ CTL_TIMEOUT = 30.0
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test runner's environment minus any ``PYRO_*`` setting, plus *extra*."""
+    """The test runner's environment minus any ``PYRO_*`` setting, plus *extra*; the
+    network guard (tests/netguard) is installed in the processes started with it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYRO_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
-    )
+    # tests/netguard: its sitecustomize keeps the process's datagrams on loopback.
+    paths = (str(REPO / "tests" / "netguard"), str(REPO), os.environ.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -54,6 +54,7 @@ def settings(bc_port: int, ns2_bc_port: int, *, timeout: float = 0.5) -> Locator
         ns2_bc_port=ns2_bc_port,
         retries=1,
         timeout=timeout,
+        mc_group=None,  # IPv4 only: the IPv6 tests run in a namespace of their own
         local_hostname=HOST,  # not the machine's name: tests stay on loopback
     )
 
@@ -226,6 +227,7 @@ import pairns
 settings = pairns.LocatorSettings(
     ns_port={ns_port}, ns2_port={ns2_port}, bc_addr="{BC}", ns2_bc_addr="{BC}",
     bc_port={bc_port}, ns2_bc_port={other}, retries=0, timeout=0.1, local_hostname="{HOST}",
+    mc_group=None,
 )
 try:
     pairns.NameServerLocator(settings=settings).getNS(timeout=2)

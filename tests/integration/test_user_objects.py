@@ -123,6 +123,7 @@ def test_pyroname_and_pyroloc_reach_the_user_object(
     bc_ports = free_ports(2, socket.SOCK_DGRAM)
     for key, bc_port in zip(("PYRO_NS_BC_PORT", "PYRO_NS2_BC_PORT"), bc_ports, strict=True):
         monkeypatch.setenv(key, str(bc_port))
+    monkeypatch.setenv("PYRO_NS_MC_GROUP", "none")  # no IPv6 multicast off loopback
     monkeypatch.setenv("PYRO_BC_RETRIES", "0")
     monkeypatch.setenv("PYRO_BC_TIMEOUT", "0.1")
     with pairns.getProxyForURI(f"PYRONAME://{NAME}", timeout=10) as located:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pairns.cli import server
-from pairns.config import Config, ConfigError
+from pairns.config import Config, ConfigError, load_config
 from pairns.discovery.search import Broadcast, Direct, LocatorSettings, plan
 
 
@@ -76,41 +76,81 @@ def test_bad_discovery_settings_are_one_line_and_exit_2(
     assert captured.err.splitlines() == [f"pairns: configuration error: {message}"]
 
 
+def _places(config: Config) -> list[tuple[str, int, str | None]]:
+    return [(p.host, p.port, p.group) for p in config.responder_places]
+
+
+G = "ff02::5079:726f"  # the default group
+
+
 def test_flags_set_the_discovery_fields() -> None:
     config = server.config_from_args(["-n", "0.0.0.0", "-b", "5000", "-c", "10.0.0.255"], env={})
     assert (config.bc_port, config.bc_addr) == (5000, "10.0.0.255")
-    assert config.responder_address == ("10.0.0.255", 5000)
+    assert _places(config) == [("10.0.0.255", 5000, None)]
     assert config.look_for_others and not config.allow_multiple
     config = server.config_from_args(["-n", "0.0.0.0", "-x", "-r", "-m"], env={})
-    assert config.responder_address is None
+    assert _places(config) == []
     assert not config.look_for_others and config.allow_multiple
 
 
 def test_the_second_node_answers_on_the_second_broadcast_port() -> None:
     env = {"PYRO_NS2_BC_PORT": "6001", "PYRO_NS2_BC_ADDR": "127.255.255.255"}
     second = server.config_from_args(["-n", "10.0.0.1", "-2"], env=env)
-    assert second.responder_address == ("127.255.255.255", 6001)
+    assert _places(second) == [("127.255.255.255", 6001, None)]
     first = server.config_from_args(["-n", "10.0.0.1", "-1"], env=env)
-    assert first.responder_address == ("", 9090)
+    assert _places(first) == [("", 9090, None)]
     single = server.config_from_args(["-n", "10.0.0.1"], env=env)
-    assert single.responder_address == ("", 9090)
+    assert _places(single) == [("", 9090, None)]
     # -b and -c win over the second node's settings.
-    flagged = server.config_from_args(["-n", "10.0.0.1", "-2", "-b", "7000", "-c", "::"], env=env)
-    assert flagged.responder_address == ("::", 7000)
+    flagged = server.config_from_args(["-n", "fd00::1", "-2", "-b", "7000", "-c", "::"], env=env)
+    assert _places(flagged) == [("::", 7000, None)]
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"])
 def test_a_loopback_node_answers_only_where_c_says(host: str) -> None:
-    assert Config(host=host).responder_address is None
-    assert Config(host=host, bc_addr="127.255.255.255").responder_address == (
-        "127.255.255.255",
-        9090,
+    assert _places(Config(host=host)) == []
+    assert _places(Config(host=host, bc_addr="127.255.255.255")) == [
+        ("127.255.255.255", 9090, None)
+    ]
+    # An IPv6 multicast address given to -c is the group to join, on every address.
+    assert _places(Config(host=host, bc_addr="ff05::1:2")) == [("::", 9090, "ff05::1:2")]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "node-a.example"])
+def test_ipv4_nodes_answer_broadcasts_on_every_interface(host: str) -> None:
+    assert _places(Config(host=host)) == [("", 9090, None)]
+
+
+@pytest.mark.parametrize("host", ["::", "fd00::1", "fe80::1", "2001:db8::7"])
+def test_ipv6_nodes_join_the_multicast_group(host: str) -> None:
+    assert _places(Config(host=host)) == [("::", 9090, G)]
+    assert _places(Config(host=host, mc_group="ff05::99")) == [("::", 9090, "ff05::99")]
+    # With no group an IPv6 node still answers a request sent to its address.
+    assert _places(Config(host=host, mc_group=None)) == [("::", 9090, None)]
+
+
+def test_a_node_on_every_interface_of_both_families_answers_on_both() -> None:
+    assert _places(Config(host="")) == [("", 9090, None), ("::", 9090, G)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", G), ("none", None), ("NONE", None), ("ff05::1", "ff05::1"), (" ff02::7 ", "ff02::7")],
+)
+def test_the_group_setting(text: str, expected: str | None) -> None:
+    assert load_config(env={"PYRO_NS_MC_GROUP": text}).mc_group == expected
+    assert LocatorSettings.from_env({"PYRO_NS_MC_GROUP": text}).mc_group == (
+        G if text == "" else expected
     )
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "10.1.2.3", "node-a.example"])
-def test_other_nodes_answer_on_every_interface(host: str) -> None:
-    assert Config(host=host).responder_address == ("", 9090)
+@pytest.mark.parametrize("text", ["fd00::1", "224.0.0.1", "ff02::zz", "yes"])
+def test_a_group_that_is_not_an_ipv6_multicast_address_is_refused(text: str) -> None:
+    message = "PYRO_NS_MC_GROUP must be an IPv6 multicast address"
+    with pytest.raises(ConfigError, match=message):
+        load_config(env={"PYRO_NS_MC_GROUP": text})
+    with pytest.raises(ConfigError, match=message):
+        LocatorSettings.from_env({"PYRO_NS_MC_GROUP": text})
 
 
 def test_locator_settings_from_the_environment() -> None:
@@ -118,6 +158,7 @@ def test_locator_settings_from_the_environment() -> None:
     assert (settings.bc_port, settings.ns2_bc_port) == (9090, 9091)
     assert (settings.retries, settings.timeout) == (1, 0.75)
     assert settings.bc_addr == settings.ns2_bc_addr == "255.255.255.255"
+    assert (settings.mc_group, settings.mc_interface) == (G, None)
     with pytest.raises(ConfigError, match=r"PYRO_NS2_BC_PORT must be an integer in 1\.\.65535"):
         LocatorSettings.from_env({"PYRO_NS2_BC_PORT": "0"})
     with pytest.raises(ConfigError, match="PYRO_BC_TIMEOUT"):
@@ -135,11 +176,19 @@ def test_the_plan_asks_both_ports_then_every_fallback() -> None:
             "PYRO_NS_PORT": "6000",
             "PYRO_NS2_HOSTNAME": "ns2",
             "PYRO_NS2_PORT": "6001",
+            "PYRO_NS_MC_GROUP": "ff05::7",
+            "PYRO_NS_MC_INTERFACE": "eth1",
         }
     )
     steps = plan(settings, local_hostname="me")
+    destinations = (
+        ("127.255.255.255", 5000),
+        ("255.255.255.255", 5001),
+        ("ff05::7", 5000),
+        ("ff05::7", 5001),
+    )
     assert steps == [
-        Broadcast((("127.255.255.255", 5000), ("255.255.255.255", 5001)), 3, 0.75),
+        Broadcast(destinations, 3, 0.75, "eth1"),
         Direct("ns1", 6000),
         Direct("ns2", 6001),
         Direct("me", 6000),
@@ -148,7 +197,8 @@ def test_the_plan_asks_both_ports_then_every_fallback() -> None:
         Direct("localhost", 6001),
     ]
     assert str(steps[0]) == (
-        "broadcast to 127.255.255.255:5000, 255.255.255.255:5001 (3 rounds of 0.75 s)"
+        "broadcast to 127.255.255.255:5000, 255.255.255.255:5001, [ff05::7]:5000, "
+        "[ff05::7]:5001 (IPv6 on eth1) (3 rounds of 0.75 s)"
     )
 
 
@@ -167,6 +217,13 @@ def test_the_plan_with_defaults_and_with_a_port() -> None:
         Direct("me", 7000),
         Direct("localhost", 7000),
     ]
+    # An IPv6 bcaddr is the one place asked too; no group: IPv4 only.
+    steps = plan(settings, bcaddr="ff05::3", local_hostname="")
+    assert steps[0] == Broadcast((("ff05::3", 9090), ("ff05::3", 9091)), 2, 0.75)
+    steps = plan(LocatorSettings(mc_group=None), local_hostname="")
+    assert steps[0] == Broadcast((("255.255.255.255", 9090), ("255.255.255.255", 9091)), 2, 0.75)
+    steps = plan(LocatorSettings(), local_hostname="")
+    assert steps[0].destinations[2:] == ((G, 9090), (G, 9091))  # type: ignore[union-attr]
     # Only PYRO_NS_HOSTNAME set: the twin is looked for on that host too.
     steps = plan(LocatorSettings(ns_host="ns1"), local_hostname="")
     assert steps[1:3] == [Direct("ns1", 9090), Direct("ns1", 9091)]

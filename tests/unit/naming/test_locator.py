@@ -44,6 +44,7 @@ async def test_sync_and_async_resolve_agree(
         monkeypatch.setenv("PYRO_NS2_BC_ADDR", "127.255.255.255")
         monkeypatch.setenv("PYRO_NS_BC_PORT", str(free_udp_port()))
         monkeypatch.setenv("PYRO_NS2_BC_PORT", str(free_udp_port()))
+        monkeypatch.setenv("PYRO_NS_MC_GROUP", "none")  # no IPv6 multicast off loopback
         monkeypatch.setenv("PYRO_BC_RETRIES", "0")
         monkeypatch.setenv("PYRO_BC_TIMEOUT", "0.1")
         cases = {
