@@ -14,6 +14,9 @@ and returns a :class:`Report`:
    attempt's effect, and nothing else could have caused it).
 3. **phantom-read**: every value a read returned was written by some client, or is an
    initial value.
+4. **failover**: a failover client's call never failed for want of a node (its proxy
+   gave up) while a node was up for the whole call (:mod:`pairns.chaos.availability`,
+   which also works out the failover clients' longest gaps between answers).
 
 Each rule fires only on what the records prove under the documented merge rules, so a
 correct pair passes. Time is the runner's monotonic clock; an attempt that got no
@@ -34,7 +37,16 @@ from typing import Any
 
 import attrs
 
-from pairns.chaos.history import Checkpoint, ConflictRecord, Fault, Op
+from pairns.chaos.availability import (
+    FAILOVER_MARGIN,
+    Downtime,
+    FailoverCall,
+    down_intervals,
+    failover_calls,
+    failover_failures,
+    longest_gaps,
+)
+from pairns.chaos.history import Checkpoint, ConflictRecord, Fault, Op, Pause
 from pairns.errors import URIError
 from pairns.uri import URI
 
@@ -53,7 +65,7 @@ _FORGETFUL_FAULTS = frozenset({"wipe", "restore-old-copy"})
 @attrs.frozen
 class Violation:
     """One broken promise: ``kind`` is ``divergence``, ``lost-write``, ``double-apply``,
-    ``phantom-read`` or ``conflict-count``; ``name`` the name concerned (None for a
+    ``phantom-read``, ``conflict-count`` or ``failover``; ``name`` the name concerned (None for a
     whole-state problem); ``checkpoint`` the round of the checkpoint it was seen at;
     ``ops`` the smallest slice of history that shows it, in start order, and ``faults``
     the faults active during that slice."""
@@ -69,7 +81,12 @@ class Violation:
 @attrs.frozen
 class Report:
     """What :func:`check` found: the violations, and counts that say how much the run
-    exercised (``operations`` counts logical calls, ``attempts`` every try of them)."""
+    exercised (``operations`` counts logical calls, ``attempts`` every try of them).
+
+    ``failover_calls`` counts the failover clients' calls, ``failover_unavailable``
+    those their proxy gave up on, ``failover_failures`` those of them made while a node
+    was up (rule 4's violations); ``longest_gaps`` holds, per failover client and
+    round, the longest time between two answers."""
 
     seed: int | None
     violations: tuple[Violation, ...]
@@ -83,6 +100,10 @@ class Report:
     checkpoints: int
     converged: int
     convergence_seconds: tuple[float, ...]
+    failover_calls: int = 0
+    failover_unavailable: int = 0
+    failover_failures: int = 0
+    longest_gaps: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -107,6 +128,14 @@ class Report:
             f"  lost writes {self.lost}, double applies {self.double_applied}, "
             f"phantom reads {self.phantom_reads}, divergences {self.divergences}",
         ]
+        if self.failover_calls:
+            gaps = self.longest_gaps
+            lines.append(
+                f"  failover clients: {self.failover_calls} calls, "
+                f"{self.failover_unavailable} given up by the proxy, "
+                f"{self.failover_failures} of them while a node was up; longest gap "
+                f"max {max(gaps, default=0.0):.3f} s"
+            )
         for v in self.violations:
             where = "" if v.checkpoint is None else f" at checkpoint {v.checkpoint}"
             lines.append("")
@@ -129,13 +158,16 @@ def check(
     conflicts: Iterable[ConflictRecord],
     faults: Iterable[Fault] = (),
     *,
+    pauses: Iterable[Pause] = (),
     seed: int | None = None,
     bound: float = 5.0,
+    failover_margin: float = FAILOVER_MARGIN,
     ignore: frozenset[str] = frozenset({":Pyro.NameServer"}),
 ) -> Report:
     """Check a run's records: client attempts *ops*, the runner's *checkpoints*, the
-    *conflicts* the nodes logged and the *faults* injected. Names in *ignore* and their
-    descendants are left out of every rule; *bound* is the convergence bound (seconds).
+    *conflicts* the nodes logged, the *faults* injected and the clients' *pauses*. Names
+    in *ignore* and their descendants are left out of every rule; *bound* is the
+    convergence bound (seconds), *failover_margin* rule 4's slack around a failed call.
 
     A checkpoint's states hold what was written by calls that started before the
     capture (``time + convergence_seconds``: the runner heals, pauses the clients, then
@@ -165,6 +197,10 @@ def check(
         previous = cutoff
     found.extend(_double_applies(history, agreed))
     found.extend(_phantom_reads(history))
+    calls = failover_calls(history.ops)
+    downtime = Downtime(down_intervals(history.faults, captures))
+    found.extend(_failover_violations(history, calls, downtime, failover_margin))
+    gaps = longest_gaps(calls, pauses, captures)
     counts: defaultdict[str, int] = defaultdict(int)
     for v in found:
         counts[v.kind] += 1
@@ -181,6 +217,10 @@ def check(
         checkpoints=len(cps),
         converged=len(seconds),
         convergence_seconds=tuple(seconds),
+        failover_calls=len(calls),
+        failover_unavailable=sum(1 for c in calls if c.unavailable),
+        failover_failures=counts["failover"],
+        longest_gaps=tuple(gaps[key] for key in sorted(gaps)),
     )
 
 
@@ -1010,3 +1050,39 @@ def _phantom_violation(history: _History, read: Op, bad: list[tuple[str, str]]) 
                 break
     target = None if name.startswith("(") else name
     return history.violation("phantom-read", target, message, None, lo, read.end, (read,))
+
+
+# -- rule 4: failover clients --------------------------------------------------------------
+
+
+def _failover_violations(
+    history: _History, calls: Sequence[FailoverCall], downtime: Downtime, margin: float
+) -> list[Violation]:
+    found = []
+    for call, up in failover_failures(calls, downtime, margin):
+        last = call.attempts[-1]
+        error = last.error or {}
+        lo, hi = call.start - margin, call.end + margin
+        nodes = " and ".join(f"node {n}" for n in up)
+        spans = [
+            (n, s, e)
+            for n in sorted(downtime.intervals)
+            if n not in up
+            for s, e in downtime.down_within(n, lo, hi)
+        ]
+        down = "".join(f"; node {n} was down t={s:.3f}..{e:.3f}" for n, s, e in spans)
+        # the faults that took the other node down, too
+        since = min([lo, *(s for _, s, _ in spans if math.isfinite(s))])
+        message = (
+            f"{call.client}'s {_call(last)} failed at t={call.end:.3f} after "
+            f"{call.end - call.start:.3f} s and {len(call.attempts)} attempt(s) "
+            f"({error.get('type', '?')}: {error.get('message', '')}), but {nodes} "
+            f"was up from t={lo:.3f} to t={hi:.3f} (the call and {margin:g} s either side){down}"
+        )
+        name = last.args[0] if last.args and isinstance(last.args[0], str) else None
+        found.append(
+            Violation(
+                "failover", name, message, None, call.attempts, history.faults_during(since, hi)
+            )
+        )
+    return found

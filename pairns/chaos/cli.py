@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     p.add_argument(
+        "--failover-clients",
+        type=int,
+        default=2,
+        metavar="N",
+        help="client processes besides --clients that call through a failover name server "
+        "proxy, preferring node 1, 2, 1, ... (default 2)",
+    )
+    p.add_argument(
+        "--failover-timeout",
+        type=_positive,
+        default=1.0,
+        metavar="SECONDS",
+        help="the failover clients' failover timeout (default 1 s, PYRO_NS_FAILOVER_TIMEOUT's)",
+    )
+    p.add_argument(
         "--round-seconds",
         type=_range,
         default=(3.0, 6.0),
@@ -146,6 +161,8 @@ def options_from_args(args: argparse.Namespace) -> CampaignOptions:
         duration=args.duration,
         faults=args.faults,
         clients=args.clients,
+        failover_clients=args.failover_clients,
+        failover_timeout=args.failover_timeout,
         round_seconds=args.round_seconds,
         bound=args.bound,
         clock_mode=args.clock_mode,

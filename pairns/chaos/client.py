@@ -10,7 +10,14 @@ line, flushed at once, so a client killed mid-run leaves at most one torn line.
 Operations are drawn from a ``random.Random`` seeded with the seed and the client's
 name (:func:`choose_op`); a call with no answer (timeout, connection refused, reset or
 closed) is retried with the same request id, on the same node or the other one, up to
-three attempts. :class:`ClientProcess` is the runner's handle on one such process.
+three attempts.
+
+With ``--failover N`` the client is a *failover client*: it makes every call through
+one failover :class:`~pairns.naming.proxy.NameServerProxy` whose preferred node is node
+*N* (the other is given as its twin), and never retries by itself. The proxy's own
+attempts are recorded, each as an ``Op`` (``failover`` set), through the RPC proxies it
+was given (:class:`_TappedProxy`); when the call failed, its last attempt carries the
+error the call raised. :class:`ClientProcess` is the runner's handle on one process.
 """
 
 from __future__ import annotations
@@ -25,13 +32,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
+
+import attrs
 
 from pairns.chaos.history import WRITE_OPS, Op, Status, write_jsonl
 from pairns.errors import ConnectionClosedError, PairnsError
 from pairns.names import NAMESERVER_OBJECT_ID
+from pairns.naming.failover import DEFAULT_FAILOVER_TIMEOUT
+from pairns.naming.proxy import NameServerProxy
 from pairns.rpc.proxy import Proxy
 
 __all__ = [
@@ -169,6 +180,8 @@ class Worker:
         max_ops: int | None = None,
         rate: float = 0.0,
         stdout: IO[str] | None = None,
+        failover: int | None = None,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> None:
         self.name = name
         self.rng = random.Random(f"{seed}:{name}")
@@ -177,6 +190,19 @@ class Worker:
             i + 1: Proxy.for_address(host, port, NAMESERVER_OBJECT_ID, timeout=timeout)
             for i, (host, port) in enumerate(nodes)
         }
+        #: A failover client's name server proxy (preferring node *failover*); None
+        #: for a plain client. *timeout* is then its call timeout.
+        self.ns: _FailoverNameServer | None = None
+        if failover is not None:
+            self.ns = _FailoverNameServer(
+                nodes, failover, self._tapped, timeout=timeout, failover_timeout=failover_timeout
+            )
+        self.failover = failover
+        #: The failover call in progress (op_id, op, args) and its attempts so far; the
+        #: last one is held back until the call ends (it may get the call's error).
+        self._current: tuple[str, str, tuple[Any, ...]] | None = None
+        self._tries = 0
+        self._held: Op | None = None
         self.max_seconds = max_seconds
         self.max_ops = max_ops
         #: Operations a second at most (0: as fast as the nodes answer).
@@ -266,22 +292,104 @@ class Worker:
         )
         if op == "setMeta" and args[0] in BUILTINS:
             self.builtin_after = now + self.rng.uniform(*BUILTIN_PAUSE)
+        if self.ns is not None:
+            record = self._call_failover(op_id, op, args)
+        else:
+            record = self._call_plain(op_id, op, args)
+        if args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + "."):
+            self._track_fresh(op, args[0], record)
+        return record.status != "unknown"
+
+    def _call_plain(self, op_id: str, op: str, args: tuple[Any, ...]) -> Op:
+        """A plain client's call: up to :data:`MAX_ATTEMPTS` attempts, each on a node
+        drawn at random; the last attempt's record."""
         rid = uuid.uuid4().hex if op in WRITE_OPS else None
         node = self.rng.choice((1, 2))
-        answered = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             record = self.attempt(op_id, attempt, node, op, args, rid)
             write_jsonl(self.out, [record])
             if record.status != "unknown":
-                answered = True
                 break
             if attempt < MAX_ATTEMPTS:
                 time.sleep(self.rng.uniform(0.05, 0.2))
                 if self.rng.random() >= 0.5:
                     node = 3 - node
-        if args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + "."):
-            self._track_fresh(op, args[0], record)
-        return answered
+        return record
+
+    def _call_failover(self, op_id: str, op: str, args: tuple[Any, ...]) -> Op:
+        """A failover client's call: one call of the proxy, whose attempts
+        :meth:`_tapped` records; the last attempt's record (with the call's error if
+        it failed)."""
+        assert self.ns is not None and self.failover is not None
+        self._current, self._tries, self._held = (op_id, op, args), 0, None
+        failure: BaseException | None = None
+        start = time.monotonic()
+        try:
+            getattr(self.ns, op)(*args)
+        except PairnsError as exc:
+            failure = exc
+        except Exception as exc:
+            # Not a reply we understand: start afresh (as a plain client does).
+            failure = exc
+            self.ns.close()
+        finally:
+            self._current = None
+        last, self._held = self._held, None
+        if last is None:  # refused before anything was sent
+            status, error = _outcome(failure)
+            last = Op(
+                client=self.name,
+                op_id=op_id,
+                attempt=1,
+                node=self.failover,
+                op=op,
+                args=args,
+                start=start,
+                end=time.monotonic(),
+                status="error" if status == "ok" else status,
+                error=error,
+                failover=True,
+            )
+        elif failure is not None and last.status == "unknown":
+            last = attrs.evolve(last, error=_describe(failure))
+        write_jsonl(self.out, [last])
+        return last
+
+    def _tapped(
+        self,
+        node: int,
+        method: str,
+        start: float,
+        rid: str | None,
+        result: Any,
+        exc: BaseException | None,
+    ) -> None:
+        """One attempt the failover proxy made (see :class:`_TappedProxy`): recorded
+        if it belongs to the call in progress (not a ``twin()`` or a ``status()``
+        probe)."""
+        current = self._current
+        if current is None or method != current[1]:
+            return
+        if self._held is not None:
+            write_jsonl(self.out, [self._held])
+        self._tries += 1
+        op_id, op, args = current
+        status, error = _outcome(exc)
+        self._held = Op(
+            client=self.name,
+            op_id=op_id,
+            attempt=self._tries,
+            node=node,
+            op=op,
+            args=args,
+            start=start,
+            end=time.monotonic(),
+            status=status,
+            rid=rid,
+            result=_plain(result) if status == "ok" else None,
+            error=error,
+            failover=True,
+        )
 
     def _track_fresh(self, op: str, name: str, last: Op) -> None:
         """Keep :attr:`fresh` to the fresh names that may exist: a register that failed
@@ -309,17 +417,11 @@ class Worker:
         try:
             result = _plain(proxy.call(op, *args, request_id=rid))
             status = "ok"
-        except ConnectionClosedError as exc:  # timeouts, refused, reset, closed
-            status, error = "unknown", _describe(exc)
-        except PairnsError as exc:  # the node answered with an error
-            status, error = "error", _describe(exc)
-        except OSError as exc:
-            proxy.close()
-            status, error = "unknown", _describe(exc)
         except Exception as exc:
-            # Not a reply we understand: the call's fate is unknown; start afresh.
-            proxy.close()
-            status, error = "unknown", _describe(exc)
+            status, error = _outcome(exc)
+            if not isinstance(exc, PairnsError):
+                # Not a reply we understand: the call's fate is unknown; start afresh.
+                proxy.close()
         end = time.monotonic()
         return Op(
             client=self.name,
@@ -340,10 +442,99 @@ class Worker:
         """Close every connection."""
         for proxy in self.proxies.values():
             proxy.close()
+        if self.ns is not None:
+            self.ns.close()
 
 
 def _describe(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def _outcome(exc: BaseException | None) -> tuple[Status, dict[str, str] | None]:
+    """An attempt's status and error: no exception is ``ok``; a closed, refused, reset
+    or timed-out connection ``unknown``; any other pairns error is the node's answer
+    (``error``); anything else (an OSError, a reply we do not understand) ``unknown``."""
+    if exc is None:
+        return "ok", None
+    if isinstance(exc, ConnectionClosedError):
+        return "unknown", _describe(exc)
+    if isinstance(exc, PairnsError):
+        return "error", _describe(exc)
+    return "unknown", _describe(exc)
+
+
+#: What a :class:`_TappedProxy` reports: (node, method, start, request id, result,
+#: exception or None).
+Tap = Callable[[int, str, float, "str | None", Any, "BaseException | None"], None]
+
+
+class _TappedProxy(Proxy):
+    """A failover client's RPC proxy for one node: the name server proxy makes its
+    attempts through it, and it reports each to :attr:`tap`."""
+
+    node: int = 0
+    tap: Tap | None = None
+
+    def call_within(
+        self,
+        timeout: float | None,
+        method: str,
+        /,
+        *args: Any,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`Proxy.call_within`, reported to :attr:`tap`."""
+        start = time.monotonic()
+        try:
+            result = super().call_within(timeout, method, *args, request_id=request_id, **kwargs)
+        except BaseException as exc:
+            if self.tap is not None:
+                self.tap(self.node, method, start, request_id, None, exc)
+            raise
+        if self.tap is not None:
+            self.tap(self.node, method, start, request_id, result, None)
+        return result
+
+
+class _FailoverNameServer(NameServerProxy):
+    """The failover proxy of a failover client: preferring node *prefer* of *nodes*,
+    with the other given as its twin (in the loopback topology a node's ``twin()`` names
+    the link's fault proxy, which a client must not go through), and making its
+    attempts through :class:`_TappedProxy` objects that report to *tap*."""
+
+    def __init__(
+        self,
+        nodes: Sequence[tuple[str, int]],
+        prefer: int,
+        tap: Tap,
+        *,
+        timeout: float,
+        failover_timeout: float,
+    ) -> None:
+        self._node_of = {(host, port): i + 1 for i, (host, port) in enumerate(nodes)}
+        self._tap = tap
+        (host, port), (twin_host, twin_port) = nodes[prefer - 1], nodes[2 - prefer]
+        super().__init__(
+            host,
+            port,
+            timeout=timeout,
+            failover_timeout=failover_timeout,
+            twin=(twin_host, twin_port),
+        )
+
+    def _connect_to(
+        self, host: str, port: int, identification: str | None, timeout: float | None
+    ) -> None:
+        proxy = _TappedProxy.for_address(
+            host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
+        )
+        proxy.node = self._node_of[(host, port)]
+        proxy.tap = self._tap
+        if not hasattr(self, "_proxies"):
+            self._proxies = [proxy]
+        else:
+            self._proxies = [self._proxies[0], proxy]
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -376,6 +567,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="operations a second at most (0: no limit)"
     )
+    parser.add_argument(
+        "--failover",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        metavar="N",
+        help="a failover client: every call through one failover name server proxy "
+        "preferring node N (--timeout is then its call timeout)",
+    )
+    parser.add_argument(
+        "--failover-timeout",
+        type=float,
+        default=DEFAULT_FAILOVER_TIMEOUT,
+        help="the failover proxy's failover timeout (s)",
+    )
     args = parser.parse_args(argv)
     if "-" in args.client or not args.client:
         parser.error("--client must be a non-empty name without '-'")
@@ -388,6 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate=args.rate,
         max_seconds=args.max_seconds,
         max_ops=args.max_ops,
+        failover=args.failover,
+        failover_timeout=args.failover_timeout,
     )
     reader = threading.Thread(
         target=worker.read_commands, args=(sys.stdin,), name="commands", daemon=True
@@ -421,8 +629,12 @@ class ClientProcess:
         timeout: float = 2.0,
         max_seconds: float = 3600.0,
         rate: float = 0.0,
+        failover: int | None = None,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> None:
         self.name = name
+        #: The node a failover client prefers (None: a plain client).
+        self.failover = failover
         self.out = out
         self.log = log
         self.argv = [
@@ -445,6 +657,13 @@ class ClientProcess:
             "--rate",
             repr(float(rate)),
         ]
+        if failover is not None:
+            self.argv += [
+                "--failover",
+                str(failover),
+                "--failover-timeout",
+                repr(float(failover_timeout)),
+            ]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self._buffer = bytearray()

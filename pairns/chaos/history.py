@@ -3,7 +3,8 @@
 A run writes:
 
 * one ``ops-<client>.jsonl`` per client process: an :class:`Op` per attempt of a call;
-* ``events.jsonl`` from the runner: :class:`Fault` and :class:`Checkpoint` records;
+* ``events.jsonl`` from the runner: :class:`Fault`, :class:`Pause` and :class:`Checkpoint`
+  records;
 * ``conflicts-<node>-<incarnation>.jsonl``: :class:`ConflictRecord` values parsed from
   each node process's log (see :mod:`pairns.chaos.conflicts`).
 
@@ -28,6 +29,8 @@ __all__ = [
     "Fault",
     "NodeState",
     "Op",
+    "Pause",
+    "Record",
     "Status",
     "read_jsonl",
     "record_from_json",
@@ -52,7 +55,10 @@ class Op:
 
     ``op_id`` names the logical operation (``"<client>-<n>"``); a retry is a second
     ``Op`` with the same ``op_id``, the same ``rid`` (request id, writes only) and
-    ``attempt`` one higher, possibly on the other node. ``args`` are the call's
+    ``attempt`` one higher, possibly on the other node. A *failover* client's call is
+    made through a failover name-server proxy (``failover`` True): its attempts are the
+    proxy's own (the client never retries), and when the call failed its last attempt
+    carries the error the call raised. ``args`` are the call's
     arguments as sent (names absolute). For reads ``result`` is what the node returned:
     ``resolve`` a URI string, ``list`` ``[[basename, 0|1], ...]``, ``flatlist``
     ``[[name, uri], ...]``, ``getMeta`` the metadata. ``error`` is ``{"type", "message"}``
@@ -71,6 +77,7 @@ class Op:
     rid: str | None = None
     result: Any = None
     error: dict[str, str] | None = None
+    failover: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -82,7 +89,9 @@ class Op:
 class Fault:
     """A fault the runner injected on ``node`` (1, 2, or 0 for the link between them),
     from ``start`` until it was healed at ``end`` (equal for instant faults such as a
-    kill whose restart is a separate ``restart`` fault). ``kind`` is one of ``kill``,
+    kill whose restart is a separate ``restart`` fault; a ``restart`` spans from when the
+    node went down for it, or the restart began, until the node listened). ``kind`` is
+    one of ``kill``,
     ``restart``, ``stop``, ``partition``, ``delay``, ``cut``, ``restore-old-copy``,
     ``wipe``, ``clock``, ``disk-full``, ``netns-partition``; ``detail`` says more
     (the clock offset, the delay, ...)."""
@@ -92,6 +101,16 @@ class Fault:
     start: float
     end: float
     detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Pause:
+    """The clients were paused on purpose from ``start`` (the runner sent ``pause``)
+    until ``end`` (it sent ``run``): for a checkpoint or a fence (``why``)."""
+
+    start: float
+    end: float
+    why: str
 
 
 @attrs.frozen
@@ -142,23 +161,33 @@ class ConflictRecord:
     time: float | None = None
 
 
+#: Any record of a run.
+Record = Op | Fault | Pause | Checkpoint | ConflictRecord
+
 _TYPES: dict[str, type[Any]] = {
     "op": Op,
     "fault": Fault,
     "checkpoint": Checkpoint,
     "conflict": ConflictRecord,
+    "pause": Pause,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
 
 
-def record_to_json(record: Op | Fault | Checkpoint | ConflictRecord) -> str:
+def _written(attribute: attrs.Attribute[Any], value: Any) -> bool:
+    """Leave ``Op.failover`` out while False: most clients are plain, and their lines
+    stay as they were."""
+    return not (attribute.name == "failover" and value is False)
+
+
+def record_to_json(record: Record) -> str:
     """One JSON line (without the newline) for *record*, tagged with its type."""
-    data = attrs.asdict(record, recurse=True)
+    data = attrs.asdict(record, recurse=True, filter=_written)
     data["type"] = _NAMES[type(record)]
     return json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
-def record_from_json(line: str) -> Op | Fault | Checkpoint | ConflictRecord:
+def record_from_json(line: str) -> Record:
     """Parse a line made by :func:`record_to_json` (raises ``ValueError``)."""
     data = json.loads(line)
     if not isinstance(data, dict) or data.get("type") not in _TYPES:
@@ -173,14 +202,14 @@ def record_from_json(line: str) -> Op | Fault | Checkpoint | ConflictRecord:
     return _TYPES[kind](**data)  # type: ignore[no-any-return]
 
 
-def write_jsonl(path: Path, records: Iterable[Op | Fault | Checkpoint | ConflictRecord]) -> None:
+def write_jsonl(path: Path, records: Iterable[Record]) -> None:
     """Append *records* to *path*, one line each."""
     with open(path, "a", encoding="utf-8") as f:
         for record in records:
             f.write(record_to_json(record) + "\n")
 
 
-def read_jsonl(path: Path) -> Iterator[Op | Fault | Checkpoint | ConflictRecord]:
+def read_jsonl(path: Path) -> Iterator[Record]:
     """The records of *path* in order. A last line cut short (the writer was killed
     mid-line) is skipped; any other bad line raises ``ValueError``."""
     with open(path, encoding="utf-8") as f:

@@ -44,6 +44,7 @@ from pairns.chaos.history import (
     Fault,
     NodeState,
     Op,
+    Pause,
     Status,
     read_jsonl,
     write_jsonl,
@@ -51,6 +52,8 @@ from pairns.chaos.history import (
 from pairns.chaos.schedule import KINDS, PlannedCopy, PlannedFault, PlannedRound, make_schedule
 from pairns.errors import ConnectionClosedError, PairnsError
 from pairns.names import NAMESERVER_OBJECT_ID
+from pairns.naming.failover import DEFAULT_FAILOVER_TIMEOUT
+from pairns.naming.proxy import DEFAULT_TIMEOUT
 from pairns.rpc.proxy import Proxy
 
 __all__ = [
@@ -79,6 +82,10 @@ POLL_INTERVAL: Final = 0.05
 CALL_TIMEOUT: Final = 2.0
 DUMP_PAGE: Final = 10_000
 
+#: The failover clients' call timeout: the failover proxy's default. A call fails
+#: before it only when both nodes refused or dropped it in one round.
+FAILOVER_CALL_TIMEOUT: Final = DEFAULT_TIMEOUT
+
 #: Kinds that need root, and why.
 ROOT_KINDS: Final = fx.ROOT_REASON
 #: Kinds that need the fault proxies of the loopback topology.
@@ -99,13 +106,17 @@ class CampaignOptions:
     rounds). *faults* ``None`` means every kind possible here. *round_seconds* is the
     range round lengths are drawn from; *bound* the seconds the nodes get to converge
     after a heal. ``check=False`` skips the checker (``--no-check``). *time_limit*
-    (seconds) aborts the campaign cleanly at the next round once it is exceeded."""
+    (seconds) aborts the campaign cleanly at the next round once it is exceeded.
+    *failover_clients* client processes run besides the *clients*, each making its
+    calls through a failover name server proxy (*failover_timeout*)."""
 
     seed: int = 1
     rounds: int | None = None
     duration: float | None = None
     faults: tuple[str, ...] | None = None
     clients: int = 4
+    failover_clients: int = 2
+    failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT
     round_seconds: tuple[float, float] = (3.0, 6.0)
     bound: float = 5.0
     clock_mode: str = "injected"
@@ -160,6 +171,11 @@ class Summary:
     notes: tuple[str, ...] = ()
     report: str | None = None
     pids: tuple[int, ...] = ()
+    #: Rule 4's violations (None: not checked) and the failover clients' calls.
+    failover_failures: int | None = None
+    failover_calls: int = 0
+    #: Per failover client and round, the longest time between two answers.
+    longest_gaps: tuple[float, ...] = ()
 
     @property
     def convergence_p50(self) -> float | None:
@@ -171,6 +187,16 @@ class Summary:
     def convergence_max(self) -> float | None:
         """Longest convergence time of the checkpoints that converged."""
         return max(self.convergence_seconds) if self.convergence_seconds else None
+
+    @property
+    def gap_p50(self) -> float | None:
+        """Median of the failover clients' longest gaps (one per client and round)."""
+        return statistics.median(self.longest_gaps) if self.longest_gaps else None
+
+    @property
+    def gap_max(self) -> float | None:
+        """The longest gap of any failover client in any round."""
+        return max(self.longest_gaps) if self.longest_gaps else None
 
     @property
     def exit_code(self) -> int:
@@ -204,6 +230,11 @@ class Summary:
             "convergence_seconds": list(self.convergence_seconds),
             "convergence_p50": self.convergence_p50,
             "convergence_max": self.convergence_max,
+            "failover_calls": self.failover_calls,
+            "failover_failures": self.failover_failures,
+            "longest_gaps": list(self.longest_gaps),
+            "longest_gap_p50": self.gap_p50,
+            "longest_gap_max": self.gap_max,
             "seconds": round(self.seconds, 3),
             "aborted": self.aborted,
             "checker_error": self.checker_error,
@@ -241,6 +272,8 @@ class Summary:
             ("lost", num(self.lost)),
             ("double applied", num(self.double_applied)),
             ("phantom reads", num(self.phantom_reads)),
+            ("failover failures", f"{num(self.failover_failures)} ({self.failover_calls} calls)"),
+            ("longest gap", f"p50 {fmt(self.gap_p50)}, max {fmt(self.gap_max)}"),
             ("checkpoints converged", f"{self.converged}/{self.checkpoints}"),
             (
                 "convergence",
@@ -396,6 +429,8 @@ class _Campaign:
         self.parse_log: Callable[..., list[ConflictRecord]] | None = None
         self.started = time.monotonic()
         self.round = -1
+        #: Since when, and why, the clients are paused (None: running or not started).
+        self.paused: tuple[float, str] | None = None
 
     # -- the whole run ---------------------------------------------------------------
 
@@ -406,7 +441,8 @@ class _Campaign:
         )
         self.say(
             f"pairns-chaos: seed {self.options.seed}, {len(self.schedule.rounds)} rounds "
-            f"({self.schedule.seconds:.0f} s of traffic), {self.options.clients} clients, "
+            f"({self.schedule.seconds:.0f} s of traffic), {self.options.clients} clients "
+            f"and {self.options.failover_clients} failover clients, "
             f"{self.options.topology}, faults: {', '.join(self.kinds) or 'none'}; out: {self.out}"
         )
         for kind, reason in self.dropped.items():
@@ -458,7 +494,7 @@ class _Campaign:
         with open(self.out / "pids", "a", encoding="utf-8") as f:
             f.write(f"{name} {pid}\n")
 
-    def record(self, record: Fault | Checkpoint) -> None:
+    def record(self, record: Fault | Pause | Checkpoint) -> None:
         """Append one event to events.jsonl."""
         write_jsonl(self.events, [record])
         if isinstance(record, Fault) and record.kind != "restart":
@@ -645,6 +681,26 @@ class _Campaign:
             )
             self.clients.append(client)
             self.started_process(f"client-{name}", client.start())
+        for i in range(opts.failover_clients):
+            prefer = 1 + i % 2  # in the netns topology, it lives with its preferred node
+            prefix = self.netns.prefix(prefer) if self.netns is not None else []
+            name = f"f{i}"
+            client = ClientProcess(
+                name,
+                seed=opts.seed,
+                nodes=addresses,
+                out=self.out / f"ops-{name}.jsonl",
+                log=self.out / f"client-{name}.log",
+                env=env,
+                prefix=prefix,
+                timeout=FAILOVER_CALL_TIMEOUT,
+                max_seconds=max_seconds,
+                rate=opts.client_rate,
+                failover=prefer,
+                failover_timeout=opts.failover_timeout,
+            )
+            self.clients.append(client)
+            self.started_process(f"client-{name}", client.start())
         deadline = time.monotonic() + READY_TIMEOUT
         for client in self.clients:
             if not client.expect("ready", deadline):
@@ -739,12 +795,20 @@ class _Campaign:
     # -- clients ---------------------------------------------------------------------
 
     def clients_run(self) -> None:
+        """Let every client run (and record the pause this ends)."""
+        if self.paused is not None:
+            since, why = self.paused
+            self.paused = None
+            self.record(Pause(since, time.monotonic(), why))
         for client in self.clients:
             if not client.lost:
                 client.send("run")
 
-    def clients_pause(self) -> None:
-        """Pause every client and wait until each has no call in flight."""
+    def clients_pause(self, why: str) -> None:
+        """Pause every client (for a ``checkpoint`` or a ``fence``) and wait until each
+        has no call in flight."""
+        if self.paused is None:
+            self.paused = (time.monotonic(), why)
         live = [c for c in self.clients if not c.lost]
         for client in live:
             client.send("pause")
@@ -787,7 +851,7 @@ class _Campaign:
             action()
         time.sleep(max(0.0, end - time.monotonic()))
         healed = self.heal_all()
-        self.clients_pause()
+        self.clients_pause("checkpoint")
         self.checkpoint(rnd.index, healed)
 
     def inject(self, fault: PlannedFault, queue: list[_Action]) -> None:
@@ -930,8 +994,9 @@ class _Campaign:
             # SQLite reuses its write-ahead log: a node that has run a while needs no
             # new space and sails through a full disk. Right after a clean restart its
             # log must grow, so the full disk bites.
+            down_since = time.monotonic()
             self.nodes[fault.node].terminate()
-            self.restart(fault.node, after="disk-full")
+            self.restart(fault.node, after="disk-full", down_since=down_since)
         written = fx.fill_ballast(db)
         detail = {"round": fault.round, "ballast": written, "fresh": fresh}
 
@@ -1036,7 +1101,7 @@ class _Campaign:
         for m, node in self.nodes.items():
             if not node.alive:
                 return f"fence: node {m} is not running (exited with {node.returncode})"
-        self.clients_pause()
+        self.clients_pause("fence")
         deadline = time.monotonic() + self.options.fence_timeout
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
@@ -1073,10 +1138,12 @@ class _Campaign:
         self.copies[copy.copy] = (dest, t)
         self.say(f"  copied node {copy.node}'s database (copy {copy.copy})")
 
-    def restart(self, n: int, *, after: str) -> None:
-        """Start node *n*'s next incarnation and wait until it listens (one retry)."""
+    def restart(self, n: int, *, after: str, down_since: float | None = None) -> None:
+        """Start node *n*'s next incarnation and wait until it listens (one retry). The
+        ``restart`` record spans from *down_since* (when the caller stopped the node for
+        it) or now, until the node listens."""
         node = self.nodes[n]
-        t = time.monotonic()
+        t = time.monotonic() if down_since is None else down_since
         for attempt in (1, 2):
             self.started_process(f"node{node.index}-{node.incarnation + 1}", node.start())
             try:
@@ -1232,6 +1299,7 @@ class _Campaign:
             "lost": None,
             "double_applied": None,
             "phantom_reads": None,
+            "failover_calls": len({(o.client, o.op_id) for o in ops if o.failover}),
         }
         ok: bool | None = None
         report_text: str | None = None
@@ -1263,6 +1331,8 @@ class _Campaign:
                 ):
                     figures[name] = _count(getattr(report, name))
                 conv = tuple(report.convergence_seconds)
+                figures["failover_failures"] = report.failover_failures
+                figures["longest_gaps"] = tuple(report.longest_gaps)
         return Summary(
             ok=ok,
             seed=self.options.seed,
@@ -1291,6 +1361,7 @@ class RunRecords:
     checkpoints: list[Checkpoint]
     conflicts: list[ConflictRecord]
     faults: list[Fault]
+    pauses: list[Pause] = attrs.field(factory=list)
 
 
 def load_run(out: Path) -> RunRecords:
@@ -1309,6 +1380,7 @@ def load_run(out: Path) -> RunRecords:
         checkpoints=[r for r in events if isinstance(r, Checkpoint)],
         conflicts=conflicts,
         faults=[r for r in events if isinstance(r, Fault)],
+        pauses=[r for r in events if isinstance(r, Pause)],
     )
 
 
@@ -1322,6 +1394,7 @@ def check_run(records: RunRecords, *, seed: int | None, bound: float) -> Any:
         records.checkpoints,
         records.conflicts,
         records.faults,
+        pauses=records.pauses,
         seed=seed,
         bound=bound,
     )
@@ -1348,6 +1421,10 @@ def _validate(options: CampaignOptions) -> None:
         raise ValueError("give rounds or duration, not both")
     if not 1 <= options.clients <= 64:
         raise ValueError(f"clients must be within 1..64, got {options.clients}")
+    if not 0 <= options.failover_clients <= 64:
+        raise ValueError(f"failover clients must be within 0..64, got {options.failover_clients}")
+    if not 0 < options.failover_timeout <= 60:
+        raise ValueError(f"failover timeout must be within 0..60 s, got {options.failover_timeout}")
     if options.clock_mode not in ("injected", "faketime"):
         raise ValueError(f"clock mode must be injected or faketime, got {options.clock_mode!r}")
     if options.clock_mode == "faketime" and fx.find_faketime() is None:

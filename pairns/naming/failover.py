@@ -17,7 +17,8 @@ policy and only do the IO it asks for:
   in which a node was only slow, the attempts get twice as long (a call that really
   takes longer than the failover timeout, such as a large ``dump`` or an ``--ack twin``
   write whose twin is away, still completes).
-- A call that succeeded on the twin makes it the current node. Between calls (never
+- A call the twin answered (with its result, or with an error such as ``name not
+  found``: either way it serves) makes it the current node. Between calls (never
   in the middle of one), a proxy that failed over asks its preferred node whether it is
   healthy again (:meth:`Failover.probe_due`: a ``status()`` that says ``paired``, so the
   node has caught up with what was written on the twin meanwhile) and goes back to it;
@@ -192,7 +193,8 @@ class Failover:
         return CallPlan(self, method, now + total, node, self.failover_timeout)
 
     def succeeded(self, index: int, now: float) -> None:
-        """A call was answered by node *index*: it serves the next calls too."""
+        """A call was answered by node *index* (a result or an error reply): it serves
+        the next calls too."""
         if index == self.current:
             return
         self.current = index

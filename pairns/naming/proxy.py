@@ -249,6 +249,13 @@ class NameServerProxy(_Common):
                 plan.failed(attempt, _reason(exc), slow=True)
             except ConnectionClosedError as exc:
                 plan.failed(attempt, _reason(exc), slow=False)
+            except ConnectionDeniedError:
+                raise
+            except PairnsError:
+                # The node answered (with an error): it serves, the next calls go to it
+                # rather than to the node that just failed.
+                failover.succeeded(attempt.node, time.monotonic())
+                raise
             else:
                 failover.succeeded(attempt.node, time.monotonic())
                 return method.reply(result)
@@ -430,6 +437,12 @@ class AsyncNameServerProxy(_Common):
                 plan.failed(attempt, _reason(exc), slow=True)
             except ConnectionClosedError as exc:
                 plan.failed(attempt, _reason(exc), slow=False)
+            except ConnectionDeniedError:
+                raise
+            except PairnsError:
+                # The node answered (with an error): it serves, the next calls go to it.
+                failover.succeeded(attempt.node, clock())
+                raise
             else:
                 failover.succeeded(attempt.node, clock())
                 return method.reply(result)

@@ -19,6 +19,7 @@ import pytest
 
 from pairns.chaos import faults as fx
 from pairns.chaos.history import Op, read_jsonl
+from pairns.chaos.runner import Summary
 
 from .conftest import RunCampaign, explain
 
@@ -46,10 +47,26 @@ RECORDED = {
 }
 
 
+def failover_moved(summary: Summary) -> bool:
+    """Whether some failover client's call was answered by the node it moved to."""
+    ops = [r for p in summary.out.glob("ops-f*.jsonl") for r in read_jsonl(p)]
+    return any(
+        isinstance(r, Op) and r.failover and r.attempt > 1 and r.status != "unknown" for r in ops
+    )
+
+
+def assert_failover_clients_served(summary: Summary) -> None:
+    """The fourth check ran over the failover clients' calls and found nothing."""
+    assert summary.failover_calls > 100, summary.table()
+    assert summary.failover_failures == 0, explain(summary)
+    assert summary.gap_max is not None and summary.gap_p50 is not None
+
+
 def test_loopback_campaign_with_every_fault(campaign: RunCampaign) -> None:
     """Seed 2, 8 rounds: every loopback fault kind at least twice (the older code
-    diverges after a restored old copy and loses built-in metadata after a wipe)."""
-    summary = campaign(seed=2, rounds=8, clients=3)
+    diverges after a restored old copy and loses built-in metadata after a wipe).
+    Two failover clients run besides the two plain ones."""
+    summary = campaign(seed=2, rounds=8, clients=2, failover_clients=2)
     expected = {"kill", "stop", "partition", "delay", "cut", "old-copy", "wipe", "clock"}
     if fx.tmpfs_problem() is None:
         expected.add("disk-full")
@@ -60,6 +77,9 @@ def test_loopback_campaign_with_every_fault(campaign: RunCampaign) -> None:
     assert summary.acknowledged_writes > 100
     data = json.loads((summary.out / "summary.json").read_text())
     assert data["seed"] == 2 and data["ok"] is True
+    assert_failover_clients_served(summary)
+    assert failover_moved(summary)  # kills and stops made the proxies fail over
+    assert data["longest_gap_max"] == summary.gap_max
 
 
 @needs_netns
@@ -68,7 +88,8 @@ def test_netns_campaign_with_real_partitions(campaign: RunCampaign) -> None:
     summary = campaign(
         seed=3,
         rounds=4,
-        clients=4,
+        clients=2,
+        failover_clients=2,
         topology="netns",
         faults=("netns", "kill", "stop", "clock"),
         round_seconds=(3.0, 4.5),
@@ -79,12 +100,15 @@ def test_netns_campaign_with_real_partitions(campaign: RunCampaign) -> None:
     # Partitions bit: some calls across the downed veth got no answer.
     ops = [r for p in summary.out.glob("ops-c*.jsonl") for r in read_jsonl(p)]
     assert any(isinstance(r, Op) and r.status == "unknown" for r in ops)
+    assert_failover_clients_served(summary)
 
 
 @needs_tmpfs
 def test_disk_full_campaign(campaign: RunCampaign) -> None:
     """Each node's database on its own 64 MiB tmpfs, filled to ENOSPC now and then."""
-    summary = campaign(seed=4, rounds=4, clients=3, faults=("disk-full", "kill"))
+    summary = campaign(
+        seed=4, rounds=4, clients=2, failover_clients=2, faults=("disk-full", "kill")
+    )
     assert summary.faults.get("disk-full", 0) >= 2, summary.table()
     assert summary.ok is True, explain(summary)
     assert summary.converged == summary.checkpoints, explain(summary)
@@ -93,6 +117,7 @@ def test_disk_full_campaign(campaign: RunCampaign) -> None:
         r for r in ops if isinstance(r, Op) and r.error and r.error["type"] == "StorageError"
     ]
     assert storage_errors, "no write failed while a disk was full"
+    assert_failover_clients_served(summary)  # a full disk's errors are answers
 
 
 def test_an_interrupted_campaign_leaves_nothing_behind(tmp_path: Path) -> None:

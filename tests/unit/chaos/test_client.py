@@ -128,6 +128,39 @@ def test_an_unanswered_write_is_retried_with_its_request_id(tmp_path: Path) -> N
     assert all(r.error and r.error["type"] == "ConnectionClosedError" for r in records)
 
 
+def test_a_failover_client_records_the_proxys_attempts_and_never_retries(
+    tmp_path: Path,
+) -> None:
+    one, two = closed_port(), closed_port()
+    out = tmp_path / "ops.jsonl"
+    nodes = [("127.0.0.1", one), ("127.0.0.1", two)]
+    worker = Worker("f1", 1, nodes, out, timeout=2.0, failover=2, failover_timeout=0.5)
+    try:
+        for n in range(1, 21):
+            assert worker.run_one(n) is False
+    finally:
+        worker.close()
+    records = [r for r in read_jsonl(out) if isinstance(r, Op)]
+    assert all(r.failover and r.client == "f1" for r in records)
+    calls: dict[str, list[Op]] = {}
+    for r in records:
+        calls.setdefault(r.op_id, []).append(r)
+    assert list(calls) == [f"f1-{n}" for n in range(1, 21)]  # one call per operation
+    for attempts in calls.values():
+        # the proxy's round: the preferred node (2), then its twin; then it gave up
+        assert [(a.attempt, a.node, a.status) for a in attempts] == [
+            (1, 2, "unknown"),
+            (2, 1, "unknown"),
+        ]
+        assert len({a.rid for a in attempts}) == 1
+        last = attempts[-1].error
+        assert last is not None and last["type"] == "ConnectionClosedError"
+        assert "no node of the pair answered" in last["message"]
+        assert f"127.0.0.1:{one}" in last["message"] and f"127.0.0.1:{two}" in last["message"]
+    writes = [a for a in records if a.is_write]
+    assert writes and all(a.rid is not None for a in writes)
+
+
 def test_the_client_process_obeys_run_pause_exit(tmp_path: Path) -> None:
     port = closed_port()
     client = ClientProcess(

@@ -50,6 +50,9 @@ def summary(**changes: Any) -> Summary:
         "converged": 2,
         "convergence_seconds": (0.1, 0.3),
         "seconds": 12.5,
+        "failover_failures": 0,
+        "failover_calls": 5,
+        "longest_gaps": (0.2, 1.0, 0.4),
     }
     values.update(changes)
     return Summary(**values)
@@ -67,6 +70,10 @@ def test_summary_figures_and_exit_codes() -> None:
     data = json.loads(json.dumps(s.to_json()))
     assert data["seed"] == 3 and data["ok"] is True and data["checkpoints_converged"] == 2
     assert data["options"]["rounds"] == 2
+    assert s.gap_p50 == pytest.approx(0.4) and s.gap_max == 1.0
+    assert data["longest_gap_p50"] == pytest.approx(0.4) and data["longest_gap_max"] == 1.0
+    assert data["failover_failures"] == 0 and data["failover_calls"] == 5
+    assert summary(longest_gaps=()).gap_p50 is None
 
 
 def test_summary_table_names_every_figure() -> None:
@@ -84,6 +91,8 @@ def test_summary_table_names_every_figure() -> None:
         "phantom reads",
         "checkpoints converged  2/2",
         "p50 0.200 s, max 0.300 s",
+        "failover failures      0 (5 calls)",
+        "longest gap            p50 0.400 s, max 1.000 s",
         "verdict                OK",
     ):
         assert label in table
@@ -97,6 +106,7 @@ def test_cli_flags_become_options(tmp_path: Path) -> None:
             *("--seed", "9", "--duration", "30", "--faults", "stop,kill", "--clients", "2"),
             *("--round-seconds", "3-4", "--bound", "2", "--clock-mode", "faketime"),
             *("--out", str(tmp_path), "--keep", "--no-check", "--time-limit", "100"),
+            *("--failover-clients", "3", "--failover-timeout", "0.5"),
         ]
     )
     options = cli.options_from_args(args)
@@ -105,6 +115,8 @@ def test_cli_flags_become_options(tmp_path: Path) -> None:
     assert options.round_seconds == (3.0, 4.0) and options.bound == 2.0
     assert options.clock_mode == "faketime" and options.keep and not options.check
     assert options.time_limit == 100.0
+    assert options.failover_clients == 3 and options.failover_timeout == 0.5
+    assert cli.options_from_args(cli.build_parser().parse_args([])).failover_clients == 2
     assert cli.build_parser().parse_args(["--round-seconds", "4"]).round_seconds == (4.0, 4.0)
 
 

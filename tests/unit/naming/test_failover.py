@@ -242,6 +242,47 @@ async def test_a_frozen_node_is_left_after_the_failover_timeout(tmp_path: Path) 
         fp.heal()
 
 
+async def test_an_error_the_twin_answered_makes_it_serve_the_next_calls(tmp_path: Path) -> None:
+    """Regression (found by the chaos suite's failover clients): a call that moved to
+    the twin and got an error answer (``name not found``) left the frozen node current,
+    so every such call waited the whole failover timeout on it again."""
+    async with pair_behind_proxy(tmp_path) as (_n1, n2, fp), aclient(fp) as ns:
+        await ns.createGroup(":e")
+        fp.partition()  # node 1 seems frozen
+        with pytest.raises(NamingError, match="name not found"):
+            await ns.resolve(":e.missing")
+        assert ns.serving.port == n2.address[1]
+        started = trio.current_time()
+        with pytest.raises(NamingError, match="name not found"):
+            await ns.resolve(":e.missing")
+        assert trio.current_time() - started < FAILOVER / 2  # straight on the twin
+        fp.heal()
+
+
+async def test_the_blocking_proxy_stays_on_a_twin_that_answered_an_error(
+    tmp_path: Path,
+) -> None:
+    async with pair_behind_proxy(tmp_path) as (_n1, n2, fp):
+        ns = NameServerProxy(HOST, fp.address[1], timeout=5.0, failover_timeout=FAILOVER)
+        try:
+            await trio.to_thread.run_sync(ns.createGroup, ":eb")
+            fp.partition()
+
+            def two_misses() -> float:
+                with pytest.raises(NamingError, match="name not found"):
+                    ns.resolve(":eb.missing")
+                started = time.monotonic()
+                with pytest.raises(NamingError, match="name not found"):
+                    ns.resolve(":eb.missing")
+                return time.monotonic() - started
+
+            assert await trio.to_thread.run_sync(two_misses) < FAILOVER / 2
+            assert ns.serving.port == n2.address[1]
+            fp.heal()
+        finally:
+            ns.close()
+
+
 async def test_a_retried_write_is_answered_not_applied_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
