@@ -42,9 +42,12 @@ FIELDS_ATTR: Final = "pairns_fields"
 CORE_KEYS: Final = ("time", "level", "logger", "message")
 
 #: Attributes every record has (not fields): ``extra=`` attributes are the others.
-_STANDARD_ATTRS: Final = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__
-) | {"message", "asctime", "taskName", FIELDS_ATTR}
+_STANDARD_ATTRS: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    FIELDS_ATTR,
+}
 
 
 #: Marks the handler :func:`configure` installed.

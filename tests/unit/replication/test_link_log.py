@@ -31,9 +31,7 @@ def test_no_change_no_line() -> None:
 
 
 def test_the_line_and_its_fields() -> None:
-    line = describe_change(
-        LinkStatus(S.SYNCING), LinkStatus(S.PAIRED), twin=TWIN, note="in sync"
-    )
+    line = describe_change(LinkStatus(S.SYNCING), LinkStatus(S.PAIRED), twin=TWIN, note="in sync")
     assert line is not None
     assert line.message == f"twin link: syncing -> paired (twin {TWIN}): in sync"
     assert line.level == logging.WARNING
