@@ -21,6 +21,7 @@ import attrs
 
 from pairns import names
 from pairns.errors import NamingError, PairnsError
+from pairns.structured_log import LOG_FORMATS
 from pairns.uri import DEFAULT_NS_PORT, WILDCARD_HOSTS
 from pairns.wire import limits
 
@@ -247,6 +248,9 @@ def choice(*values: Any) -> Kind:
     )
 
 
+#: Paired mode's roles: 0 = single node, 1 = the first node (``-1``), 2 = the second.
+ROLE: Final = integer(0, 2, "0: single node, 1: first node of a pair (-1), 2: second (-2)")
+
 #: Acknowledgement modes: ``local`` (durable on the node that took the write, queued for
 #: the twin) and ``twin`` (also applied by the twin, while it is connected).
 ACK_MODES = ("local", "twin")
@@ -384,10 +388,11 @@ class Config:
         integer(0, limits.MAX_MAX_QUEUED_REPLY_BYTES, "bytes"),
         limits.DEFAULT_MAX_QUEUED_REPLY_BYTES,
     )
-    #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2``.
-    role: int = _setting(None, choice(0, 1, 2), 0)
-    #: Where the twin serves (``host:port``); :func:`resolve_pairing` fills it in.
-    twin: str | None = _setting(None, OPTIONAL_TEXT, None)
+    #: Paired mode: 0 = single node, 1 = ``-1``, 2 = ``-2`` (the flags win).
+    role: int = _setting("PYRO_NS_ROLE", ROLE, 0)
+    #: Where the twin serves (``host:port``; an address after ``-1``/``-2`` wins);
+    #: :func:`resolve_pairing` fills it in when neither gives one.
+    twin: str | None = _setting("PYRO_NS_TWIN", OPTIONAL_TEXT, None)
     ns2_host: str | None = _setting("PYRO_NS2_HOSTNAME", OPTIONAL_TEXT, None)
     ns2_port: int = _setting("PYRO_NS2_PORT", LISTEN_PORT, DEFAULT_NS2_PORT)
     ack: str = _setting("PYRO_NS_ACK", choice(*ACK_MODES), "local")
@@ -419,6 +424,10 @@ class Config:
     pair_secret: str | None = _setting("PYRO_NS_PAIR_SECRET", OPTIONAL_TEXT, None, secret=True)
     #: How far ahead of this node's wall clock a stamp from the twin may be (seconds).
     max_clock_skew: float = _setting("PYRO_NS_MAX_CLOCK_SKEW", TIMEOUT, 60.0)
+    #: How the ``pairns`` command writes its log: ``human`` lines or ``json`` objects.
+    log_format: str = _setting("PYRO_NS_LOG_FORMAT", choice(*LOG_FORMATS), "human")
+    #: The file the ``pairns`` command appends its log to (None: stderr).
+    log_file: str | None = _setting("PYRO_NS_LOG_FILE", OPTIONAL_TEXT, None)
     #: Where each value that is not a default came from (field name -> origin), for
     #: error messages; not part of the configuration's value.
     origins: Mapping[str, Origin] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
@@ -615,7 +624,8 @@ def resolve_pairing(
     * ``-2``: listens on ``-p``, else ``PYRO_NS2_PORT`` (9091) - ``PYRO_NS_PORT`` names
       where the *first* node serves; without an address its twin is
       ``PYRO_NS_HOSTNAME:PYRO_NS_PORT`` (defaults: its own host, 9090).
-    * An address without a port gets the default port above.
+    * An address after ``-1``/``-2``, else ``PYRO_NS_TWIN``, replaces those defaults; one
+      without a port gets the default port above.
 
     *config* holds ``PYRO_NS_PORT`` (defaults < TOML < environment) as ``port``;
     *listen_port* is ``-p`` (spelled *listen_flag*) if it was given. A single node just
@@ -630,6 +640,12 @@ def resolve_pairing(
             if config.origin_of(own).source != COMMAND_LINE:
                 changes[own] = (getattr(config, second), config.origin_of(second))
     if config.role == 0:
+        if config.twin:
+            origin = config.origin_of("twin")
+            raise ConfigError(
+                f"{origin.label} names a twin but the node has no role: set PYRO_NS_ROLE "
+                f"to 1 or 2, or start it with -1 or -2 (from {origin.source})"
+            )
         return _apply(config, changes)
     own_host = config.host if config.host not in WILDCARD_HOSTS else "127.0.0.1"
     if config.role == 1:

@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from pairns import structured_log
 from pairns.cli._util import first_leaf
 from pairns.config import (
     DEFAULT_BC_ADDR,
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         help="paired mode, first node; the twin serves at HOST:PORT "
-        f"(default PYRO_NS2_HOSTNAME:PYRO_NS2_PORT, i.e. this host, port {DEFAULT_NS2_PORT})",
+        "(default PYRO_NS_TWIN, else PYRO_NS2_HOSTNAME:PYRO_NS2_PORT, i.e. this host, port "
+        f"{DEFAULT_NS2_PORT})",
     )
     role.add_argument(
         "-2",
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         help=f"paired mode, second node (listens on PYRO_NS2_PORT, {DEFAULT_NS2_PORT}, unless "
-        "-p); the twin serves at HOST:PORT (default PYRO_NS_HOSTNAME:PYRO_NS_PORT, port "
+        "-p); the twin serves at HOST:PORT (default PYRO_NS_TWIN, else "
+        "PYRO_NS_HOSTNAME:PYRO_NS_PORT, port "
         f"{DEFAULT_NS_PORT})",
     )
     p.add_argument(
@@ -131,7 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start even when another name server answers on the broadcast port",
     )
-    p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging")
+    p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging (INFO)")
+    p.add_argument(
+        "--log-format",
+        choices=structured_log.LOG_FORMATS,
+        help="human lines (the default) or one JSON object per line, for log shippers "
+        "- PYRO_NS_LOG_FORMAT",
+    )
+    p.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="append the log to PATH instead of stderr (reopened when rotated away) "
+        "- PYRO_NS_LOG_FILE",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML configuration file (PYRO_* keys)")
     return p
 
@@ -153,14 +168,21 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
             overrides["database"] = args.database
     if args.verbose:
         overrides["verbose"] = True
+    # -1/-2 without an address keep PYRO_NS_TWIN (from the file or the environment).
     if args.first is not None:
         overrides["role"] = 1
-        overrides["twin"] = args.first or None
+        if args.first:
+            overrides["twin"] = args.first
         flags["role"] = flags["twin"] = "-1"
     elif args.second is not None:
         overrides["role"] = 2
-        overrides["twin"] = args.second or None
+        if args.second:
+            overrides["twin"] = args.second
         flags["role"] = flags["twin"] = "-2"
+    if args.log_format is not None:
+        overrides["log_format"] = args.log_format
+    if args.log_file is not None:
+        overrides["log_file"] = args.log_file
     if args.ack is not None:
         overrides["ack"] = args.ack
     if args.pair_secret is not None:
@@ -197,6 +219,8 @@ _FLAGS = {
     "responder": "-x",
     "look_for_others": "-r",
     "allow_multiple": "-m",
+    "log_format": "--log-format",
+    "log_file": "--log-file",
 }
 
 
@@ -221,12 +245,16 @@ def clock_offset(env: dict[str, str] | os._Environ[str] | None = None) -> float:
     return value
 
 
-async def _serve(config: Config, offset: float = 0.0) -> None:
+async def _serve(
+    config: Config, offset: float = 0.0, log_handler: logging.Handler | None = None
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # The node owns the collector policy (pairns.node): start-up paused, then what
         # is alive frozen once it listens, as for an embedded node.
         wall_clock = None if not offset else (lambda: time.time() + offset)
         async with open_node(config, wall_clock=wall_clock) as node:
+            if log_handler is not None:
+                structured_log.set_context(log_handler, node=node.node_id)
             await _run(config, node, signals, offset)
     print("pairns name server stopped", flush=True)
 
@@ -300,6 +328,24 @@ def _peer_trust_lines(config: Config) -> list[str]:
     return []
 
 
+def configure_logging(config: Config) -> logging.Handler:
+    """Install the log handler *config* asks for (``-v``, ``--log-format``,
+    ``--log-file``); :class:`ConfigError` naming the setting if the file cannot be
+    opened."""
+    try:
+        return structured_log.configure(
+            log_format=config.log_format,
+            log_file=config.log_file,
+            level=logging.INFO if config.verbose else logging.WARNING,
+        )
+    except OSError as exc:
+        origin = config.origin_of("log_file")
+        raise ConfigError(
+            f"{origin.label}: cannot open the log file {config.log_file}: "
+            f"{exc.strerror or exc} (from {origin.source})"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pairns``; returns the exit code."""
     try:
@@ -308,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if config.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        trio.run(_serve, config, offset)
+        handler = configure_logging(config)
+    except ConfigError as exc:
+        print(f"pairns: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve, config, offset, handler)
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:

@@ -107,9 +107,7 @@ class Acceptor:
         if self._session is session:
             self._session = None
             pairing.down(link.error or "link closed", 1)
-            pairing.fire(
-                LinkEvent.DIAL, f"waiting for the twin ({pairing.twin_address}) to reconnect"
-            )
+            pairing.fire(LinkEvent.DIAL, "waiting for the twin to reconnect")
 
     # -- hellos ----------------------------------------------------------------------
 
@@ -146,8 +144,8 @@ class Acceptor:
             # not finish within the peer timeout): report it now, as this one starts.
             pairing.fire(LinkEvent.FAILED, "the twin reconnected")
         if pairing.machine.state is not LinkState.CONNECTING:
-            pairing.fire(LinkEvent.DIAL)
-        pairing.fire(LinkEvent.CONNECTED)
+            pairing.fire(LinkEvent.DIAL, "the twin is connecting")
+        pairing.fire(LinkEvent.CONNECTED, "the twin connected")
         # The claim this node makes on the twin's feed names the twin's run it was
         # reached in, not the run that is dialling now (start_link records that one).
         claimed_in = pairing.stored.twin_incarnation

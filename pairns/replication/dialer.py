@@ -71,7 +71,7 @@ class Dialer:
         while True:
             attempts += 1
             if pairing.machine.state is not LinkState.REFUSED:  # shows until it ends
-                pairing.fire(LinkEvent.DIAL, f"looking for the twin at {pairing.twin_address}")
+                pairing.fire(LinkEvent.DIAL, "dialling the twin")
             try:
                 await self.connect_and_run()
             except Refused as exc:
@@ -105,7 +105,7 @@ class Dialer:
             full = pairing.full_requested
             hello = pairing.my_hello(full=full, probe=False)
             answer = await call_hello(proxy, hello, pairing, self.pair_key)
-            pairing.fire(LinkEvent.CONNECTED)
+            pairing.fire(LinkEvent.CONNECTED, "the twin answered")
             theirs, session = parse_answer(answer)
             pairing.check_twin(theirs)
             reason = pairing.full_reason(theirs)

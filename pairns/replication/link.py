@@ -319,10 +319,9 @@ class Replicator:
         # The daemon serves before this task starts: the twin's hello may have
         # started a session already, and the link is then no longer DOWN.
         if self.machine.state is LinkState.DOWN:
-            pairing.fire(LinkEvent.DIAL, f"waiting for the twin ({self.twin_address}) to connect")
-            log.warning(
-                "serving alone until the twin (-2 at %s) connects; its address is probed "
-                "with backoff of at most %g s",
-                self.twin_address,
-                PROBE_MAX_BACKOFF,
+            pairing.fire(
+                LinkEvent.DIAL,
+                detail="serving alone until the twin (-2) connects; its address is probed "
+                f"every {PROBE_MAX_BACKOFF:g} s at most",
+                level=logging.WARNING,
             )

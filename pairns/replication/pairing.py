@@ -11,17 +11,19 @@ and the hellos' rules (who may pair, when a resync must be full). The dialling s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import trio
 
+from pairns import structured_log
 from pairns.errors import PairnsError
 from pairns.namespace import ChangeSet, Namespace
 from pairns.naming.requests import RequestRecord, RequestTable
 from pairns.replication.durability import MergeCommitter, StoredPositions
 from pairns.replication.feed import TwinOrigin
 from pairns.replication.feed_history import FeedHistory
+from pairns.replication.link_log import describe_change
 from pairns.replication.messages import PROTOCOL_VERSION, Hello
 from pairns.replication.session import Link
 from pairns.replication.state import Backoff, LinkEvent, LinkMachine, LinkState
@@ -45,6 +47,7 @@ class Refused(PairnsError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 class Pairing:
@@ -104,7 +107,10 @@ class Pairing:
         self._link_number = 0
         self._kick_event = trio.Event()
         self._ack_waiters: list[tuple[int, trio.Event]] = []
-        self._logged_state = ""
+        # Attempts to reach the twin that failed in a row, and the last one's reason:
+        # how loudly the next retry is logged (see link_log).
+        self._failures = 0
+        self._last_failure = ""
 
     # -- shared objects ----------------------------------------------------------------
 
@@ -170,9 +176,8 @@ class Pairing:
             and link.received_caught_up
             and self.machine.state is LinkState.SYNCING
         ):
-            self.fire(LinkEvent.CAUGHT_UP)
+            self.fire(LinkEvent.CAUGHT_UP, detail="in sync")
             self.backoff.reset()
-            log.warning("paired with the twin at %s: in sync", self.twin_address)
 
     async def persist(self, link: Link) -> None:
         """Store *link*'s positions."""
@@ -317,15 +322,12 @@ class Pairing:
         else:
             self.counters.incremental_resyncs += 1
             kind = "incremental"
-        self.fire(LinkEvent.HELLO)
-        log.warning(
-            "linked with the twin %s at %s: %s resync (it has my changes up to %d, "
-            "I have its changes up to %d)",
-            twin_id,
-            self.twin_address,
-            kind,
-            their_applied,
-            applied,
+        self._failures = 0
+        self.fire(
+            LinkEvent.HELLO,
+            detail=f"linked with node {twin_id}, {kind} resync (it has my changes up to "
+            f"{their_applied}, I have its changes up to {applied})",
+            fields={"twin_node": twin_id, "resync": kind},
         )
         self.last_contact = trio.current_time()
         return link
@@ -348,19 +350,42 @@ class Pairing:
 
     # -- the link state ----------------------------------------------------------------
 
-    def fire(self, event: LinkEvent, reason: str = "") -> None:
+    def fire(
+        self,
+        event: LinkEvent,
+        reason: str = "",
+        *,
+        detail: str = "",
+        level: int | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
         """Apply *event* to the link state (the table refuses what it does not allow:
-        ``LocalProtocolError``, a bug of the caller)."""
+        ``LocalProtocolError``, a bug of the caller) and log the change, if it is one,
+        in one line (:mod:`pairns.replication.link_log`).
+
+        *reason* is what a ``down``/``refused`` state shows; *detail* (or, for an event
+        whose state shows none, *reason*) is added to the line only.
+        """
+        before = self.machine.status
         status = self.machine.handle(event, now=trio.current_time(), reason=reason)
-        if event is LinkEvent.DIAL and reason and status.text != self._logged_state:
-            log.info("%s", reason)
-        self._logged_state = status.text
+        note = detail or ("" if status.reason else reason)
+        line = describe_change(
+            before,
+            status,
+            twin=self.twin_address,
+            note=note,
+            failures=self._failures,
+            new_reason=status.reason != self._last_failure,
+            level=level,
+            fields=fields,
+        )
+        if line is not None:
+            log.log(line.level, "%s", line.message, extra=structured_log.fields(**line.fields))
 
     def refuse(self, exc: Refused) -> None:
         """The link's own handshake found the twin cannot be paired with."""
-        if self.machine.status.text != f"refused: {exc.reason}":
-            log.error("refusing to pair with the twin at %s: %s", self.twin_address, exc)
-        self.fire(LinkEvent.REFUSED, exc.reason)
+        self._failures = 0
+        self.fire(LinkEvent.REFUSED, exc.reason, detail=exc.detail)
 
     def refuse_other(self, exc: Refused) -> None:
         """A connection other than the link's own (a hello, a probe) found a twin that
@@ -380,12 +405,14 @@ class Pairing:
             if attempts % 10 == 0:
                 log.info("twin at %s still unreachable: %s", self.twin_address, reason)
             return
-        self.fire(LinkEvent.FAILED, reason)
         if was in LIVE_STATES:
-            log.warning("dropped the twin at %s: %s", self.twin_address, reason)
-        elif attempts == 1:
-            log.warning(
-                "serving alone; still looking for the twin at %s (%s)", self.twin_address, reason
-            )
-        elif attempts % 10 == 0:
-            log.info("still looking for the twin at %s: %s", self.twin_address, reason)
+            self._failures = 0
+            self.fire(LinkEvent.FAILED, reason)
+            return
+        self._failures += 1
+        if self._failures == 1:
+            note = "serving alone; still looking for the twin"
+        else:
+            note = f"still looking for the twin ({self._failures} attempts)"
+        self.fire(LinkEvent.FAILED, reason, detail=note)
+        self._last_failure = reason

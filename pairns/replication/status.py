@@ -14,10 +14,11 @@ from typing import Any, Final
 
 import attrs
 
+from pairns import structured_log
 from pairns.namespace import Conflict, Entry, Kind, Namespace
 from pairns.replication.feed import TwinOrigin
 
-__all__ = ["Counters", "conflict_logger", "count_unacked", "describe_version"]
+__all__ = ["Counters", "conflict_logger", "count_unacked", "describe_version", "version_fields"]
 
 log = logging.getLogger("pairns.replication")
 
@@ -71,12 +72,16 @@ def conflict_logger(previous: Callable[[Conflict], None] | None) -> Callable[[Co
     *previous* (the hook it replaces), if any."""
 
     def on_conflict(conflict: Conflict) -> None:
+        kept, lost = version_fields(conflict.winner), version_fields(conflict.loser)
         log.warning(
             "conflict (%s) on %s: kept %s, lost %s",
             conflict.kind,
             conflict.name,
-            describe_version(conflict.winner),
-            describe_version(conflict.loser),
+            _compact(kept),
+            _compact(lost),
+            extra=structured_log.fields(
+                conflict=conflict.kind, name=conflict.name, kept=kept, lost=lost
+            ),
         )
         if previous is not None:
             previous(conflict)
@@ -91,6 +96,12 @@ def describe_version(entry: Entry) -> str:
     One line a reader can follow and a program can parse (the chaos suite does); large
     metadata is summarised (``"meta_bytes"`` instead of ``"meta"``).
     """
+    return _compact(version_fields(entry))
+
+
+def version_fields(entry: Entry) -> dict[str, Any]:
+    """What :func:`describe_version` shows of *entry*, as a dict (the conflict line's
+    ``kept`` and ``lost`` fields in the JSON log format)."""
     stamp = entry.stamp
     data: dict[str, Any] = {
         "name": entry.name,
@@ -105,6 +116,10 @@ def describe_version(entry: Entry) -> str:
         data["meta"] = entry.meta
     else:
         data["meta_bytes"] = len(meta.encode())
+    return data
+
+
+def _compact(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 

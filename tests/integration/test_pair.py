@@ -164,7 +164,8 @@ def test_pairing_in_either_start_order_mirrors_writes_fast(pair: Pair, first: st
         lag21 = wait_visible(n1, ":from2.x", 1.0)
     assert lag12 < 0.5 and lag21 < 0.5
     wait_converged(n1, n2)
-    assert "paired with the twin" in n1.stderr() and "paired with the twin" in n2.stderr()
+    assert "twin link: syncing -> paired" in n1.stderr()
+    assert "twin link: syncing -> paired" in n2.stderr()
     assert "serving alone" in (n1 if first == "1" else n2).stderr()
 
 

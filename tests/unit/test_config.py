@@ -95,6 +95,7 @@ INTEGER_SETTINGS = [
     ("PYRO_NS_BC_PORT", 0, 65535),
     ("PYRO_NS2_BC_PORT", 0, 65535),
     ("PYRO_BC_RETRIES", 0, 100),
+    ("PYRO_NS_ROLE", 0, 2),
 ]
 #: Seconds settings: (PYRO name, whether 0 is allowed).
 SECONDS_SETTINGS = [
@@ -328,3 +329,46 @@ def test_a_bad_clock_offset_is_a_configuration_error(text: str) -> None:
     with pytest.raises(ConfigError, match=r"^PAIRNS_CLOCK_OFFSET must be a finite number"):
         clock_offset({"PAIRNS_CLOCK_OFFSET": text})
     assert clock_offset({"PAIRNS_CLOCK_OFFSET": "-3.5"}) == -3.5
+
+
+# -- Issue 21: role and twin as settings (a TOML file describes a whole node), logging --
+
+
+def test_role_and_twin_from_the_environment_resolve_like_the_flags() -> None:
+    env = {"PYRO_NS_ROLE": "2", "PYRO_NS_TWIN": "10.0.0.1:4000", "PYRO_NS_HOSTNAME": "10.0.0.2"}
+    config = config_from_args([], env=env)
+    assert (config.role, config.twin, config.port) == (2, "10.0.0.1:4000", 9091)
+    assert config.twin_address == ("10.0.0.1", 4000)
+    # -1/-2 win; without an address they keep PYRO_NS_TWIN, with one they replace it.
+    assert config_from_args(["-1"], env=env).role == 1
+    assert config_from_args(["-1"], env=env).twin == "10.0.0.1:4000"
+    assert config_from_args(["-2", "h:5"], env=env).twin == "h:5"
+    # Without a PYRO_NS_TWIN, Pyro 3's defaults as before.
+    assert config_from_args([], env={"PYRO_NS_ROLE": "1"}).twin == "localhost:9091"
+
+
+def test_a_twin_without_a_role_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_args([], env={"PYRO_NS_TWIN": "h:1"})
+    assert str(info.value).startswith("PYRO_NS_TWIN names a twin but the node has no role")
+    assert str(info.value).endswith("(from the environment)")
+
+
+def test_a_bad_twin_address_names_the_setting() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_args([], env={"PYRO_NS_ROLE": "1", "PYRO_NS_TWIN": "h:0"})
+    assert str(info.value) == (
+        "PYRO_NS_TWIN: invalid address 'h:0': the port must be 1..65535 (from the environment)"
+    )
+
+
+def test_log_settings() -> None:
+    config = config_from_args([], env={"PYRO_NS_LOG_FORMAT": "json", "PYRO_NS_LOG_FILE": "x.log"})
+    assert (config.log_format, config.log_file) == ("json", "x.log")
+    flagged = config_from_args(["--log-format", "human", "--log-file", "y.log"], env={})
+    assert (flagged.log_format, flagged.log_file) == ("human", "y.log")
+    assert (Config().log_format, Config().log_file) == ("human", None)
+    message = _refused({"PYRO_NS_LOG_FORMAT": "xml"})
+    assert message == (
+        "PYRO_NS_LOG_FORMAT must be one of human, json, not 'xml' (from the environment)"
+    )
