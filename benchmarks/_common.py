@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,12 +199,16 @@ def _bin(name: str) -> str:
 
 
 def start_pairns(
-    label: str = "pairns", database: str | None = None, timeout: float = 60.0
+    label: str = "pairns",
+    database: str | None = None,
+    timeout: float = 60.0,
+    extra: Sequence[str] = (),
 ) -> Server:
-    """A ``pairns`` node on 127.0.0.1, in memory or (``database``) persistent."""
+    """A ``pairns`` node on 127.0.0.1, in memory or (``database``) persistent; *extra*
+    flags are added to its command line."""
     workdir = tempfile.mkdtemp(prefix="pairns-bench-")
     env = dict(os.environ, PYRO_STORAGE=workdir, PYTHONUNBUFFERED="1")
-    argv = [_bin("pairns"), "-n", "127.0.0.1", "-p", "0"]
+    argv = [_bin("pairns"), "-n", "127.0.0.1", "-p", "0", *extra]
     if database is not None:
         argv += ["-d", database]
     proc, m, elapsed = _spawn_and_wait(

@@ -235,6 +235,45 @@ def _is_interface(value: Any) -> bool:
 #: A network interface: a name such as ``eth0`` or an index; empty: chosen automatically.
 INTERFACE: Final = Kind("a network interface name or index", str, _is_interface, _empty_is_none)
 
+def _parse_listen_address(text: str) -> tuple[str, int]:
+    """``PORT`` (on 127.0.0.1), ``HOST:PORT`` or ``[V6]:PORT`` -> ``(host, port)``;
+    ``ValueError`` if it is none of them."""
+    text = text.strip()
+    if text.isdigit():
+        return "127.0.0.1", int(text)
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"an IPv6 address needs brackets: {text!r}")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not PORT, HOST:PORT or [IPV6]:PORT: {text!r}")
+    return host, int(port)
+
+
+def _is_listen_address(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    if value == "":
+        return True
+    try:
+        _, port = _parse_listen_address(value)
+    except ValueError:
+        return False
+    return 0 <= port <= 65535
+
+
+#: Where to listen: ``PORT`` (loopback), ``HOST:PORT`` or ``[V6]:PORT``; empty: nowhere.
+LISTEN_ADDRESS: Final = Kind(
+    "an address to listen on: PORT, HOST:PORT or [IPV6]:PORT (port 0: any free port)",
+    str,
+    _is_listen_address,
+    _empty_is_none,
+)
+
 #: The default group: an absolute group name.
 GROUP: Final = Kind("an absolute group name such as ':Default'", str, _check_group)
 
@@ -413,6 +452,8 @@ class Config:
     #: The interface it joins on (None: the one holding the node's address, or the
     #: system's choice for a node on every interface).
     mc_interface: str | None = _setting("PYRO_NS_MC_INTERFACE", INTERFACE, None)
+    #: Where the Prometheus metrics are served (``--metrics``; None: not served).
+    metrics: str | None = _setting("PYRO_NS_METRICS", LISTEN_ADDRESS, None)
     #: Run the discovery responder (``-x`` turns it off).
     responder: bool = _setting(None, BOOLEAN, True)
     #: Before answering, look for a name server already answering on the broadcast
@@ -488,6 +529,13 @@ class Config:
         if ":" in self.host:
             return (ipv6,)
         return (ResponderPlace("", port),)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` the metrics endpoint listens on, or None."""
+        if not self.metrics:
+            return None
+        return _parse_listen_address(self.metrics)
 
     @property
     def uri_path(self) -> Path:

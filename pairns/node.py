@@ -59,6 +59,8 @@ from pairns.storage import Storage, open_storage
 from pairns.uri import URI, WILDCARD_HOSTS
 
 if TYPE_CHECKING:
+    from pairns.metrics.calls import CallStats
+    from pairns.metrics.endpoint import MetricsEndpoint
     from pairns.replication.link import Replicator
 
 log = logging.getLogger("pairns.node")
@@ -84,6 +86,8 @@ class Node:
     #: The discovery responders (none with ``-x`` or on loopback without ``-c``; IPv4
     #: and IPv6 for a node on every interface).
     responders: list[UdpResponder] = attrs.field(factory=list)
+    #: The metrics endpoint (None unless ``--metrics``).
+    metrics: MetricsEndpoint | None = None
     _stopped: trio.Event = attrs.field(factory=trio.Event)
     _shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
 
@@ -181,6 +185,12 @@ async def _open_node(
         daemon = Daemon(
             config.host, config.port, identification=config.identification, limits=_limits(config)
         )
+        calls = None
+        if config.metrics_address is not None:
+            from pairns.metrics.calls import CallStats  # only a node with metrics
+
+            calls = CallStats()
+            daemon.observe_calls(calls.wrap)
         requests = RequestTable()
         # Writes acknowledged before a restart: a client retrying one is answered as
         # the first time, not told "name already exists".
@@ -265,6 +275,9 @@ async def _open_node(
                 replicator=replicator,
             )
             node_box.append(node)
+            if calls is not None:
+                node.metrics = _metrics_endpoint(config, service, daemon, calls)
+                await nursery.start(node.metrics.serve)
             # One policy: the rate limits and the counters are the node's, whichever
             # family a request came in on.
             policy = ResponderPolicy.with_clock(trio.current_time)
@@ -304,6 +317,21 @@ async def _same_place(a: tuple[str, int], b: tuple[str, int]) -> bool:
         return {str(info[4][0]) for info in infos}
 
     return bool(await addresses(a[0]) & await addresses(b[0]))
+
+
+def _metrics_endpoint(
+    config: Config, service: NameServer, daemon: Daemon, calls: CallStats
+) -> MetricsEndpoint:
+    """The endpoint serving this node's metrics at ``config.metrics_address``."""
+    from prometheus_client import generate_latest  # only a node with metrics
+
+    from pairns.metrics.collector import NodeCollector, registry_for
+    from pairns.metrics.endpoint import MetricsEndpoint
+
+    registry = registry_for(NodeCollector(service.status, daemon.statistics, calls))
+    address = config.metrics_address
+    assert address is not None
+    return MetricsEndpoint(address, lambda: generate_latest(registry))
 
 
 def _check_step(config: Config, places: Sequence[ResponderPlace], interface: int) -> Broadcast:

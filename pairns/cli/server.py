@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start even when another name server answers on the broadcast port",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="ADDRESS",
+        help="serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1), "
+        "HOST:PORT or [IPV6]:PORT (default PYRO_NS_METRICS; none)",
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging (INFO)")
     p.add_argument(
         "--log-format",
@@ -193,6 +199,8 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
         overrides["bc_addr"] = read_flag("bc_addr", args.bc_addr, "-c")
     if args.no_responder:
         overrides["responder"] = False
+    if args.metrics is not None:
+        overrides["metrics"] = read_flag("metrics", args.metrics, "--metrics")
     if args.dont_look:
         overrides["look_for_others"] = False
     if args.allow_multiple:
@@ -274,6 +282,7 @@ async def _run(
         f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
         _pairing_line(config),
         _discovery_line(config, node),
+        _metrics_line(node),
         *_peer_trust_lines(config),
         *(
             [f"wall clock: offset by {offset:+g} s ({CLOCK_OFFSET_ENV}, a testing hook)"]
@@ -305,6 +314,14 @@ def _discovery_line(config: Config, node: Node) -> str:
     if not config.responder:
         return "discovery: off (-x)"
     return "discovery: off (listening on loopback only; -c ADDRESS answers there)"
+
+
+def _metrics_line(node: Node) -> str:
+    if node.metrics is None or node.metrics.address is None:
+        return "metrics: off (--metrics HOST:PORT serves them)"
+    host, port = node.metrics.address
+    shown = f"[{host}]" if ":" in host else host
+    return f"metrics: http://{shown}:{port}/metrics"
 
 
 def _pairing_line(config: Config) -> str:

@@ -47,6 +47,7 @@ from pairns.rpc.dispatch import (
     LookupFailed,
     Method,
     ObjectTable,
+    Wrapper,
     check_object_id,
     describe_call_error,
     sanitize_error,
@@ -397,6 +398,12 @@ class Daemon:
         if object_id == DAEMON_OBJECT_ID:
             raise ValueError(f"{DAEMON_OBJECT_ID!r} is the daemon's own object id")
         self._objects.add(obj, object_id, name, with_connection=with_connection, threaded=threaded)
+
+    def observe_calls(self, wrap: Wrapper) -> None:
+        """Serve every method as ``wrap(method name, bound method, is_async)`` (how
+        metrics count calls). Call it before the first call is served: a method already
+        looked up is not wrapped."""
+        self._objects.wrap = wrap
 
     def useNameServer(self, ns: NameService | None) -> None:
         """Publish connected objects in *ns* from now on (Pyro 3's call; or pass ``ns=``)."""

@@ -75,6 +75,10 @@ def is_oneway(fn: Callable[..., Any]) -> bool:
     return getattr(fn, _ONEWAY_MARK, False) is True
 
 
+#: What :attr:`ObjectTable.wrap` is: ``(method name, bound method, is_async) -> callable``.
+Wrapper = Callable[[str, Callable[..., Any], bool], Callable[..., Any]]
+
+
 class Method(NamedTuple):
     """How to call one remote method: the bound method and how it runs."""
 
@@ -113,9 +117,12 @@ def check_object_id(object_id: object) -> str:
 class ObjectTable:
     """Registered objects by id, names (for ``PYROLOC``) and a cache of bound methods."""
 
-    __slots__ = ("_contextual", "_methods", "_names", "_objects", "_sync", "_threaded")
+    __slots__ = ("_contextual", "_methods", "_names", "_objects", "_sync", "_threaded", "wrap")
 
     def __init__(self) -> None:
+        #: ``wrap(method, fn, is_async) -> fn`` applied to each method when it is first
+        #: looked up (metrics count calls this way); None: methods are served as they are.
+        self.wrap: Wrapper | None = None
         self._objects: dict[str, object] = {}
         self._names: dict[str, str] = {}
         #: ``(object id, method) -> Method``. Only successful lookups are cached, so
@@ -240,7 +247,10 @@ class ObjectTable:
             )
         is_async = inspect.iscoroutinefunction(bound)
         threaded = not is_async and object_id in self._threaded
-        found = Method(bound, is_async, threaded, is_oneway(bound))
+        oneway = is_oneway(bound)
+        if self.wrap is not None:
+            bound = self.wrap(method, bound, is_async)
+        found = Method(bound, is_async, threaded, oneway)
         self._methods[key] = found
         if not (is_async or threaded or found.oneway or object_id in self._contextual):
             self._sync[key] = bound
