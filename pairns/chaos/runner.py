@@ -664,27 +664,24 @@ class _Campaign:
         env = fx.clean_env(str(REPO))
         addresses = [(node.host, node.port) for node in self.nodes.values()]
         max_seconds = self.schedule.seconds * 3 + 600
-        for i in range(opts.clients):
-            prefix = self.netns.prefix(1 + i % 2) if self.netns is not None else []
-            name = f"c{i}"
-            client = ClientProcess(
-                name,
-                seed=opts.seed,
-                nodes=addresses,
-                out=self.out / f"ops-{name}.jsonl",
-                log=self.out / f"client-{name}.log",
-                env=env,
-                prefix=prefix,
-                timeout=opts.client_timeout,
-                max_seconds=max_seconds,
-                rate=opts.client_rate,
+        # Plain clients c0.. talk to both nodes; failover clients f0.. each prefer one
+        # (in the netns topology a client lives with the node it prefers, or alternates).
+        specs: list[tuple[str, int, dict[str, Any]]] = [
+            (f"c{i}", 1 + i % 2, {"timeout": opts.client_timeout}) for i in range(opts.clients)
+        ]
+        specs += [
+            (
+                f"f{i}",
+                1 + i % 2,
+                {
+                    "timeout": FAILOVER_CALL_TIMEOUT,
+                    "failover": 1 + i % 2,
+                    "failover_timeout": opts.failover_timeout,
+                },
             )
-            self.clients.append(client)
-            self.started_process(f"client-{name}", client.start())
-        for i in range(opts.failover_clients):
-            prefer = 1 + i % 2  # in the netns topology, it lives with its preferred node
-            prefix = self.netns.prefix(prefer) if self.netns is not None else []
-            name = f"f{i}"
+            for i in range(opts.failover_clients)
+        ]
+        for name, side, extra in specs:
             client = ClientProcess(
                 name,
                 seed=opts.seed,
@@ -692,12 +689,10 @@ class _Campaign:
                 out=self.out / f"ops-{name}.jsonl",
                 log=self.out / f"client-{name}.log",
                 env=env,
-                prefix=prefix,
-                timeout=FAILOVER_CALL_TIMEOUT,
+                prefix=self.netns.prefix(side) if self.netns is not None else [],
                 max_seconds=max_seconds,
                 rate=opts.client_rate,
-                failover=prefer,
-                failover_timeout=opts.failover_timeout,
+                **extra,
             )
             self.clients.append(client)
             self.started_process(f"client-{name}", client.start())

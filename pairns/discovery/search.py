@@ -251,6 +251,20 @@ def _sockets(
         yield family, sock
 
 
+def _open(
+    step: Broadcast, stack: contextlib.ExitStack, make: Callable[[socket.AddressFamily], Any]
+) -> tuple[list[_Target], list[tuple[str, str]], dict[socket.AddressFamily, Any]]:
+    """*step*'s targets, those that cannot be asked, and a socket per family (closed
+    with *stack*); ``OSError`` naming why when nothing can be asked."""
+    targets, unsent = _targets(step)
+    sockets = {
+        family: stack.enter_context(sock) for family, sock in _sockets(targets, unsent, make)
+    }
+    if not targets:
+        raise OSError(f"nothing to ask: {'; '.join(f'{d}: {r}' for d, r in unsent)}")
+    return targets, unsent, sockets
+
+
 def _sent_any(
     results: list[tuple[_Target, OSError | None]], unsent: list[tuple[str, str]], first: bool
 ) -> None:
@@ -286,16 +300,10 @@ def broadcast(step: Broadcast) -> Heard:
     """Send *step*'s rounds on blocking sockets; the first answer and who sent it.
     Datagrams that are not answers are skipped. Raises ``OSError`` when no request at
     all can be sent (no route, a name that does not resolve, ...)."""
-    targets, unsent = _targets(step)
     with contextlib.ExitStack() as stack:
-        sockets = {
-            family: stack.enter_context(sock)
-            for family, sock in _sockets(
-                targets, unsent, lambda f: socket.socket(f, socket.SOCK_DGRAM)
-            )
-        }
-        if not targets:
-            raise OSError(f"nothing to ask: {'; '.join(f'{d}: {r}' for d, r in unsent)}")
+        targets, unsent, sockets = _open(
+            step, stack, lambda f: socket.socket(f, socket.SOCK_DGRAM)
+        )
         for n in range(step.rounds):
             results: list[tuple[_Target, OSError | None]] = []
             for target in targets:
@@ -319,16 +327,10 @@ async def async_broadcast(step: Broadcast) -> Heard:
     """The Trio counterpart of :func:`broadcast`."""
     import trio  # the blocking client never gets here
 
-    targets, unsent = _targets(step)
     with contextlib.ExitStack() as stack:
-        sockets = {
-            family: stack.enter_context(sock)
-            for family, sock in _sockets(
-                targets, unsent, lambda f: trio.socket.socket(f, socket.SOCK_DGRAM)
-            )
-        }
-        if not targets:
-            raise OSError(f"nothing to ask: {'; '.join(f'{d}: {r}' for d, r in unsent)}")
+        targets, unsent, sockets = _open(
+            step, stack, lambda f: trio.socket.socket(f, socket.SOCK_DGRAM)
+        )
         for n in range(step.rounds):
             results: list[tuple[_Target, OSError | None]] = []
             for target in targets:
