@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 9090
 
-.PHONY: run test lint typecheck unit integration bench chaos clean
+.PHONY: run test lint typecheck unit integration bench chaos clean \
+	wheels docker-image docker-up docker-down
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -65,5 +66,45 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/ns_throughput.py
 
+# -- docker-compose (README "Deploy"): the pair of docker-compose.yml on 127.0.0.1:9090/9091.
+# The image is built with no network: pairns and its runtime dependencies are wheels made
+# here (reproducible: dated by the last commit), its base comes from deploy/base-image.sh
+# (the official python image, else a local Debian one built from the Debian mirror).
+WHEELS := dist/wheels
+PAIRNS_IMAGE ?= pairns:local
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+export PAIRNS_IMAGE
+
+wheels: $(STAMP)
+	rm -rf $(WHEELS) build
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+		$(BIN)/pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELS) .
+
+# A rebuild that changes the image removes the one it replaces (unless a container uses it).
+docker-image: wheels
+	@base=$$(deploy/base-image.sh) && old=$$(docker image inspect -f '{{.Id}}' $(PAIRNS_IMAGE) 2>/dev/null); \
+	echo "building $(PAIRNS_IMAGE) on $$base"; \
+	docker build --quiet --build-arg BASE=$$base -f deploy/Dockerfile -t $(PAIRNS_IMAGE) . >/dev/null && \
+	new=$$(docker image inspect -f '{{.Id}}' $(PAIRNS_IMAGE)) && \
+	if [ -n "$$old" ] && [ "$$old" != "$$new" ]; then docker rmi "$$old" >/dev/null 2>&1 || true; fi
+
+# The identification comes from PAIRNS_IDENTIFICATION or .env; without either, one is made
+# and kept in .env (mode 600, not in git). Waits (at most 60 s) until both nodes are healthy.
+docker-up: docker-image
+	@if [ -z "$${PAIRNS_IDENTIFICATION:-}" ] && ! grep -qs '^PAIRNS_IDENTIFICATION=.' .env; then \
+		(umask 077; echo "PAIRNS_IDENTIFICATION=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env); \
+		echo "made an identification for the pair: PAIRNS_IDENTIFICATION in .env"; fi
+	$(COMPOSE) up -d --no-build ns1 ns2
+	@for i in $$(seq 60); do \
+		h=$$(for s in ns1 ns2; do docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q $$s); done | sort -u); \
+		[ "$$h" = healthy ] && break; sleep 1; done; \
+	$(COMPOSE) ps; [ "$$h" = healthy ] || { echo "the pair is not healthy after 60 s: $$h"; exit 1; }
+	@echo "pair up: ns1 on 127.0.0.1:$${NS1_PORT:-9090}, ns2 on 127.0.0.1:$${NS2_PORT:-9091}"
+
+# Stops and removes the containers and networks; the databases stay in their volumes
+# (`$(COMPOSE) down -v` removes those too).
+docker-down:
+	$(COMPOSE) down
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

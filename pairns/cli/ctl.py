@@ -332,7 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-p", dest="port", metavar="PORT", help="name server port (default PYRO_NS_PORT, 9090)"
     )
-    p.add_argument("-i", dest="identification", metavar="IDENT", help="identification")
+    p.add_argument(
+        "-i",
+        dest="identification",
+        metavar="IDENT",
+        help="identification (default PYRO_NS_IDENTIFICATION)",
+    )
     p.add_argument(
         "--timeout",
         default=str(DEFAULT_TIMEOUT),
@@ -371,6 +376,17 @@ def _where(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, int, 
     return host, port, timeout
 
 
+def _identification(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """``-i``, else ``PYRO_NS_IDENTIFICATION`` (empty means none, as for the server).
+
+    The environment keeps the identification out of the process list, where a flag
+    shows (a container's healthcheck runs ``pairns-ctl ping`` with the node's variable).
+    """
+    if args.identification is not None:
+        return str(args.identification)
+    return env.get("PYRO_NS_IDENTIFICATION") or None
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     """Entry point of ``pairns-ctl``; returns the exit code."""
     out_stream = stdout if stdout is not None else sys.stdout
@@ -397,7 +413,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         print(f"pairns-ctl: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        ns = NameServerLocator(args.identification).getNS(host, port, timeout=timeout)
+        ns = NameServerLocator(_identification(args, os.environ)).getNS(host, port, timeout=timeout)
     except (ConnectionDeniedError, ConnectionClosedError, ProtocolError, OSError) as exc:
         print(f"pairns-ctl: cannot connect: {exc}", file=sys.stderr)
         return EXIT_CONNECT

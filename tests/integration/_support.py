@@ -177,8 +177,10 @@ def run_ctl(
     host: str = HOST,
     timeout: float = CTL_TIMEOUT,
     cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``pairns-ctl`` against host:port; the completed process (text)."""
+    """Run ``pairns-ctl`` against host:port; the completed process (text). *env* adds
+    variables to the clean environment."""
     cmd = [*CTL_CMD, "-h", host]
     if port is not None:
         cmd += ["-p", str(port)]
@@ -189,7 +191,7 @@ def run_ctl(
         cmd.append("--json")
     cmd += list(args)
     return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=clean_env(), cwd=cwd
+        cmd, capture_output=True, text=True, timeout=timeout, env=clean_env(**(env or {})), cwd=cwd
     )
 
 

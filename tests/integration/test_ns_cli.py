@@ -254,6 +254,12 @@ def test_identification_required(start_node: Any) -> None:
     wrong_ctl = run_ctl(port, "ping", ident="nope")
     assert wrong_ctl.returncode == 3
     assert "incorrect identification" in wrong_ctl.stderr
+    # PYRO_NS_IDENTIFICATION stands in for -i (kept out of the process list); -i wins.
+    from_env = run_ctl(port, "ping", env={"PYRO_NS_IDENTIFICATION": "secret"})
+    assert from_env.returncode == 0, from_env.stderr
+    flag_wins = run_ctl(port, "ping", ident="nope", env={"PYRO_NS_IDENTIFICATION": "secret"})
+    assert flag_wins.returncode == 3
+    assert "incorrect identification" in flag_wins.stderr
     assert node.running
 
 
