@@ -105,7 +105,8 @@ def describe(exc: BaseException, where: str, *, server_side: bool = False) -> st
     server; on the server side it is the client.
     """
     cause = _ssl_cause(exc) or exc
-    them = "the client" if server_side else where
+    them = f"the client {where}" if server_side else where
+    ours = "this node's certificate" if server_side else "this client's certificate"
     theirs = f"the certificate of {'the client ' + where if server_side else where}"
     if isinstance(cause, ssl.SSLCertVerificationError):
         code = cause.verify_code
@@ -135,14 +136,12 @@ def describe(exc: BaseException, where: str, *, server_side: bool = False) -> st
                 return f"the client {where} presented no certificate (--tls-ca requires one)"
             return f"{where} requires a client certificate (mutual TLS): give ssl_context one"
         if reason in _ALERT_UNKNOWN_CA:
-            return (
-                f"{them} does not trust the certificate presented to it "
-                f"(not signed by its CA) ({reason.lower()})"
-            )
+            return f"{them} does not trust {ours}: not signed by a CA it trusts ({reason.lower()})"
         if reason in _ALERT_EXPIRED:
-            return f"{them} refused the certificate presented to it: expired"
+            return f"{them} refused {ours}: expired"
         if reason in _ALERT_BAD_CERT:
-            return f"{them} refused the certificate presented to it ({reason.lower()})"
+            hint = " (not for the name it dialled?)" if server_side else ""
+            return f"{them} refused {ours}{hint} ({reason.lower()})"
         if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             if server_side:
                 return (

@@ -118,23 +118,34 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_ca(
         # A certificate from another CA: refused.
         stranger = tls_files.client_context("stranger_client")
         exc, _ = await failure(Proxy(uri, ssl_context=stranger, timeout=BOUND).echo, 1)
-        assert isinstance(exc, TLSError) and "does not trust the certificate" in str(exc)
+        assert isinstance(exc, TLSError) and "does not trust this client's certificate" in str(exc)
         await wait_counted(daemon, 3)
         assert "is not signed by a trusted CA: not by --tls-ca" in caplog.text
 
 
 @pytest.mark.parametrize(
-    ("server", "dial", "words"),
+    ("server", "dial", "words", "logged"),
     [
-        ("stranger", HOST, "not signed by a trusted CA"),
-        ("expired", HOST, "has expired"),
-        ("elsewhere", HOST, "is not for the name or address dialled"),
-        ("server", "localhost", None),  # the certificate names localhost too
+        ("stranger", HOST, "not signed by a trusted CA", "does not trust this node's certificate"),
+        ("expired", HOST, "has expired", "refused this node's certificate: expired"),
+        (
+            "elsewhere",
+            HOST,
+            "is not for the name or address dialled",
+            "refused this node's certificate (not for the name it dialled?)",
+        ),
+        ("server", "localhost", None, None),  # the certificate names localhost too
     ],
 )
 async def test_the_server_certificate_is_checked(
-    tls_files: Any, server: str, dial: str, words: str | None
+    tls_files: Any,
+    caplog: pytest.LogCaptureFixture,
+    server: str,
+    dial: str,
+    words: str | None,
+    logged: str | None,
 ) -> None:
+    caplog.set_level(logging.WARNING, "pairns.rpc")
     async with serving(tls_files.server_context(server)) as (daemon, uri):
         uri = uri.replace(HOST, dial)
         client = tls_files.client_context()
@@ -147,6 +158,7 @@ async def test_the_server_certificate_is_checked(
         with pytest.raises(TLSError, match=words):
             await AsyncProxy(uri, ssl_context=client, timeout=BOUND).echo(1)
         await wait_counted(daemon, 2)  # the client's refusal, seen by the server
+        assert f"TLS handshake with {HOST}:" in caplog.text and str(logged) in caplog.text
 
 
 async def test_a_plain_client_on_a_tls_port_is_told_so_quickly(
