@@ -83,8 +83,12 @@ async def accept_tls(
     peer = _peer(stream)
     where = _where(peer)
     result: Accepted | None = None
-    with trio.move_on_after(handshake_timeout):
-        result = await _handshake(stream, context, peer, where, handshake_timeout)
+    try:
+        with trio.move_on_after(handshake_timeout):
+            result = await _handshake(stream, context, peer, where, handshake_timeout)
+    except BaseException:  # the daemon stopping (Cancelled): close, never leak the socket
+        await trio.aclose_forcefully(stream)
+        raise
     if result is None:
         result = Accepted(
             None,

@@ -18,6 +18,7 @@ import trio
 
 from pairns.cli import server
 from pairns.config import Config, ConfigError, load_config
+from pairns.discovery.search import LocatorSettings
 from pairns.errors import TLSError
 from pairns.naming.locator import NameServerLocator
 from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
@@ -232,3 +233,35 @@ async def test_the_locator_connects_with_the_context(tls_files: Any, tmp_path: P
 
         with pytest.raises(TLSError, match="requires TLS"):
             await trio.to_thread.run_sync(plain)
+
+
+async def test_discovery_finds_a_tls_node_and_the_locator_speaks_tls(
+    tls_files: Any, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        bc_port = int(s.getsockname()[1])
+    config = Config(
+        host=HOST,
+        port=0,
+        uri_file=str(tmp_path / "uri"),
+        bc_addr="127.255.255.255",
+        bc_port=bc_port,
+        look_for_others=False,
+        **tls_settings(tls_files),
+    )
+    settings = LocatorSettings(mc_group=None, retries=2, timeout=0.5, local_hostname="")
+    async with open_node(config) as node:
+        assert node.responders  # answering on 127.255.255.255
+        client = tls_files.client_context("client")
+        found = NameServerLocator(ssl_context=client, settings=settings)
+        ns = await found.async_getNS(port=bc_port, bcaddr="127.255.255.255")
+        async with ns:
+            assert ns.uri == node.uri and ns.uri.is_ssl
+            assert await ns.ping()
+
+        def blocking() -> str:
+            with found.getNS(port=bc_port, bcaddr="127.255.255.255") as ns:
+                return str(ns.resolve(":Pyro.NameServer"))
+
+        assert await trio.to_thread.run_sync(blocking) == str(node.uri)
