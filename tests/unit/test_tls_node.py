@@ -77,7 +77,7 @@ async def tls_pair(
     p1, p2 = free_port(), free_port()
     async with (
         open_node(node_config(tmp, "n1", p1, 1, p2, **kw1)) as n1,
-        open_node(node_config(tmp, "n2", p2, 2, p1, **(kw2 or kw1))) as n2,
+        open_node(node_config(tmp, "n2", p2, 2, p1, **(kw1 if kw2 is None else kw2))) as n2,
         open_fault_proxy((HOST, p1)) as proxy,
     ):
         yield n1, n2, proxy
@@ -265,3 +265,16 @@ async def test_discovery_finds_a_tls_node_and_the_locator_speaks_tls(
                 return str(ns.resolve(":Pyro.NameServer"))
 
         assert await trio.to_thread.run_sync(blocking) == str(node.uri)
+
+
+async def test_a_tls_node_and_a_plain_twin_refuse_to_pair_and_say_why(
+    tls_files: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with tls_pair(tmp_path, tls_settings(tls_files), {}) as (n1, n2, _):
+        # The TLS -1 node's probes of its plain twin say what is wrong; the plain -2
+        # node's dials are turned away by the TLS port (counted there).
+        await wait_for(lambda: "TLS failed" in link(n1), 10.0)
+        assert "TLS failed; 127.0.0.1:" in caplog.text and "does not speak TLS" in caplog.text
+        assert link(n2) != "paired"
+        await wait_for(lambda: n1.daemon.statistics().tls_failures > 0, 5.0)
+        await wait_for(lambda: n2.daemon.statistics().tls_failures > 0, 5.0)
