@@ -246,12 +246,21 @@ def start_pyro5(label: str = "Pyro5", storage: str | None = None, timeout: float
     return Server(label, "pyro5", proc, int(m.group(1)), elapsed, workdir)
 
 
-def preload(server: Server, n: int = N_PRELOAD) -> None:
+def locator(tls: TLSFiles | None = None) -> Any:
+    """A pairns locator, with a TLS client context when *tls* (CA, cert, key) is given."""
+    import pairns
+
+    if tls is None:
+        return pairns.NameServerLocator()
+    from pairns.tls import client_context
+
+    return pairns.NameServerLocator(ssl_context=client_context(*tls))
+
+
+def preload(server: Server, n: int = N_PRELOAD, tls: TLSFiles | None = None) -> None:
     """Register the same *n* names (pairns_name/pyro5_name) in *server*."""
     if server.kind == "pairns":
-        import pairns
-
-        with pairns.NameServerLocator().getNS("127.0.0.1", server.port) as ns:
+        with locator(tls).getNS("127.0.0.1", server.port) as ns:
             for i in range(n):
                 ns.register(pairns_name(i), pairns_uri(i))
     else:
@@ -285,6 +294,10 @@ def raise_nofile(want: int) -> int:
 # -- client workers ----------------------------------------------------------------------
 
 
+#: A TLS client's files: the CA, and the client certificate and key (or None).
+TLSFiles = tuple[str, str | None, str | None]
+
+
 @dataclass
 class Phase:
     """What each worker of one phase does."""
@@ -297,6 +310,7 @@ class Phase:
     duration: float = 3.0
     max_ops: int = 10_000_000  # per worker
     tag: str = "x"  # makes register names unique per phase
+    tls: TLSFiles | None = None  # pairns only: connect with TLS
 
 
 @dataclass
@@ -345,9 +359,7 @@ def _run_blocking(index: int, phase: Phase, conn: Any) -> WorkerResult:
     n_pre = N_PRELOAD
     offset = index * 37
     if phase.kind == "pairns":
-        import pairns
-
-        ns: Any = pairns.NameServerLocator().getNS("127.0.0.1", phase.port, timeout=30)
+        ns: Any = locator(phase.tls).getNS("127.0.0.1", phase.port, timeout=30)
         if phase.op == "resolve":
             names = [pairns_name(i) for i in range(n_pre)]
             call = ns.resolve
@@ -408,13 +420,11 @@ def _run_blocking(index: int, phase: Phase, conn: Any) -> WorkerResult:
 def _run_async(index: int, phase: Phase, conn: Any) -> WorkerResult:
     import trio
 
-    import pairns
-
     state: dict[str, Any] = {"n": 0, "errors": 0, "first_error": "", "lat": []}
     out: dict[str, Any] = {}
 
     async def main() -> None:
-        ns = await pairns.NameServerLocator().async_getNS("127.0.0.1", phase.port, timeout=30)
+        ns = await locator(phase.tls).async_getNS("127.0.0.1", phase.port, timeout=30)
         async with ns:
             t0 = _wait_go(conn)  # blocks the loop briefly: nothing is in flight
             pc = time.perf_counter

@@ -22,6 +22,7 @@ from pairns.errors import (
     RemoteCallError,
     RemoteProtocolError,
     StorageError,
+    TLSError,
     URIError,
 )
 
@@ -109,6 +110,7 @@ __all__ = [
     "RemoteCallError",
     "RemoteProtocolError",
     "StorageError",
+    "TLSError",
     "URIError",
 ]
 

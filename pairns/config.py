@@ -469,6 +469,14 @@ class Config:
     log_format: str = _setting("PYRO_NS_LOG_FORMAT", choice(*LOG_FORMATS), "human")
     #: The file the ``pairns`` command appends its log to (None: stderr).
     log_file: str | None = _setting("PYRO_NS_LOG_FILE", OPTIONAL_TEXT, None)
+    #: The node's TLS certificate (PEM; ``--tls-cert``): with it the node speaks TLS
+    #: only, its URI is ``PYROSSL://``, and its twin link is TLS (see ``pairns.tls``).
+    tls_cert: str | None = _setting("PYRO_NS_TLS_CERT", OPTIONAL_TEXT, None)
+    #: Its private key (PEM; ``--tls-key``; None: the key is in the certificate file).
+    tls_key: str | None = _setting("PYRO_NS_TLS_KEY", OPTIONAL_TEXT, None)
+    #: A CA certificate (PEM; ``--tls-ca``): clients and the twin must present a
+    #: certificate it signed (mutual TLS), and the twin's is checked against it.
+    tls_ca: str | None = _setting("PYRO_NS_TLS_CA", OPTIONAL_TEXT, None)
     #: Where each value that is not a default came from (field name -> origin), for
     #: error messages; not part of the configuration's value.
     origins: Mapping[str, Origin] = attrs.field(factory=dict, eq=False, hash=False, repr=False)

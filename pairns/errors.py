@@ -8,7 +8,8 @@ Each type has one narrow meaning (in the manner of Trio's exceptions):
   :class:`LocalProtocolError` (*we* tried to send something illegal),
   :class:`RemoteProtocolError` (the *peer* sent garbage),
   :class:`ConnectionClosedError` (the connection is gone),
-  :class:`ConnectionDeniedError` (identification refused),
+  :class:`ConnectionDeniedError` (identification refused) and its child
+  :class:`TLSError` (a TLS connection could not be made),
   :class:`CallTimeoutError` (no answer in time).
 * :class:`RemoteCallError` - the remote method raised something that is not a
   pairns error (a bug or bad arguments on the other side); the original type name
@@ -88,6 +89,12 @@ class ConnectionClosedError(ProtocolError):
 
 class ConnectionDeniedError(ProtocolError):
     """The other side refused the connection (identification missing or wrong)."""
+
+
+class TLSError(ConnectionDeniedError):
+    """A TLS connection could not be made: a certificate was refused (expired, unknown
+    CA, wrong name, none given where one is required), or one side speaks TLS and the
+    other does not. The message says which; nothing is retried on the twin."""
 
 
 class CallTimeoutError(ConnectionClosedError):

@@ -56,6 +56,7 @@ from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
+from pairns.tls import node_tls
 from pairns.uri import URI, WILDCARD_HOSTS
 
 if TYPE_CHECKING:
@@ -182,8 +183,13 @@ async def _open_node(
         if boot.rows:
             await storage.commit(boot.rows)
 
+        tls = node_tls(config)
         daemon = Daemon(
-            config.host, config.port, identification=config.identification, limits=_limits(config)
+            config.host,
+            config.port,
+            identification=config.identification,
+            limits=_limits(config),
+            ssl_context=None if tls is None else tls.server,
         )
         calls = None
         if config.metrics_address is not None:
@@ -216,6 +222,7 @@ async def _open_node(
                 pair_secret=config.pair_secret,
                 history=history,
                 max_clock_skew=config.max_clock_skew,
+                ssl_context=None if tls is None else tls.peer,
             )
             daemon.register(replicator.endpoint, PEER_OBJECT_ID, with_connection=True)
             if config.effective_pair_secret is None:
@@ -239,6 +246,7 @@ async def _open_node(
                     "persistent": config.persistent,
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
+                    "tls": "off" if tls is None else "mutual" if tls.mutual else "on",
                     **_storage_info(storage),
                     **_discovery_info(node.responders),
                 }
@@ -252,6 +260,7 @@ async def _open_node(
                 replicator=replicator,
                 requests=requests,
                 nursery=nursery,
+                tls=tls is not None,
             )
             daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
             host, port = await nursery.start(daemon.serve)
@@ -259,6 +268,7 @@ async def _open_node(
                 config.host if config.host not in WILDCARD_HOSTS else host,
                 port,
                 NAMESERVER_OBJECT_ID,
+                ssl=tls is not None,
             )
             # Each node of a pair resolves :Pyro.NameServer to itself (as in Pyro 3): a
             # node-local entry, neither stored nor replicated; twin() names the other.

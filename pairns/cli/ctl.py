@@ -343,6 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_TIMEOUT),
         help=f"seconds per call (default {DEFAULT_TIMEOUT:g})",
     )
+    p.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="connect with TLS, trusting this PEM CA (for a node started with --tls-cert)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="connect with TLS, presenting this PEM client certificate (a node started "
+        "with --tls-ca requires one)",
+    )
+    p.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="the client certificate's PEM private key (default: in the --tls-cert file)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("command", metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
     p.add_argument("args", nargs="*", metavar="ARG")
@@ -387,6 +403,42 @@ def _identification(args: argparse.Namespace, env: Mapping[str, str]) -> str | N
     return env.get("PYRO_NS_IDENTIFICATION") or None
 
 
+def _tls_context(args: argparse.Namespace) -> Any:
+    """The client TLS context ``--tls-ca/--tls-cert/--tls-key`` ask for (None: plain).
+
+    Raises :class:`ConfigError` naming the flag whose file is missing or unusable.
+    """
+    if args.tls_ca is None and args.tls_cert is None and args.tls_key is None:
+        return None  # plain TCP: ssl is not even imported
+    if args.tls_key is not None and args.tls_cert is None:
+        raise ConfigError("--tls-key needs --tls-cert (the certificate it belongs to)")
+    import ssl
+
+    from pairns.tls import client_context
+
+    for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        context = client_context(args.tls_ca)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"--tls-ca: not a PEM CA certificate ({args.tls_ca}): {exc}") from None
+    if args.tls_cert is not None:
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            flag = "--tls-key" if args.tls_key is not None else "--tls-cert"
+            raise ConfigError(
+                f"{flag}: not a PEM certificate with its matching private key: {exc}"
+            ) from None
+    return context
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     """Entry point of ``pairns-ctl``; returns the exit code."""
     out_stream = stdout if stdout is not None else sys.stdout
@@ -413,7 +465,13 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         print(f"pairns-ctl: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        ns = NameServerLocator(_identification(args, os.environ)).getNS(host, port, timeout=timeout)
+        ssl_context = _tls_context(args)
+    except ConfigError as exc:
+        print(f"pairns-ctl: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        locator = NameServerLocator(_identification(args, os.environ), ssl_context=ssl_context)
+        ns = locator.getNS(host, port, timeout=timeout)
     except (ConnectionDeniedError, ConnectionClosedError, ProtocolError, OSError) as exc:
         print(f"pairns-ctl: cannot connect: {exc}", file=sys.stderr)
         return EXIT_CONNECT

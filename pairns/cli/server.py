@@ -35,6 +35,7 @@ from pairns.config import (
 )
 from pairns.errors import PairnsError
 from pairns.node import Node, open_node
+from pairns.tls import node_tls
 from pairns.uri import DEFAULT_NS_PORT
 
 log = logging.getLogger("pairns")
@@ -140,6 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1), "
         "HOST:PORT or [IPV6]:PORT (default PYRO_NS_METRICS; none)",
     )
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve TLS only with this PEM certificate (the URI becomes PYROSSL://; the "
+        "twin link is TLS too) - PYRO_NS_TLS_CERT",
+    )
+    p.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="the certificate's PEM private key (default: in the --tls-cert file) "
+        "- PYRO_NS_TLS_KEY",
+    )
+    p.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="require from clients and the twin a certificate signed by this PEM CA "
+        "(mutual TLS); the twin's certificate is checked against it (default: the "
+        "system's trust store) - PYRO_NS_TLS_CA",
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="verbose logging (INFO)")
     p.add_argument(
         "--log-format",
@@ -189,6 +209,9 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
         overrides["log_format"] = args.log_format
     if args.log_file is not None:
         overrides["log_file"] = args.log_file
+    for field in ("tls_cert", "tls_key", "tls_ca"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
     if args.ack is not None:
         overrides["ack"] = args.ack
     if args.pair_secret is not None:
@@ -229,6 +252,9 @@ _FLAGS = {
     "allow_multiple": "-m",
     "log_format": "--log-format",
     "log_file": "--log-file",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+    "tls_ca": "--tls-ca",
 }
 
 
@@ -280,6 +306,7 @@ async def _run(
         if config.identification
         else "identification: NOT required (anyone may connect; use -i to require one)",
         f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
+        _tls_line(config),
         _pairing_line(config),
         _discovery_line(config, node),
         _metrics_line(node),
@@ -314,6 +341,18 @@ def _discovery_line(config: Config, node: Node) -> str:
     if not config.responder:
         return "discovery: off (-x)"
     return "discovery: off (listening on loopback only; -c ADDRESS answers there)"
+
+
+def _tls_line(config: Config) -> str:
+    if config.tls_cert is None:
+        return "TLS: off (plain TCP; --tls-cert FILE serves TLS)"
+    clients = (
+        "clients and the twin must present a certificate signed by --tls-ca"
+        if config.tls_ca is not None
+        else "no client certificate required"
+    )
+    twin = "" if config.role == 0 else "; the twin link is TLS"
+    return f"TLS: on ({clients}{twin})"
 
 
 def _metrics_line(node: Node) -> str:
@@ -368,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
         offset = clock_offset()
+        node_tls(config)  # unreadable or mismatched certificate files: exit 2, now
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2

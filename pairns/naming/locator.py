@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -22,6 +22,9 @@ from pairns.naming.proxy import DEFAULT_TIMEOUT, AsyncNameServerProxy, NameServe
 from pairns.rpc.dispatch import DAEMON_OBJECT_ID
 from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
+
+if TYPE_CHECKING:
+    import ssl
 
 
 def _where(host: str, port: int | None) -> tuple[str, int]:
@@ -57,9 +60,10 @@ def _failure(exc: BaseException, where: Direct | None = None) -> str:
 _Found = search.Heard | OSError
 
 
-def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, str] | None:
-    """Where a broadcast *step*'s first answer points, and how a failure there is named;
-    None (with the reason added to *tried*) when it failed or nobody answered."""
+def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, str, bool] | None:
+    """Where a broadcast *step*'s first answer points, how a failure there is named and
+    whether it is a TLS node (a ``PYROSSL`` answer); None (with the reason added to
+    *tried*) when it failed or nobody answered."""
     if isinstance(found, OSError):
         tried.append(f"{step}: {_failure(found)}")
         return None
@@ -68,34 +72,50 @@ def _answer(step: Broadcast, found: _Found, tried: list[str]) -> tuple[Direct, s
         tried.append(f"{step}: no answer{unsent}")
         return None
     uri = found.answer[0]
-    return Direct(*uri.address), f"{step}: answer {uri}"
+    return Direct(*uri.address), f"{step}: answer {uri}", uri.is_ssl
 
 
 class NameServerLocator:
     """Finds a name server and returns a proxy for it (Pyro 3's locator).
 
     *settings* (default: read from the ``PYRO_*`` environment at each search) say
-    where a search without a host looks.
+    where a search without a host looks. *ssl_context* makes the proxies speak TLS
+    (to a node with a certificate, whose URI is ``PYROSSL://``); a search that finds a
+    ``PYROSSL`` node without one uses the system's trust store.
     """
 
     def __init__(
-        self, identification: str | None = None, *, settings: LocatorSettings | None = None
+        self,
+        identification: str | None = None,
+        *,
+        settings: LocatorSettings | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.identification = identification
         self.settings = settings
+        self.ssl_context = ssl_context
 
-    def _options(self, timeout: float | None) -> dict[str, Any]:
-        """The keyword arguments of the proxy that :meth:`getNS` and :meth:`async_getNS` make."""
+    def _options(self, timeout: float | None, tls: bool = False) -> dict[str, Any]:
+        """The keyword arguments of the proxy that :meth:`getNS` and :meth:`async_getNS`
+        make (*tls*: the node found is a TLS one)."""
+        ssl_context = self.ssl_context
+        if ssl_context is None and tls:
+            from pairns.tls import client_context
+
+            ssl_context = client_context()
         return {
             "identification": self.identification,
             "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+            "ssl_context": ssl_context,
         }
 
     def _steps(self, port: int | None, bcaddr: str | None) -> list[Broadcast | Direct]:
         return _locate(port, bcaddr, self.settings or LocatorSettings.from_env())
 
-    def _direct(self, host: str, port: int, timeout: float | None) -> NameServerProxy:
-        proxy = NameServerProxy(host, port, **self._options(timeout))
+    def _direct(
+        self, host: str, port: int, timeout: float | None, tls: bool = False
+    ) -> NameServerProxy:
+        proxy = NameServerProxy(host, port, **self._options(timeout, tls))
         try:
             proxy.ping()
         except BaseException:
@@ -132,11 +152,11 @@ class NameServerLocator:
                 answer = _answer(step, found, tried)
                 if answer is None:
                     continue
-                target, label = answer
+                target, label, tls = answer
             else:
-                target, label = step, str(step)
+                target, label, tls = step, str(step), False
             try:
-                return self._direct(target.host, target.port, timeout)
+                return self._direct(target.host, target.port, timeout, tls)
             except ConnectionDeniedError:
                 raise
             except (ProtocolError, OSError) as exc:
@@ -144,9 +164,9 @@ class NameServerLocator:
         raise _not_found(tried)
 
     async def _async_direct(
-        self, host: str, port: int, timeout: float | None
+        self, host: str, port: int, timeout: float | None, tls: bool = False
     ) -> AsyncNameServerProxy:
-        proxy = AsyncNameServerProxy(host, port, **self._options(timeout))
+        proxy = AsyncNameServerProxy(host, port, **self._options(timeout, tls))
         try:
             await proxy.ping()
         except BaseException:
@@ -175,11 +195,11 @@ class NameServerLocator:
                 answer = _answer(step, found, tried)
                 if answer is None:
                     continue
-                target, label = answer
+                target, label, tls = answer
             else:
-                target, label = step, str(step)
+                target, label, tls = step, str(step), False
             try:
-                return await self._async_direct(target.host, target.port, timeout)
+                return await self._async_direct(target.host, target.port, timeout, tls)
             except ConnectionDeniedError:
                 raise
             except (ProtocolError, OSError) as exc:
@@ -189,11 +209,13 @@ class NameServerLocator:
 
 @attrs.frozen
 class _AskDaemon:
-    """A ``PYROLOC`` URI: ask the daemon at *host*:*port* for the object connected as *name*."""
+    """A ``PYROLOC`` (``PYROLOCSSL``: *tls*) URI: ask the daemon at *host*:*port* for
+    the object connected as *name*."""
 
     host: str
     port: int
     name: str
+    tls: bool = False
 
 
 @attrs.frozen
@@ -212,19 +234,33 @@ def _plan(uri: URI | str) -> URI | _AskDaemon | _AskNameServer:
     if parsed.protocol in ("PYRO", "PYROSSL"):
         return parsed
     if parsed.protocol in ("PYROLOC", "PYROLOCSSL"):
-        return _AskDaemon(*parsed.address, parsed.path)
+        return _AskDaemon(*parsed.address, parsed.path, parsed.is_ssl)
     if parsed.protocol == "PYRONAME":
         return _AskNameServer(parsed.host, parsed.port, parsed.path)
     raise URIError(f"cannot resolve a {parsed.protocol} URI")
 
 
-def resolve_uri(uri: URI | str, *, identification: str | None = None) -> URI:
+def _daemon_context(plan: _AskDaemon, ssl_context: ssl.SSLContext | None) -> Any:
+    """The TLS context to ask a daemon with: none for ``PYROLOC``; for ``PYROLOCSSL``
+    *ssl_context*, else the system's trust store."""
+    if not plan.tls:
+        return None
+    if ssl_context is not None:
+        return ssl_context
+    from pairns.tls import client_context
+
+    return client_context()
+
+
+def resolve_uri(
+    uri: URI | str, *, identification: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> URI:
     """Turn any pairns URI into a ``PYRO``/``PYROSSL`` URI.
 
     ``PYROLOC://host:port/name`` asks the daemon at host:port for the object connected
-    under *name*; ``PYRONAME://[host[:port]/]name`` asks the name server (at the given
-    place, or located as :meth:`NameServerLocator.getNS` does). ``PYRO`` URIs come back
-    as they are.
+    under *name* (``PYROLOCSSL://``: over TLS); ``PYRONAME://[host[:port]/]name`` asks
+    the name server (at the given place, or located as :meth:`NameServerLocator.getNS`
+    does; over TLS with *ssl_context*). ``PYRO`` URIs come back as they are.
     """
     plan = _plan(uri)
     if isinstance(plan, URI):
@@ -236,13 +272,17 @@ def resolve_uri(uri: URI | str, *, identification: str | None = None) -> URI:
             DAEMON_OBJECT_ID,
             identification=identification,
             timeout=DEFAULT_TIMEOUT,
+            ssl_context=_daemon_context(plan, ssl_context),
         ) as daemon:
             return URI.from_string(daemon.call("resolve", plan.name))
-    with NameServerLocator(identification).getNS(plan.host, plan.port) as ns:
+    locator = NameServerLocator(identification, ssl_context=ssl_context)
+    with locator.getNS(plan.host, plan.port) as ns:
         return ns.resolve(plan.name)
 
 
-async def async_resolve_uri(uri: URI | str, *, identification: str | None = None) -> URI:
+async def async_resolve_uri(
+    uri: URI | str, *, identification: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> URI:
     """The async counterpart of :func:`resolve_uri`."""
     plan = _plan(uri)
     if isinstance(plan, URI):
@@ -256,20 +296,37 @@ async def async_resolve_uri(uri: URI | str, *, identification: str | None = None
             DAEMON_OBJECT_ID,
             identification=identification,
             timeout=DEFAULT_TIMEOUT,
+            ssl_context=_daemon_context(plan, ssl_context),
         )
         try:
             return URI.from_string(await daemon.call("resolve", plan.name))
         finally:
             await daemon.aclose()
-    ns = await NameServerLocator(identification).async_getNS(plan.host, plan.port)
+    locator = NameServerLocator(identification, ssl_context=ssl_context)
+    ns = await locator.async_getNS(plan.host, plan.port)
     try:
         return await ns.resolve(plan.name)
     finally:
         await ns.aclose()
 
 
-def getProxyForURI(uri: URI | str, *, identification: str | None = None, **kwargs: Any) -> Proxy:
-    """A blocking proxy for the object any pairns URI denotes (Pyro 3's helper)."""
-    found = resolve_uri(uri, identification=identification)
-    host, port = found.address
-    return Proxy.for_address(host, port, found.path, identification=identification, **kwargs)
+def getProxyForURI(
+    uri: URI | str,
+    *,
+    identification: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **kwargs: Any,
+) -> Proxy:
+    """A blocking proxy for the object any pairns URI denotes (Pyro 3's helper).
+
+    *ssl_context* is used wherever TLS is spoken: a ``PYROSSL``/``PYROLOCSSL`` URI, the
+    name server a ``PYRONAME`` URI is resolved with, and the object when the name
+    server gives a ``PYROSSL`` URI (an object with a ``PYRO`` URI is reached in plain).
+    """
+    found = resolve_uri(uri, identification=identification, ssl_context=ssl_context)
+    return Proxy(
+        found,
+        identification=identification,
+        ssl_context=ssl_context if found.is_ssl else None,
+        **kwargs,
+    )

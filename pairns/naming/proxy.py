@@ -41,6 +41,8 @@ from pairns.rpc.proxy import Proxy
 from pairns.uri import DEFAULT_NS_PORT, URI
 
 if TYPE_CHECKING:
+    import ssl
+
     from pairns.rpc.aproxy import AsyncProxy
 
 __all__ = [
@@ -123,9 +125,13 @@ class _Common:
         default_group: str | None = None,
         failover_timeout: float | None = None,
         twin: URI | str | tuple[str, int] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        #: TLS to both nodes of a pair with this context (None: plain TCP); kept across
+        #: a failover, as the identification is.
+        self.ssl_context = ssl_context
         self.default_group = (
             names.check_default_group(default_group) if default_group else _default_group()
         )
@@ -142,7 +148,8 @@ class _Common:
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
         """Make the RPC proxy for a node (no IO: it connects on the first call); the
-        first one made is the preferred node's, the second the twin's."""
+        first one made is the preferred node's, the second the twin's. Both use
+        :attr:`ssl_context`."""
         raise NotImplementedError
 
     def _learnt_twin(self, twin: Address | None) -> None:
@@ -159,7 +166,10 @@ class _Common:
     def nodes(self) -> tuple[URI, ...]:
         """The name server URIs of the nodes this proxy knows: the preferred node, then
         its twin once the preferred node said where that is."""
-        return tuple(URI.pyro(a.host, a.port, NAMESERVER_OBJECT_ID) for a in self._failover.nodes)
+        tls = self.ssl_context is not None
+        return tuple(
+            URI.pyro(a.host, a.port, NAMESERVER_OBJECT_ID, ssl=tls) for a in self._failover.nodes
+        )
 
     @property
     def serving(self) -> URI:
@@ -169,8 +179,14 @@ class _Common:
 
     @classmethod
     def from_uri(cls, uri: URI | str, **kwargs: Any) -> Self:
-        """A proxy for the name server at a ``PYRO://host:port/...`` URI."""
-        return cls(*URI.from_string(uri).address, **kwargs)
+        """A proxy for the name server at a ``PYRO://host:port/...`` URI; a
+        ``PYROSSL://`` one without ``ssl_context=`` trusts the system's CAs."""
+        parsed = URI.from_string(uri)
+        if parsed.is_ssl and kwargs.get("ssl_context") is None:
+            from pairns.tls import client_context
+
+            kwargs["ssl_context"] = client_context()
+        return cls(*parsed.address, **kwargs)
 
     def fullName(self, name: str) -> str:
         """The absolute form of *name*, expanded against this client's default group."""
@@ -178,8 +194,10 @@ class _Common:
 
     @property
     def uri(self) -> URI:
-        """The PYRO URI of the name server object this proxy talks to."""
-        return URI.pyro(self.host, self.port, NAMESERVER_OBJECT_ID)
+        """The PYRO (PYROSSL) URI of the name server object this proxy talks to."""
+        return URI.pyro(
+            self.host, self.port, NAMESERVER_OBJECT_ID, ssl=self.ssl_context is not None
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
@@ -197,7 +215,12 @@ class NameServerProxy(_Common):
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
         proxy = Proxy.for_address(
-            host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
+            host,
+            port,
+            NAMESERVER_OBJECT_ID,
+            identification=identification,
+            timeout=timeout,
+            ssl_context=self.ssl_context,
         )
         if not hasattr(self, "_proxies"):
             self._proxies = [proxy]
@@ -392,7 +415,12 @@ class AsyncNameServerProxy(_Common):
         from pairns.rpc.aproxy import AsyncProxy  # imports Trio: only when used
 
         proxy = AsyncProxy.for_address(
-            host, port, NAMESERVER_OBJECT_ID, identification=identification, timeout=timeout
+            host,
+            port,
+            NAMESERVER_OBJECT_ID,
+            identification=identification,
+            timeout=timeout,
+            ssl_context=self.ssl_context,
         )
         if not hasattr(self, "_proxies"):
             self._proxies = [proxy]

@@ -72,9 +72,12 @@ class NameServer:
         replicator: PeerLink | None = None,
         requests: RequestTable | None = None,
         nursery: trio.Nursery | None = None,
+        tls: bool = False,
     ) -> None:
         """*nursery* (the node's) runs the waits of ``--ack twin`` writes; only a
-        *replicator* with ``ack_mode == "twin"`` needs it."""
+        *replicator* with ``ack_mode == "twin"`` needs it. *tls*: the pair serves TLS
+        (``twin()`` names a ``PYROSSL`` URI)."""
+        self._tls = tls
         self._ns = namespace
         self._default_group = namespace.default_group
         self._node_info = node_info
@@ -127,11 +130,12 @@ class NameServer:
         self._replicator.request_resync()
 
     def twin(self) -> str | None:
-        """Where the twin serves (``PYRO://host:port/Pyro.NameServer``); None when unpaired."""
+        """Where the twin serves (``PYRO://host:port/Pyro.NameServer``, ``PYROSSL://`` for
+        a TLS pair); None when unpaired."""
         if self._replicator is None:
             return None
         host, port = self._replicator.twin
-        return str(URI.pyro(host, port, NAMESERVER_OBJECT_ID))
+        return str(URI.pyro(host, port, NAMESERVER_OBJECT_ID, ssl=self._tls))
 
     def status(self) -> dict[str, Any]:
         """What ``pairns-ctl status`` shows: role, link, lag, counts, digest, identity."""

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Final
 
 import trio
@@ -22,6 +23,7 @@ from pairns.errors import (
     NamingError,
     PairnsError,
     StorageError,
+    TLSError,
 )
 from pairns.replication import auth
 from pairns.replication.acceptor import PEER_OBJECT_ID, Acceptor
@@ -34,6 +36,10 @@ from pairns.rpc import AsyncProxy
 __all__ = ["PROBE_MAX_BACKOFF", "Dialer", "Prober", "call_hello", "parse_answer"]
 
 log = logging.getLogger("pairns.replication")
+
+#: What status shows when the twin link's TLS connection fails (the detail says why:
+#: the twin's certificate, or this node's, was refused).
+TLS_FAILED: Final = "TLS failed"
 
 #: Longest pause of the ``-1`` node's probes of an absent twin: they find a twin that
 #: came back (and wake its dialling) within about this long.
@@ -50,11 +56,14 @@ class Dialer:
         identification: str | None,
         pair_key: bytes | None,
         max_frame_size: int | None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.pairing = pairing
         self.identification = identification
         self.pair_key = pair_key
         self.max_frame_size = max_frame_size
+        #: The twin is dialled over TLS with this (None: plain TCP).
+        self.ssl_context = ssl_context
         # Set by a probe from the -1 node: dial at once instead of after the backoff
         # (the twin is reachable again).
         self._dial_now = trio.Event()
@@ -100,6 +109,7 @@ class Dialer:
             identification=self.identification,
             timeout=pairing.peer_timeout + pairing.heartbeat,
             max_frame_size=self.max_frame_size,
+            ssl_context=self.ssl_context,
         )
         async with proxy:
             full = pairing.full_requested
@@ -190,11 +200,13 @@ class Prober:
         *,
         identification: str | None,
         pair_key: bytes | None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.pairing = pairing
         self.acceptor = acceptor
         self.identification = identification
         self.pair_key = pair_key
+        self.ssl_context = ssl_context
 
     async def run(self) -> None:
         """While unpaired, check the twin's address: report mismatches, log progress."""
@@ -212,6 +224,7 @@ class Prober:
                 PEER_OBJECT_ID,
                 identification=self.identification,
                 timeout=pairing.peer_timeout,
+                ssl_context=self.ssl_context,
             )
             try:
                 async with proxy:
@@ -263,6 +276,8 @@ async def call_hello(proxy: AsyncProxy, hello: Hello, pairing: Pairing, key: byt
                 )
             proof = auth.client_proof(key, pairing.role, their_nonce, nonce)
         return await proxy.call("hello", hello.to_wire(), proof)
+    except TLSError as exc:
+        raise Refused(TLS_FAILED, str(exc)) from None
     except ConnectionDeniedError as exc:
         raise Refused(IDENT_MISMATCH, str(exc)) from None
     except NamingError as exc:

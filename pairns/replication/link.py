@@ -46,6 +46,7 @@ This module is the facade the node uses: :class:`Replicator`.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Final
 
 import trio
@@ -114,6 +115,7 @@ class Replicator:
         pair_secret: str | None = None,
         history: FeedHistory | None = None,
         max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if role not in (1, 2):
             raise ValueError("a replicator needs role 1 or 2")
@@ -160,6 +162,7 @@ class Replicator:
             identification=identification,
             pair_key=pair_key,
             max_frame_size=max_frame_size,
+            ssl_context=ssl_context,
         )
         self._acceptor = Acceptor(
             self.pairing,
@@ -167,7 +170,11 @@ class Replicator:
             on_probed=self._dialer.wake if role == 2 else None,
         )
         self._prober = Prober(
-            self.pairing, self._acceptor, identification=identification, pair_key=pair_key
+            self.pairing,
+            self._acceptor,
+            identification=identification,
+            pair_key=pair_key,
+            ssl_context=ssl_context,
         )
         #: The remote object the twin calls (serve it as :data:`PEER_OBJECT_ID`).
         self.endpoint = PeerEndpoint(self._acceptor)

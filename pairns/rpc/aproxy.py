@@ -40,17 +40,16 @@ from pairns.rpc.client import (
     Target,
     check_timeout,
     closed_error,
-    denied_error,
+    handshake_error,
     reply_error,
     unproven_error,
 )
-from pairns.rpc.transport import Transport, as_transport
+from pairns.rpc.transport import StreamTransport, Transport, as_transport
 from pairns.wire import (
     CLIENT,
     NEED_DATA,
     Challenge,
     Connection,
-    Denied,
     ErrorCode,
     ErrorReply,
     Event,
@@ -490,7 +489,10 @@ class AsyncProxy(ProxyBase):
             if self._opener is not None:
                 transport = as_transport(await self._opener())
             else:
-                transport = as_transport(await trio.open_tcp_stream(target.host, target.port))
+                stream = await trio.open_tcp_stream(target.host, target.port)
+                transport = (
+                    as_transport(stream) if self._ssl is None else await self._tls(stream)
+                )
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
@@ -501,9 +503,18 @@ class AsyncProxy(ProxyBase):
                 max_frame_size=self._max_frame_size,
                 checksums=self._checksums,
             )
-            event = await _handshake_event(transport, conn)
+            try:
+                event = await _handshake_event(transport, conn)
+            except trio.BrokenResourceError as exc:
+                # A TLS 1.3 server judges the client's certificate after the client
+                # finished its handshake: a refusal arrives here, as an alert.
+                if self._ssl is not None and _tls_failure(exc):
+                    from pairns.tls import tls_error
+
+                    raise tls_error(exc, target.where) from None
+                raise
             if type(event) is not Challenge:
-                raise closed_error(target, event)
+                raise handshake_error(target, event, first=True)
             await transport.send_all(conn.send(conn.response()))
             try:
                 event = await _handshake_event(transport, conn)
@@ -513,11 +524,8 @@ class AsyncProxy(ProxyBase):
                 with trio.move_on_after(1.0):
                     await transport.send_all(conn.send(Goodbye(exc.error_code_hint, str(exc))))
                 raise unproven_error(target) from exc
-            if type(event) is Denied:
-                assert isinstance(event, Denied)
-                raise denied_error(target, event.reason)
             if type(event) is not Welcome:
-                raise closed_error(target, event)
+                raise handshake_error(target, event)
         except RemoteProtocolError as exc:
             transport.close()
             raise ConnectionClosedError(
@@ -532,6 +540,32 @@ class AsyncProxy(ProxyBase):
             transport.close()
             raise
         return _Session(transport, conn, target, self._timeout)
+
+    async def _tls(self, stream: trio.SocketStream) -> Transport:
+        """*stream* after the TLS handshake; errors say why it failed."""
+        assert self._ssl is not None
+        target = self._target
+        tls = trio.SSLStream(stream, self._ssl, server_hostname=target.host.strip("[]"))
+        try:
+            await tls.do_handshake()
+        except BaseException as exc:
+            await trio.aclose_forcefully(stream)
+            if isinstance(exc, trio.BrokenResourceError):
+                from pairns.tls import tls_error
+
+                if _tls_failure(exc):
+                    raise tls_error(exc, target.where) from None
+                raise ConnectionClosedError(
+                    f"connection to {target.where} lost during the TLS handshake: {exc}"
+                ) from exc
+            raise
+        return StreamTransport(tls, peer=(target.host, target.port))
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    from pairns.tls import is_tls_error
+
+    return is_tls_error(exc)
 
 
 async def _handshake_event(transport: Transport, conn: Connection) -> Event | Sentinel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import attrs
 
@@ -12,12 +12,16 @@ from pairns.errors import (
     ConnectionClosedError,
     ConnectionDeniedError,
     PairnsError,
+    TLSError,
     URIError,
     error_from_wire,
 )
 from pairns.rpc.dispatch import check_object_id
 from pairns.uri import URI
-from pairns.wire import CLIENT, Connection, ErrorCode, ErrorReply, Goodbye
+from pairns.wire import CLIENT, Connection, ConnectionClosed, Denied, ErrorCode, ErrorReply, Goodbye
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "ProxyBase",
@@ -26,6 +30,8 @@ __all__ = [
     "check_timeout",
     "closed_error",
     "denied_error",
+    "handshake_error",
+    "tls_required_error",
     "identification_key",
     "reply_error",
     "unproven_error",
@@ -53,24 +59,27 @@ class URILike(Protocol):
 
 @attrs.frozen
 class Target:
-    """The object a proxy talks to: ``host``, ``port`` and ``object_id``."""
+    """The object a proxy talks to: ``host``, ``port`` and ``object_id``; ``tls`` when
+    the connection is TLS (a ``PYROSSL`` URI, or a proxy given an ``ssl_context``)."""
 
     host: str
     port: int
     object_id: str
+    tls: bool = False
 
     @classmethod
-    def from_address(cls, host: str, port: int, object_id: str) -> Target:
+    def from_address(cls, host: str, port: int, object_id: str, *, tls: bool = False) -> Target:
         """Validate a ``(host, port, object id)`` triple."""
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string: {host!r}")
         if type(port) is not int or not 0 < port <= 65535:
             raise ValueError(f"port must be an integer in 1..65535: {port!r}")
-        return cls(host, port, check_object_id(object_id))
+        return cls(host, port, check_object_id(object_id), tls)
 
     @classmethod
     def from_uri(cls, uri: URILike | str) -> Target:
-        """The target of a ``PYRO://host:port/objectid`` URI (a string or URI object).
+        """The target of a ``PYRO://`` or ``PYROSSL://host:port/objectid`` URI (a string
+        or URI object).
 
         ``PYROLOC``/``PYRONAME`` URIs must be resolved first
         (``pairns.naming.resolve_uri``); raises :class:`URIError` for them.
@@ -78,15 +87,13 @@ class Target:
         if isinstance(uri, str):
             uri = URI.from_string(uri)
         protocol = getattr(uri, "protocol", "PYRO")
-        if protocol != "PYRO":
+        if protocol not in ("PYRO", "PYROSSL"):
             raise URIError(
-                f"a proxy needs a PYRO URI, not {protocol}: resolve PYROLOC/PYRONAME URIs "
-                "first (pairns.naming.resolve_uri)"
-                if protocol != "PYROSSL"
-                else "PYROSSL is not supported"
+                f"a proxy needs a PYRO or PYROSSL URI, not {protocol}: resolve "
+                "PYROLOC/PYROLOCSSL/PYRONAME URIs first (pairns.naming.resolve_uri)"
             )
         host, port = uri.address
-        return cls.from_address(host, port, uri.path)
+        return cls.from_address(host, port, uri.path, tls=protocol == "PYROSSL")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -100,7 +107,7 @@ class Target:
         return f"{host}:{self.port}"
 
     def __str__(self) -> str:
-        return f"PYRO://{self.where}/{self.object_id}"
+        return f"{'PYROSSL' if self.tls else 'PYRO'}://{self.where}/{self.object_id}"
 
 
 def identification_key(identification: str | None) -> bytes | None:
@@ -141,6 +148,35 @@ def denied_error(target: Target, reason: str) -> ConnectionDeniedError:
     return ConnectionDeniedError(f"{target.where} refused the connection: {reason}")
 
 
+def tls_required_error(target: Target) -> TLSError:
+    """The error for a plain connection to a node that speaks TLS only."""
+    return TLSError(
+        f"{target.where} requires TLS (its URI is PYROSSL://): connect with an ssl_context "
+        "(pairns-ctl --tls-ca)"
+    )
+
+
+def handshake_error(target: Target, event: Any, *, first: bool = False) -> PairnsError:
+    """The error for what the server sent instead of the handshake's next step:
+    ``Denied``, a ``Goodbye`` (the TLS-only answer among them) or end of file.
+
+    *first*: instead of the challenge, the first thing a server sends. A TLS server
+    that closes then, right after the TLS handshake, refused the client's certificate
+    (TLS 1.3 judges it after the client finished its part).
+    """
+    if isinstance(event, Denied):
+        return denied_error(target, event.reason)
+    if isinstance(event, Goodbye) and event.code == ErrorCode.TLS_REQUIRED:
+        return tls_required_error(target)
+    if first and target.tls and isinstance(event, ConnectionClosed):
+        return TLSError(
+            f"{target.where} closed the connection right after the TLS handshake: it "
+            "requires a client certificate signed by its CA (mutual TLS) and did not get "
+            "one it accepts"
+        )
+    return closed_error(target, event)
+
+
 def unproven_error(target: Target) -> ConnectionDeniedError:
     """The error for a server that did not prove it knows the identification."""
     return ConnectionDeniedError(
@@ -166,6 +202,8 @@ class ProxyBase:
     _max_frame_size: int | None
     _checksums: bool
     _oneways: frozenset[str]
+    #: The TLS context of a TLS proxy (None: plain TCP).
+    _ssl: ssl.SSLContext | None
 
     def __init__(
         self,
@@ -175,8 +213,11 @@ class ProxyBase:
         timeout: float | None = 30.0,
         max_frame_size: int | None = None,
         checksums: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._init(Target.from_uri(uri), identification, timeout, max_frame_size, checksums)
+        self._init(
+            Target.from_uri(uri), identification, timeout, max_frame_size, checksums, ssl_context
+        )
 
     def _init(
         self,
@@ -185,8 +226,18 @@ class ProxyBase:
         timeout: float | None,
         max_frame_size: int | None,
         checksums: bool,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if ssl_context is not None:
+            if not hasattr(ssl_context, "wrap_socket"):
+                raise TypeError(f"ssl_context must be an ssl.SSLContext: {ssl_context!r}")
+            target = attrs.evolve(target, tls=True)
+        elif target.tls:  # a PYROSSL URI without a context: the system's trust store
+            from pairns.tls import client_context
+
+            ssl_context = client_context()
         self._target = target
+        self._ssl = ssl_context
         self._key = identification_key(identification)
         self._timeout = check_timeout(timeout)
         self._max_frame_size = max_frame_size
@@ -211,8 +262,9 @@ class ProxyBase:
         timeout: float | None = 30.0,
         max_frame_size: int | None = None,
         checksums: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Self:
-        """A proxy for *object_id* served at *host*:*port*."""
+        """A proxy for *object_id* served at *host*:*port* (over TLS with *ssl_context*)."""
         proxy = cls.__new__(cls)
         proxy._init(
             Target.from_address(host, port, object_id),
@@ -220,6 +272,7 @@ class ProxyBase:
             timeout,
             max_frame_size,
             checksums,
+            ssl_context,
         )
         return proxy
 
@@ -237,6 +290,11 @@ class ProxyBase:
     def target(self) -> Target:
         """Where this proxy connects, and to which object."""
         return self._target
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context connections are made with (None: plain TCP)."""
+        return self._ssl
 
     @property
     def timeout(self) -> float | None:

@@ -32,7 +32,7 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import attrs
 import outcome
@@ -80,6 +80,9 @@ from pairns.wire.limits import (
     MAX_MAX_QUEUED_REPLY_BYTES,
     MIN_MAX_FRAME_SIZE,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["DAEMON_OBJECT_ID", "Daemon", "DaemonLimits", "DaemonStatistics", "NameService"]
 
@@ -203,6 +206,9 @@ class DaemonStatistics:
     requests: int
     #: Objects registered (not counting the built-in ``__daemon__``).
     objects: int
+    #: Connections that failed because of TLS: a failed or timed-out TLS handshake, a
+    #: plain client on a TLS daemon, a TLS client on a plain one.
+    tls_failures: int = 0
 
 
 class NameService(Protocol):
@@ -308,6 +314,9 @@ class Daemon:
     daemon listens on a wildcard address (default: this machine's host name).
     ``name`` is announced to clients in the handshake. ``ns`` is a (blocking) name
     server proxy: :meth:`connect` and :meth:`connectPersistent` publish objects there.
+    ``ssl_context`` (a server-side :class:`ssl.SSLContext` holding the certificate)
+    makes the daemon speak TLS only: its URIs are ``PYROSSL://``, and a plain client is
+    told that TLS is required.
 
     Two ways to serve objects:
 
@@ -332,7 +341,10 @@ class Daemon:
         public_host: str | None = None,
         name: str = "pairns",
         ns: NameService | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext: {ssl_context!r}")
         if type(port) is not int or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer in 0..65535: {port!r}")
         if identification is not None and not isinstance(identification, str):
@@ -358,6 +370,8 @@ class Daemon:
         self._denied = 0
         self._requests = 0
         self._ns = _check_name_service(ns)
+        self._ssl = ssl_context
+        self._tls_failures = 0
         #: Objects connected through connect()/connectPersistent(), by object id.
         self._connected: dict[str, _Connected] = {}
         #: The listening socket bound before serve() (by connect(), to know the port).
@@ -603,11 +617,22 @@ class Daemon:
             self._connected.pop(object_id, None)
 
     def uri_for(self, object_id: str) -> str:
-        """``PYRO://host:port/object_id`` for an object served by this daemon."""
+        """``PYRO://host:port/object_id`` (``PYROSSL://`` for a TLS daemon) for an
+        object served by this daemon."""
         host, port = self._uri_address()
         if ":" in host:
             host = f"[{host}]"
-        return f"PYRO://{host}:{port}/{object_id}"
+        return f"{self.protocol}://{host}:{port}/{object_id}"
+
+    @property
+    def protocol(self) -> str:
+        """``PYROSSL`` for a TLS daemon, else ``PYRO``."""
+        return "PYRO" if self._ssl is None else "PYROSSL"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server TLS context (None: plain TCP)."""
+        return self._ssl
 
     def _uri_address(self) -> tuple[str, int]:
         if self._address is not None:
@@ -648,6 +673,7 @@ class Daemon:
             denied_connections=self._denied,
             requests=self._requests,
             objects=len(self._objects) - 1,
+            tls_failures=self._tls_failures,
         )
 
     # -- serving ---------------------------------------------------------------------
@@ -677,8 +703,9 @@ class Daemon:
                     for listener in listeners:
                         nursery.start_soon(self._accept_loop, listener, nursery)
                     log.info(
-                        "daemon listening on %s:%d (identification %s)",
+                        "daemon listening on %s:%d (%s, identification %s)",
                         *self._address,
+                        "plain TCP" if self._ssl is None else "TLS",
                         "required" if self._key else "not required: every client is accepted",
                     )
                     task_status.started(self._address)
@@ -704,11 +731,29 @@ class Daemon:
                         await trio.sleep(ACCEPT_RETRY_DELAY)
                         continue
                     raise
-                nursery.start_soon(self._handle, stream)
+                if self._ssl is None:
+                    nursery.start_soon(self._handle, stream)
+                else:
+                    nursery.start_soon(self._handle_tls, stream)
         finally:
             # Stop accepting at once when the daemon stops: new clients are refused
             # instead of queueing while the open connections say goodbye.
             await trio.aclose_forcefully(listener)
+
+    async def _handle_tls(self, stream: trio.SocketStream) -> None:
+        """A connection to a TLS daemon: the TLS handshake, then :meth:`_handle`."""
+        from pairns.rpc.tls_server import accept_tls  # TLS daemons only
+
+        assert self._ssl is not None
+        accepted = await accept_tls(
+            stream, self._ssl, handshake_timeout=self.limits.handshake_timeout
+        )
+        if accepted.transport is None:
+            if accepted.reason is not None:
+                self._tls_failures += 1
+                log.warning("%s", accepted.reason)
+            return
+        await self._handle(accepted.transport)
 
     async def serve_connection(self, stream: trio.abc.Stream | Transport) -> None:
         """Serve one connection that came some other way, until it ends; then close it.
@@ -795,11 +840,22 @@ class Daemon:
         timeout = self.limits.handshake_timeout
         with trio.move_on_after(timeout):
             await outbox.send(conn.send(conn.challenge()))
+            peer = transport.peer_address
+            first = True
             while True:
                 event = conn.next_event()
                 if event is not NEED_DATA:
                     break
-                conn.receive_data(await transport.receive_some(RECV_SIZE))
+                data = await transport.receive_some(RECV_SIZE)
+                if first and self._ssl is None and data[:1] == _TLS_HELLO:
+                    self._tls_failures += 1
+                    log.warning(
+                        "a TLS client %s connected to this plain (non-TLS) port; closing",
+                        _where(peer),
+                    )
+                    return False
+                first = False
+                conn.receive_data(data)
             if type(event) is not Response:
                 return False  # the peer closed or said goodbye
             verdict = conn.verdict()
@@ -810,7 +866,7 @@ class Daemon:
                 await self._linger(link)
                 return False
             await outbox.send(conn.send(verdict))
-            link.info = ConnectionInfo(transport.peer_address, bool(conn.peer_authenticated))
+            link.info = ConnectionInfo(peer, bool(conn.peer_authenticated))
             return True
         await self._goodbye(
             link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
@@ -1204,6 +1260,18 @@ class Daemon:
                     drained += len(chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+
+#: The first byte a TLS client sends (a handshake record): a plain daemon that reads it
+#: names the mistake instead of reporting a bad frame.
+_TLS_HELLO: Final = b"\x16"
+
+
+def _where(peer: tuple[str, int] | None) -> str:
+    if peer is None:
+        return "(unknown address)"
+    host, port = peer
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def raise_descriptor_limit(wanted: int) -> int | None:

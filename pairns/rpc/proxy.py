@@ -29,8 +29,7 @@ from pairns.errors import (
 from pairns.rpc.client import (
     ProxyBase,
     check_timeout,
-    closed_error,
-    denied_error,
+    handshake_error,
     reply_error,
     unproven_error,
 )
@@ -39,7 +38,6 @@ from pairns.wire import (
     NEED_DATA,
     Challenge,
     Connection,
-    Denied,
     ErrorCode,
     ErrorReply,
     Event,
@@ -265,9 +263,7 @@ class Proxy(ProxyBase):
     def _unexpected(self, event: Event) -> None:
         """Denied, Goodbye, end of file: the connection is over."""
         self._drop()
-        if isinstance(event, Denied):
-            raise denied_error(self._target, event.reason)
-        raise closed_error(self._target, event)
+        raise handshake_error(self._target, event)
 
     def _timeout_error(self, method: str, timeout: float | None) -> CallTimeoutError:
         return CallTimeoutError(
@@ -311,6 +307,9 @@ class Proxy(ProxyBase):
 
     def _still_open(self, conn: Connection, sock: socket.socket) -> bool:
         """Read what arrived on an idle connection: False if the server hung up."""
+        if self._ssl is not None:
+            # What arrived may be TLS records without data: read without waiting.
+            sock.setblocking(False)
         try:
             n = sock.recv_into(self._buf)
             conn.receive_data(self._view[:n])
@@ -320,6 +319,9 @@ class Proxy(ProxyBase):
             return True
         except (OSError, RemoteProtocolError):
             return False
+        finally:
+            if self._ssl is not None:
+                self._set_timeouts(sock, self._sock_timeout)
 
     def _connect(self, deadline: float | None) -> tuple[Connection, socket.socket]:
         target = self._target
@@ -333,6 +335,8 @@ class Proxy(ProxyBase):
             raise ConnectionClosedError(f"cannot connect to {target.where}: {reason}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._wrap(sock, timeout)
             self._set_timeouts(sock, timeout)
             conn = Connection(
                 CLIENT,
@@ -341,9 +345,21 @@ class Proxy(ProxyBase):
                 checksums=self._checksums,
             )
             self._conn, self._sock = conn, sock
-            event = self._next(conn, sock, deadline)
+            try:
+                event = self._next(conn, sock, deadline)
+            except OSError as exc:
+                # A TLS 1.3 server judges the client's certificate after the client
+                # finished its handshake: a refusal arrives here, as an alert.
+                if self._ssl is None:
+                    raise
+                from pairns.tls import is_tls_error, tls_error
+
+                if not is_tls_error(exc):
+                    raise
+                raise tls_error(exc, target.where) from None
             if type(event) is not Challenge:
-                self._unexpected(event)
+                self._drop()
+                raise handshake_error(target, event, first=True)
             # Sent together with the first request (pipelining saves a round trip).
             self._pending = conn.send(conn.response())
         except BaseException:
@@ -356,11 +372,33 @@ class Proxy(ProxyBase):
             self._poller.register(sock.fileno(), select.POLLIN)
         return conn, sock
 
+    def _wrap(self, sock: socket.socket, timeout: float | None) -> socket.socket:
+        """*sock* after the TLS handshake (bounded by *timeout*); errors say why it failed."""
+        assert self._ssl is not None
+        from pairns.tls import is_tls_error, tls_error
+
+        sock.settimeout(timeout)
+        target = self._target
+        try:
+            return self._ssl.wrap_socket(sock, server_hostname=target.host.strip("[]"))
+        except TimeoutError:
+            sock.close()
+            raise _Timeout from None
+        except OSError as exc:
+            sock.close()
+            if is_tls_error(exc):
+                raise tls_error(exc, target.where) from None
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectionClosedError(
+                f"connection to {target.where} lost during the TLS handshake: {reason}"
+            ) from exc
+
     def _set_timeouts(self, sock: socket.socket, timeout: float | None) -> None:
         self._sock_timeout = timeout
         if timeout is None:
             sock.settimeout(None)
-        elif _LINUX:
+        elif _LINUX and self._ssl is None:
+            # (Not under TLS: a kernel timeout there shows as an SSL "want read" error.)
             # A blocking socket with kernel timeouts: one system call per receive
             # instead of poll() + recv(). A timeout shows as BlockingIOError.
             sock.settimeout(None)

@@ -147,6 +147,9 @@ class ErrorCode(enum.IntEnum):
     INTERNAL_ERROR = 19
     #: The server is shutting down.
     SHUTDOWN = 20
+    #: A plain (non-TLS) client connected to a port that speaks TLS only; sent in
+    #: plain text, as the one thing such a client can read.
+    TLS_REQUIRED = 21
 
 
 #: Reply bytes a server keeps queued for one connection (written by no one yet because
