@@ -49,8 +49,8 @@ class PeerLink(TwinLink, Protocol):
         """Where the twin serves: ``(host, port)``."""
         ...
 
-    def request_resync(self) -> None:
-        """Force a full resync in both directions."""
+    def request_resync(self) -> object:
+        """Ask for a full resync in both directions (it may join one under way)."""
         ...
 
     def status(self) -> dict[str, Any]:

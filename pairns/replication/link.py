@@ -60,6 +60,7 @@ from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import MAX_BATCH_BYTES
 from pairns.replication.pairing import Pairing
+from pairns.replication.resync import Decision, ResyncPacer
 from pairns.replication.session import LinkFailed
 from pairns.replication.state import Backoff, LinkEvent, LinkMachine, LinkState
 from pairns.replication.status import Counters, conflict_logger, count_unacked, describe_version
@@ -171,6 +172,10 @@ class Replicator:
         )
         #: The remote object the twin calls (serve it as :data:`PEER_OBJECT_ID`).
         self.endpoint = PeerEndpoint(self._acceptor)
+        #: Coalesces and paces requested full resyncs (see :mod:`.resync`).
+        self.pacer = ResyncPacer()
+        self._resync_scheduled = trio.Event()
+        self.pairing.on_paired = self._paired
         previous = namespace.on_conflict
         namespace.on_conflict = conflict_logger(previous)
 
@@ -244,13 +249,55 @@ class Replicator:
         self.counters.degraded_acks += 1
         return False
 
-    def request_resync(self) -> None:
-        """Force a full resync in both directions (drops the current connection)."""
-        self.pairing.full_requested = True
+    def request_resync(self) -> Decision:
+        """Ask for a full resync in both directions (see :mod:`.resync`).
+
+        It starts now (the current connection is dropped), or joins the full resync
+        that runs or is scheduled already, or, too soon after the last one, is
+        scheduled for the end of its gap. Returns which.
+        """
+        pairing = self.pairing
+        link = pairing.link
+        running = pairing.full_requested or (
+            link is not None
+            and not link.closed
+            and link.full
+            and self.machine.state is LinkState.SYNCING
+        )
+        decision = self.pacer.request(trio.current_time(), running=running)
+        if decision is Decision.START:
+            self._start_resync()
+        elif decision is Decision.SCHEDULE:
+            due = self.pacer.due
+            wait = 0.0 if due is None else due - trio.current_time()
+            log.warning("full resync with the twin requested: starts in %.1f s (paced)", wait)
+            self._resync_scheduled.set()
+        else:
+            log.info("full resync with the twin requested: joins the one already under way")
+        return decision
+
+    def _start_resync(self) -> None:
+        pairing = self.pairing
+        pairing.full_requested = True
         log.warning("full resync with the twin requested")
-        link = self.pairing.link
+        link = pairing.link
         if link is not None:
             link.fail("full resync requested")
+
+    def _paired(self) -> None:
+        self.pacer.finished(trio.current_time())
+
+    async def _run_scheduled_resyncs(self) -> None:
+        """Start each paced resync when it is due."""
+        while True:
+            await self._resync_scheduled.wait()
+            self._resync_scheduled = trio.Event()
+            due = self.pacer.due
+            if due is None:
+                continue
+            await trio.sleep_until(due)
+            if self.pacer.start_due(trio.current_time()):
+                self._start_resync()
 
     def status(self) -> dict[str, Any]:
         """The replication part of ``status()``."""
@@ -296,6 +343,8 @@ class Replicator:
             "link_drops": c.drops,
             "skew_refusals": c.skew_refusals,
             "refused_peer_calls": c.refused_peer_calls,
+            "resync_requests": self.pacer.requests,
+            "resync_requests_joined": self.pacer.joined,
             "incarnation": self.history.current,
         }
 
@@ -306,6 +355,7 @@ class Replicator:
         async with trio.open_nursery() as nursery:
             if self.durable:
                 nursery.start_soon(self.pairing.committer.run)
+            nursery.start_soon(self._run_scheduled_resyncs)
             task_status.started()
             if self.role == 2:
                 await self._dialer.run()
