@@ -79,16 +79,24 @@ class NameServerLocator:
     """
 
     def __init__(
-        self, identification: str | None = None, *, settings: LocatorSettings | None = None
+        self,
+        identification: str | None = None,
+        *,
+        settings: LocatorSettings | None = None,
+        admin_identification: str | None = None,
     ) -> None:
+        """*admin_identification* is given to the proxies it makes (they prove it on
+        ``shutdown``, ``resync`` and ``load``)."""
         self.identification = identification
         self.settings = settings
+        self.admin_identification = admin_identification
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
         """The keyword arguments of the proxy that :meth:`getNS` and :meth:`async_getNS` make."""
         return {
             "identification": self.identification,
             "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+            "admin_identification": self.admin_identification,
         }
 
     def _steps(self, port: int | None, bcaddr: str | None) -> list[Broadcast | Direct]:
