@@ -46,6 +46,7 @@ This module is the facade the node uses: :class:`Replicator`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -115,7 +116,10 @@ class Replicator:
         pair_secret: str | None = None,
         history: FeedHistory | None = None,
         max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
+        twin_guard: Callable[[tuple[str, int] | None], bool] | None = None,
     ) -> None:
+        """*twin_guard* (``--allow-twin``) says whether a caller's address may act
+        as the twin; the peer endpoint refuses the others."""
         if role not in (1, 2):
             raise ValueError("a replicator needs role 1 or 2")
         self.storage = storage
@@ -166,6 +170,7 @@ class Replicator:
             self.pairing,
             pair_key=pair_key,
             on_probed=self._dialer.wake if role == 2 else None,
+            twin_guard=twin_guard,
         )
         self._prober = Prober(
             self.pairing, self._acceptor, identification=identification, pair_key=pair_key

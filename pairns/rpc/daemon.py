@@ -38,7 +38,13 @@ import attrs
 import outcome
 import trio
 
-from pairns.errors import LocalProtocolError, NamingError, RemoteProtocolError
+from pairns.errors import (
+    ConnectionDeniedError,
+    LocalProtocolError,
+    NamingError,
+    RemoteProtocolError,
+    error_to_wire,
+)
 from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
 from pairns.rpc.deferred import Deferred
 from pairns.rpc.dispatch import (
@@ -53,6 +59,7 @@ from pairns.rpc.dispatch import (
     sanitize_error,
     unencodable_result,
 )
+from pairns.rpc.guard import ConnectionGuard
 from pairns.rpc.transport import Outbox, Transport, WriteStalled, as_transport
 from pairns.uri import URI, WILDCARD_HOSTS, new_object_id
 from pairns.wire import (
@@ -203,6 +210,10 @@ class DaemonStatistics:
     requests: int
     #: Objects registered (not counting the built-in ``__daemon__``).
     objects: int
+    #: Connections the guard turned away by address (at accept).
+    refused_by_address: int = 0
+    #: Connections the guard turned away after the handshake (``-s`` plugin).
+    refused_by_guard: int = 0
 
 
 class NameService(Protocol):
@@ -275,7 +286,7 @@ class _Link:
     writes through :attr:`outbox`, which holds the write rule.
     """
 
-    __slots__ = ("closed", "info", "oneway_tasks", "outbox", "tasks", "transport")
+    __slots__ = ("closed", "info", "oneway_tasks", "only", "outbox", "tasks", "transport")
 
     def __init__(self, transport: Transport, outbox: Outbox) -> None:
         self.transport = transport
@@ -288,6 +299,8 @@ class _Link:
         #: Who is calling, for objects registered ``with_connection`` (set once the
         #: handshake is over).
         self.info: ConnectionInfo | None = None
+        #: The object ids this connection may call (None: all; see rpc.guard).
+        self.only: frozenset[str] | None = None
 
     def write_soon(self, data: bytes) -> None:
         """Write *data* from any task; dropped when the connection is over or broken
@@ -356,7 +369,11 @@ class Daemon:
         self._refused = 0
         self._refusing = False
         self._denied = 0
+        self._refused_by_address = 0
+        self._refused_by_guard = 0
         self._requests = 0
+        #: Asked about every connection (see :mod:`pairns.rpc.guard`); None: all welcome.
+        self.guard: ConnectionGuard | None = None
         self._ns = _check_name_service(ns)
         #: Objects connected through connect()/connectPersistent(), by object id.
         self._connected: dict[str, _Connected] = {}
@@ -381,12 +398,13 @@ class Daemon:
         object_id: str,
         *,
         name: str | None = None,
-        with_connection: bool = False,
+        with_connection: bool | frozenset[str] = False,
         threaded: bool = False,
     ) -> None:
         """Serve *obj* under *object_id*; with *name*, ``PYROLOC`` can find it too.
 
-        With *with_connection*, the object's methods see the calling connection in
+        With *with_connection* (True, or the set of methods it applies to), the
+        object's methods see the calling connection in
         :data:`pairns.rpc.context.current_connection` (its address, whether it proved
         the identification, and a dict for per-connection state); such calls skip the
         hot path. With *threaded*, its plain methods run in worker threads (as those
@@ -648,6 +666,8 @@ class Daemon:
             denied_connections=self._denied,
             requests=self._requests,
             objects=len(self._objects) - 1,
+            refused_by_address=self._refused_by_address,
+            refused_by_guard=self._refused_by_guard,
         )
 
     # -- serving ---------------------------------------------------------------------
@@ -752,6 +772,14 @@ class Daemon:
                         )
                         return
                     self._refusing = False
+                    guard = self.guard
+                    if guard is not None:
+                        admission = guard.admit(transport.peer_address)
+                        if admission.refusal is not None:
+                            self._refused_by_address += 1
+                            await self._turn_away(link, conn, admission.refusal)
+                            return
+                        link.only = admission.only
                     if await self._handshake(link, conn):
                         await self._serve_requests(link, conn, nursery)
                 except RemoteProtocolError as exc:
@@ -809,8 +837,17 @@ class Daemon:
                 await outbox.send(conn.send(verdict))
                 await self._linger(link)
                 return False
+            identified = bool(conn.peer_authenticated)
+            guard = self.guard
+            if guard is not None:
+                refusal = guard.identified(transport.peer_address, identified)
+                if refusal is not None:
+                    self._refused_by_guard += 1
+                    await outbox.send(conn.send(Denied(refusal)))
+                    await self._linger(link)
+                    return False
             await outbox.send(conn.send(verdict))
-            link.info = ConnectionInfo(transport.peer_address, bool(conn.peer_authenticated))
+            link.info = ConnectionInfo(transport.peer_address, identified)
             return True
         await self._goodbye(
             link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
@@ -833,7 +870,8 @@ class Daemon:
         receive_data = conn.receive_data
         next_event = conn.next_event
         reply = conn.reply
-        sync_methods = self._objects.sync_methods
+        # A connection limited to some objects never takes the hot path (_answer checks).
+        sync_methods = self._objects.sync_methods if link.only is None else {}
         deferred_type = Deferred
         idle_timeout = self.limits.idle_timeout
         cap = self.limits.max_queued_reply_bytes
@@ -947,6 +985,9 @@ class Daemon:
     ) -> bytes | None:
         """A request the hot path could not answer from its cache; None if it went async."""
         corr_id, object_id, method, args, kwargs, request_id = request
+        if link.only is not None and object_id not in link.only:
+            denied = ConnectionDeniedError(f"this address may not call {object_id!r}")
+            return self._error_bytes(conn, corr_id, error_to_wire(denied))
         try:
             found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
@@ -955,7 +996,7 @@ class Daemon:
         token = None if request_id is None else current_request_id.set(request_id)
         conn_token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
@@ -1107,6 +1148,9 @@ class Daemon:
     ) -> Coroutine[Any, Any, None] | None:
         """Run a oneway call; returns a coroutine to await when too many already run."""
         object_id, method, args, kwargs = oneway
+        if link.only is not None and object_id not in link.only:
+            log.debug("oneway %s.%s() refused: not allowed from this address", object_id, method)
+            return None
         try:
             found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
@@ -1132,7 +1176,7 @@ class Daemon:
             return None
         conn_token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
@@ -1149,7 +1193,7 @@ class Daemon:
         # Set here, not by the caller: this may also run inline in the reader task.
         token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
@@ -1175,6 +1219,19 @@ class Daemon:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         await self._linger(link)
+
+    async def _turn_away(self, link: _Link, conn: Connection, reason: str) -> None:
+        """Refuse a connection at accept: one ``Goodbye`` and close, no lingering (a
+        refused address must cost the node as little as possible)."""
+        try:
+            data = conn.send(Goodbye(ErrorCode.IDENTIFICATION_FAILED, reason))
+        except LocalProtocolError:
+            return
+        with trio.move_on_after(GOODBYE_LINGER):
+            try:
+                await link.outbox.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _farewell(self, link: _Link, conn: Connection) -> None:
         """The daemon is stopping: tell the client why its connection ends (briefly)."""
