@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import trio
 
 from pairns import names
+from pairns._throttle import RefusalLog
 from pairns.errors import ConnectionDeniedError, NamingError
 from pairns.namespace import Namespace
 from pairns.naming.requests import RequestTable
@@ -31,7 +32,6 @@ from pairns.naming.writes import TwinLink, choose_writes
 from pairns.rpc import Deferred
 from pairns.rpc.context import current_connection
 from pairns.security.admin import ADMIN_METHODS, AdminGate, AdminRefused
-from pairns.security.refusals import RefusalLog
 from pairns.storage import Storage
 from pairns.uri import URI
 

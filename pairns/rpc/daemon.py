@@ -38,6 +38,7 @@ import attrs
 import outcome
 import trio
 
+from pairns._throttle import RefusalLog
 from pairns.errors import (
     ConnectionDeniedError,
     LocalProtocolError,
@@ -372,6 +373,9 @@ class Daemon:
         self._refused_by_address = 0
         self._refused_by_guard = 0
         self._requests = 0
+        #: Failed and refused oneway calls: logged, but a client sending thousands of
+        #: them must not write thousands of tracebacks.
+        self._oneway_log = RefusalLog(log)
         #: Asked about every connection (see :mod:`pairns.rpc.guard`); None: all welcome.
         self.guard: ConnectionGuard | None = None
         self._ns = _check_name_service(ns)
@@ -1139,7 +1143,9 @@ class Daemon:
             else:
                 found.fn(*args, **kwargs) if kwargs else found.fn(*args)
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             self._background -= 1
 
@@ -1154,7 +1160,9 @@ class Daemon:
         try:
             found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
-            log.warning("oneway call %s.%s() refused: %s", object_id, method, exc)
+            self._oneway_log.refused(
+                "refused", f"oneway call {object_id[:100]}.{method[:100]}() refused: {exc}"
+            )
             return None
         fn, is_async = found.fn, found.is_async
         if found.threaded or found.oneway:
@@ -1182,7 +1190,9 @@ class Daemon:
         try:
             fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             if conn_token is not None:
                 current_connection.reset(conn_token)
@@ -1199,7 +1209,9 @@ class Daemon:
         try:
             await (fn(*args, **kwargs) if kwargs else fn(*args))
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             link.oneway_tasks -= 1
             if token is not None:

@@ -25,7 +25,7 @@ plugin protocol, and adds address lists that need no code:
   of IO.
 
 Every refusal is counted (``status()``: ``refused_by_address``, ``refused_by_guard``,
-``discovery_refused``; the metrics) and logged (throttled: :mod:`.refusals`).
+``discovery_refused``; the metrics) and logged (throttled: :mod:`pairns._throttle`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any, Final
 
 import attrs
 
+from pairns._throttle import RefusalLog
 from pairns.rpc.guard import ADMIT, Admission
-from pairns.security.refusals import RefusalLog
 
 __all__ = [
     "HOOKS",

@@ -1,10 +1,10 @@
-"""Refusals are counted always and logged without flooding the log.
+"""Log lines a client can cause, counted always and logged without flooding the log.
 
-A flood of refused connections (or admin calls, or discovery requests) must not turn
-into a flood of log lines: :class:`RefusalLog` writes the first refusal of each kind at
-WARNING, then at most one line per :data:`LOG_INTERVAL` seconds saying how many more
-there were; the rest go to DEBUG. The counts are exact either way (``status()`` and the
-metrics read them).
+A flood of refused connections (or admin calls, discovery requests, failing oneway
+calls) must not turn into a flood of log lines: :class:`RefusalLog` writes the first
+line of each kind at WARNING, then at most one per :data:`LOG_INTERVAL` seconds saying
+how many more there were; the rest go to DEBUG. The counts are exact either way
+(``status()`` and the metrics read them).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ class RefusalLog:
         self._last: dict[str, float] = {}
         self._quiet: Counter[str] = Counter()
 
-    def refused(self, kind: str, message: str) -> None:
-        """Count one refusal of *kind* and log *message* (throttled)."""
+    def refused(self, kind: str, message: str, *, exc_info: bool = False) -> None:
+        """Count one refusal (or failure) of *kind* and log *message* (throttled; with
+        *exc_info*, the WARNING line carries the traceback being handled)."""
         self.counts[kind] += 1
         now = self._clock()
         last = self._last.get(kind)
@@ -43,5 +44,5 @@ class RefusalLog:
             return
         self._last[kind] = now
         more = self._quiet.pop(kind, 0)
-        suffix = f" ({more} more refused since the last such line)" if more else ""
-        self._log.warning("%s%s", message, suffix)
+        suffix = f" ({more} more since the last such line)" if more else ""
+        self._log.warning("%s%s", message, suffix, exc_info=exc_info)
