@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 9090
 
-.PHONY: run test lint typecheck unit integration bench chaos clean \
+.PHONY: run test lint typecheck unit integration bench chaos fuzz clean \
 	wheels docker-image docker-up docker-down
 
 $(STAMP): pyproject.toml
@@ -62,6 +62,20 @@ chaos: $(STAMP)
 		$(if $(DURATION),--duration $(DURATION),--rounds $(ROUNDS)) \
 		$(if $(FAULTS),--faults $(FAULTS)) $(CHAOS_ARGS)
 
+# A longer, coverage-guided fuzz campaign of the wire codec (atheris; docs/security.md):
+# make fuzz FUZZ_SECONDS=600. Skipped, with a message, when atheris is not installed
+# (pip install -e '.[fuzz]'). The live fuzz test in `make test` runs on every CI run.
+FUZZ_SECONDS ?= 120
+FUZZ_RUNS ?= -1
+fuzz: $(STAMP)
+	@if $(BIN)/python -c "import atheris" 2>/dev/null; then \
+		$(BIN)/python tests/fuzz/atheris_codec.py -max_total_time=$(FUZZ_SECONDS) \
+			-runs=$(FUZZ_RUNS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=.fuzz-corpus/crash- ; \
+	else \
+		echo "make fuzz: atheris is not installed; pip install -e '.[fuzz]' (skipped)"; \
+	fi
+
 bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/ns_throughput.py
@@ -107,4 +121,4 @@ docker-down:
 	$(COMPOSE) down
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz-corpus

@@ -274,6 +274,38 @@ LISTEN_ADDRESS: Final = Kind(
     _empty_is_none,
 )
 
+def _split_networks(text: str) -> tuple[str, ...]:
+    """``"10.0.0.0/8, 192.0.2.7"`` -> the items (commas or spaces between them)."""
+    return tuple(item for item in text.replace(",", " ").split() if item)
+
+
+def _is_network_list(value: Any) -> bool:
+    if isinstance(value, str):
+        value = _split_networks(value)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return False
+    try:
+        for item in value:
+            ipaddress.ip_network(item.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    items = _split_networks(value) if isinstance(value, str) else value
+    return tuple(str(ipaddress.ip_network(item.strip(), strict=False)) for item in items)
+
+
+#: Addresses or CIDR networks (``10.0.0.0/8``, ``192.0.2.7``, ``fd00::/8``), as a list,
+#: or one text with commas or spaces between them; empty: no restriction.
+NETWORKS: Final = Kind(
+    "a list of addresses or CIDR networks such as '10.0.0.0/8, 192.0.2.7'",
+    _split_networks,
+    _is_network_list,
+    _networks,
+)
+
 #: The default group: an absolute group name.
 GROUP: Final = Kind("an absolute group name such as ':Default'", str, _check_group)
 
@@ -463,6 +495,17 @@ class Config:
     allow_multiple: bool = _setting(None, BOOLEAN, False)
     #: The secret the twin must prove on the peer link (default: ``identification``).
     pair_secret: str | None = _setting("PYRO_NS_PAIR_SECRET", OPTIONAL_TEXT, None, secret=True)
+    #: Who may ``shutdown``, ``resync`` and ``load`` (``--admin-ident``; None: any client).
+    admin_identification: str | None = _setting(
+        "PYRO_NS_ADMIN_IDENTIFICATION", OPTIONAL_TEXT, None, secret=True
+    )
+    #: Only these networks may connect (``--allow``; empty: every address).
+    allow: tuple[str, ...] = _setting("PYRO_NS_ALLOW", NETWORKS, ())
+    #: Only these networks may act as the twin (``--allow-twin``; empty: any address
+    #: that proves the pair secret).
+    allow_twin: tuple[str, ...] = _setting("PYRO_NS_ALLOW_TWIN", NETWORKS, ())
+    #: The ``-s`` security plugin: a module name or a ``.py`` file (None: none).
+    security_plugin: str | None = _setting("PYRO_NS_SECURITY_PLUGIN", OPTIONAL_TEXT, None)
     #: How far ahead of this node's wall clock a stamp from the twin may be (seconds).
     max_clock_skew: float = _setting("PYRO_NS_MAX_CLOCK_SKEW", TIMEOUT, 60.0)
     #: How the ``pairns`` command writes its log: ``human`` lines or ``json`` objects.

@@ -44,7 +44,7 @@ import trio
 
 from pairns import _collector as collector
 from pairns import names
-from pairns.config import DEFAULT_BC_ADDR, Config, ResponderPlace
+from pairns.config import DEFAULT_BC_ADDR, Config, ConfigError, ResponderPlace
 from pairns.discovery.interfaces import interface_index
 from pairns.discovery.protocol import ResponderPolicy
 from pairns.discovery.responder import UdpResponder, find_other
@@ -52,9 +52,11 @@ from pairns.discovery.search import Broadcast
 from pairns.errors import NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
-from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
+from pairns.naming.service import CONNECTION_METHODS, NAMESERVER_OBJECT_ID, NameServer
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
 from pairns.rpc import Daemon, DaemonLimits
+from pairns.security.admin import AdminGate
+from pairns.security.guard import AddressList, NodeGuard, PluginError, load_plugin
 from pairns.storage import Storage, open_storage
 from pairns.tls import node_tls
 from pairns.uri import URI, WILDCARD_HOSTS
@@ -137,22 +139,49 @@ def _write_uri_file(path: Path, uri: URI) -> None:
         log.warning("cannot write the URI file %s: %s", path, exc.strerror or exc)
 
 
+def node_guard(config: Config) -> NodeGuard:
+    """The guards *config* asks for (``--allow``, ``--allow-twin``, ``-s``); imports
+    the plugin, so a plugin that cannot be loaded is a :class:`ConfigError`."""
+    plugin = None
+    if config.security_plugin:
+        try:
+            plugin = load_plugin(config.security_plugin)
+        except PluginError as exc:
+            origin = config.origin_of("security_plugin")
+            raise ConfigError(f"{origin.label}: {exc} (from {origin.source})") from None
+    from pairns.replication.acceptor import PEER_OBJECT_ID  # an id, cheap to import
+
+    return NodeGuard(
+        allow=AddressList.of(config.allow),
+        allow_twin=AddressList.of(config.allow_twin),
+        plugin=plugin,
+        peer_objects=frozenset({PEER_OBJECT_ID}),
+    )
+
+
 @asynccontextmanager
 async def open_node(
-    config: Config, *, wall_clock: Callable[[], float] | None = None
+    config: Config,
+    *,
+    wall_clock: Callable[[], float] | None = None,
+    guard: NodeGuard | None = None,
 ) -> AsyncIterator[Node]:
     """Start a node; yields it once it listens, stops it when the block ends.
 
     *wall_clock* (default :func:`time.time`) is the node's wall clock: its version
     stamps, the times of its entries and the clock-skew bound read it (tests give a
-    node a wrong clock this way).
+    node a wrong clock this way). *guard* replaces the guards built from *config*
+    (:func:`node_guard`; the ``pairns`` command builds them first, to report a bad
+    plugin as a configuration error).
 
     Start-up runs with the cyclic collector paused; once the node listens, what is
     alive is frozen and the collector resumes (see the module docs).
     """
+    if guard is None:
+        guard = node_guard(config)
     start_up = collector.Pause()
     try:
-        async with _open_node(config, wall_clock, start_up) as node:
+        async with _open_node(config, wall_clock, start_up, guard) as node:
             yield node
     finally:
         start_up.end()
@@ -160,7 +189,10 @@ async def open_node(
 
 @asynccontextmanager
 async def _open_node(
-    config: Config, wall_clock: Callable[[], float] | None, start_up: collector.Pause
+    config: Config,
+    wall_clock: Callable[[], float] | None,
+    start_up: collector.Pause,
+    guard: NodeGuard,
 ) -> AsyncIterator[Node]:
     places = config.responder_places
     # The IPv6 responder joins its group on this interface (a bad name fails here).
@@ -191,6 +223,8 @@ async def _open_node(
             limits=_limits(config),
             ssl_context=None if tls is None else tls.server,
         )
+        if guard.active:
+            daemon.guard = guard
         calls = None
         if config.metrics_address is not None:
             from pairns.metrics.calls import CallStats  # only a node with metrics
@@ -223,6 +257,7 @@ async def _open_node(
                 history=history,
                 max_clock_skew=config.max_clock_skew,
                 ssl_context=None if tls is None else tls.peer,
+                twin_guard=guard.may_be_twin if guard.allow_twin.restricts else None,
             )
             daemon.register(replicator.endpoint, PEER_OBJECT_ID, with_connection=True)
             if config.effective_pair_secret is None:
@@ -247,6 +282,8 @@ async def _open_node(
                     "role": "single" if replicator is None else config.role,
                     "identification_required": config.identification is not None,
                     "tls": "off" if tls is None else "mutual" if tls.mutual else "on",
+                    "admin_identification_required": config.admin_identification is not None,
+                    **_guard_info(daemon, node.service),
                     **_storage_info(storage),
                     **_discovery_info(node.responders),
                 }
@@ -261,8 +298,18 @@ async def _open_node(
                 requests=requests,
                 nursery=nursery,
                 tls=tls is not None,
+                admin=AdminGate(
+                    None
+                    if config.admin_identification is None
+                    else config.admin_identification.encode("utf-8")
+                ),
             )
-            daemon.register(service, NAMESERVER_OBJECT_ID, name=names.NAMESERVER_NAME)
+            daemon.register(
+                service,
+                NAMESERVER_OBJECT_ID,
+                name=names.NAMESERVER_NAME,
+                with_connection=CONNECTION_METHODS,
+            )
             host, port = await nursery.start(daemon.serve)
             uri = URI.pyro(
                 config.host if config.host not in WILDCARD_HOSTS else host,
@@ -291,6 +338,10 @@ async def _open_node(
             # One policy: the rate limits and the counters are the node's, whichever
             # family a request came in on.
             policy = ResponderPolicy.with_clock(trio.current_time)
+            if guard.allow.restricts or (
+                guard.plugin is not None and guard.plugin.answer_location is not None
+            ):
+                policy.guard = guard.answer_location
             for place in places:
                 responder = UdpResponder(
                     uri,
@@ -406,6 +457,16 @@ def _discovery_info(responders: Sequence[UdpResponder]) -> dict[str, Any]:
     return {
         "discovery": ", ".join(r.describe() for r in responders),
         **{f"discovery_{name}": value for name, value in counters.items()},
+    }
+
+
+def _guard_info(daemon: Daemon, service: NameServer) -> dict[str, Any]:
+    """The status fields of the guards: what they refused since the node started."""
+    stats = daemon.statistics()
+    return {
+        "refused_by_address": stats.refused_by_address,
+        "refused_by_guard": stats.refused_by_guard,
+        "admin_refusals": service.admin_refusals,
     }
 
 

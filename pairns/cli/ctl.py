@@ -30,9 +30,6 @@ from pairns.uri import DEFAULT_NS_PORT
 
 EXIT_OK, EXIT_NAMING, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 
-#: Names the node makes by itself; ``load`` leaves them alone.
-_BUILTIN = {":Pyro", ":Default", ":Pyro.NameServer"}
-
 
 class UsageError(Exception):
     """The command line is wrong (exit code 2)."""
@@ -241,31 +238,37 @@ def _read_dump(path: str) -> list[dict[str, Any]]:
     return entries
 
 
+#: Entries per ``load`` call, and the JSON bytes one page may hold (well under the
+#: node's default frame limit of 1 MiB).
+LOAD_PAGE_ENTRIES = 1000
+LOAD_PAGE_BYTES = 256 * 1024
+
+
+def _pages(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    page: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        cost = len(json.dumps(entry))
+        if page and (len(page) >= LOAD_PAGE_ENTRIES or size + cost > LOAD_PAGE_BYTES):
+            yield page
+            page, size = [], 0
+        page.append(entry)
+        size += cost
+    if page:
+        yield page
+
+
 def cmd_load(ns: NameServerProxy, args: list[str], out: Output) -> int:
     entries = _read_dump(args[0])
     # Parents sort before their children, so groups exist before what they hold.
     entries.sort(key=lambda e: e["name"])
     created: list[str] = []
     existed: list[str] = []
-    for entry in entries:
-        name = entry["name"]
-        if name in _BUILTIN:
-            if entry.get("meta") is not None:
-                ns.setMeta(name, entry["meta"])
-            continue
-        try:
-            if entry["kind"] == "group":
-                ns.createGroup(name)
-            else:
-                ns.register(name, entry["uri"])
-        except NamingError as exc:
-            if exc.message in ("name already exists", "group already exists"):
-                existed.append(name)
-                continue
-            raise
-        created.append(name)
-        if entry.get("meta") is not None:
-            ns.setMeta(name, entry["meta"])
+    # The node's load (an admin call) creates a page at a time and leaves what exists.
+    for page in _pages(entries):
+        result = ns.load(page)
+        created.extend(result.get("loaded", []))
+        existed.extend(result.get("existed", []))
     human = [f"loaded {len(created)} entries from {args[0]}"]
     if existed:
         human.append(f"{len(existed)} already existed and were left as they are:")
@@ -337,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="identification",
         metavar="IDENT",
         help="identification (default PYRO_NS_IDENTIFICATION)",
+    )
+    p.add_argument(
+        "--admin-ident",
+        dest="admin_identification",
+        metavar="IDENT",
+        help="admin identification for shutdown, resync and load (default "
+        "PYRO_NS_ADMIN_IDENTIFICATION; prefer the environment variable)",
     )
     p.add_argument(
         "--timeout",
@@ -470,7 +480,12 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         print(f"pairns-ctl: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        locator = NameServerLocator(_identification(args, os.environ), ssl_context=ssl_context)
+        admin = args.admin_identification or os.environ.get("PYRO_NS_ADMIN_IDENTIFICATION") or None
+        locator = NameServerLocator(
+            _identification(args, os.environ),
+            ssl_context=ssl_context,
+            admin_identification=admin,
+        )
         ns = locator.getNS(host, port, timeout=timeout)
     except (ConnectionDeniedError, ConnectionClosedError, ProtocolError, OSError) as exc:
         print(f"pairns-ctl: cannot connect: {exc}", file=sys.stderr)

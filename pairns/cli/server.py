@@ -34,7 +34,8 @@ from pairns.config import (
     resolve_pairing,
 )
 from pairns.errors import PairnsError
-from pairns.node import Node, open_node
+from pairns.node import Node, node_guard, open_node
+from pairns.security.guard import NodeGuard
 from pairns.tls import node_tls
 from pairns.uri import DEFAULT_NS_PORT
 
@@ -104,6 +105,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="the secret the twin must prove on the peer link (default: the -i "
         "identification) - PYRO_NS_PAIR_SECRET; prefer the environment variable, which "
         "other users cannot see in the process list",
+    )
+    p.add_argument(
+        "--admin-ident",
+        dest="admin_identification",
+        metavar="IDENT",
+        help="admin identification: shutdown, resync and load must prove it "
+        "(PYRO_NS_ADMIN_IDENTIFICATION; prefer the environment variable)",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="CIDR",
+        help="only these addresses or networks may connect (repeatable; PYRO_NS_ALLOW)",
+    )
+    p.add_argument(
+        "--allow-twin",
+        action="append",
+        metavar="CIDR",
+        help="only these addresses or networks may act as the twin (repeatable; "
+        "PYRO_NS_ALLOW_TWIN)",
+    )
+    p.add_argument(
+        "-s",
+        dest="security_plugin",
+        metavar="MODULE",
+        help="security plugin: a module name or a .py file with accept_host, "
+        "accept_connection and/or answer_location (PYRO_NS_SECURITY_PLUGIN)",
     )
     p.add_argument(
         "-b",
@@ -216,6 +244,14 @@ def config_from_args(argv: list[str] | None = None, env: dict[str, str] | None =
         overrides["ack"] = args.ack
     if args.pair_secret is not None:
         overrides["pair_secret"] = args.pair_secret
+    if args.admin_identification is not None:
+        overrides["admin_identification"] = args.admin_identification
+    if args.allow:
+        overrides["allow"] = read_flag("allow", ",".join(args.allow), "--allow")
+    if args.allow_twin:
+        overrides["allow_twin"] = read_flag("allow_twin", ",".join(args.allow_twin), "--allow-twin")
+    if args.security_plugin is not None:
+        overrides["security_plugin"] = args.security_plugin
     if args.bc_port is not None:
         overrides["bc_port"] = read_flag("bc_port", args.bc_port, "-b")
     if args.bc_addr is not None:
@@ -245,6 +281,10 @@ _FLAGS = {
     "verbose": "-v",
     "ack": "--ack",
     "pair_secret": "--pair-secret",
+    "admin_identification": "--admin-ident",
+    "allow": "--allow",
+    "allow_twin": "--allow-twin",
+    "security_plugin": "-s",
     "bc_port": "-b",
     "bc_addr": "-c",
     "responder": "-x",
@@ -280,13 +320,16 @@ def clock_offset(env: dict[str, str] | os._Environ[str] | None = None) -> float:
 
 
 async def _serve(
-    config: Config, offset: float = 0.0, log_handler: logging.Handler | None = None
+    config: Config,
+    offset: float = 0.0,
+    log_handler: logging.Handler | None = None,
+    guard: NodeGuard | None = None,
 ) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # The node owns the collector policy (pairns.node): start-up paused, then what
         # is alive frozen once it listens, as for an embedded node.
         wall_clock = None if not offset else (lambda: time.time() + offset)
-        async with open_node(config, wall_clock=wall_clock) as node:
+        async with open_node(config, wall_clock=wall_clock, guard=guard) as node:
             if log_handler is not None:
                 structured_log.set_context(log_handler, node=node.node_id)
             await _run(config, node, signals, offset)
@@ -305,8 +348,9 @@ async def _run(
         "identification: required"
         if config.identification
         else "identification: NOT required (anyone may connect; use -i to require one)",
-        f"shutdown requests: {'allowed' if config.allow_shutdown else 'refused (-k)'}",
+        _shutdown_line(config),
         _tls_line(config),
+        *_guard_lines(config),
         _pairing_line(config),
         _discovery_line(config, node),
         _metrics_line(node),
@@ -332,6 +376,27 @@ async def _run(
         nursery.start_soon(on_signal)
         await node.wait_stopped()
         nursery.cancel_scope.cancel()
+
+
+def _shutdown_line(config: Config) -> str:
+    if not config.allow_shutdown:
+        return "shutdown requests: refused (-k)"
+    if config.admin_identification is not None:
+        return "shutdown requests: allowed with the admin identification"
+    return "shutdown requests: allowed"
+
+
+def _guard_lines(config: Config) -> list[str]:
+    lines = []
+    if config.admin_identification is not None:
+        lines.append("admin calls (shutdown, resync, load): need the admin identification")
+    if config.allow:
+        lines.append(f"connections allowed from: {', '.join(config.allow)}")
+    if config.allow_twin:
+        lines.append(f"twin allowed from: {', '.join(config.allow_twin)}")
+    if config.security_plugin:
+        lines.append(f"security plugin: {config.security_plugin}")
+    return lines
 
 
 def _discovery_line(config: Config, node: Node) -> str:
@@ -408,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(argv)
         offset = clock_offset()
         node_tls(config)  # unreadable or mismatched certificate files: exit 2, now
+        guard = node_guard(config)  # imports the -s plugin: a bad one is exit code 2
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -417,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        trio.run(_serve, config, offset, handler)
+        trio.run(_serve, config, offset, handler, guard)
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:

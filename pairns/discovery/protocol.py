@@ -70,6 +70,8 @@ class Verdict(enum.Enum):
     OVERSIZED = "oversized"
     #: Anything else: ignored.
     GARBAGE = "garbage"
+    #: A location request the broadcast guard (``--allow``, ``-s``) refused: ignored.
+    REFUSED = "refused"
 
 
 def classify(datagram: bytes) -> Verdict:
@@ -161,6 +163,7 @@ class ResponderStatistics:
     shutdown: int = 0
     oversized: int = 0
     garbage: int = 0
+    refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict (for ``status()``)."""
@@ -173,6 +176,7 @@ _COUNTER: Final = {
     Verdict.SHUTDOWN: "shutdown",
     Verdict.OVERSIZED: "oversized",
     Verdict.GARBAGE: "garbage",
+    Verdict.REFUSED: "refused",
 }
 
 
@@ -187,17 +191,25 @@ class ResponderPolicy:
 
     limiter: RateLimiter
     statistics: ResponderStatistics = attrs.field(factory=ResponderStatistics)
+    #: The broadcast guard: may a request from ``(host, port)`` be answered? (asked
+    #: after the rate limits, so a flood never reaches it; None: always)
+    guard: Callable[[tuple[str, int]], bool] | None = None
 
     @classmethod
     def with_clock(cls, clock: Callable[[], float]) -> ResponderPolicy:
         """A policy with the default limits, reading *clock* (seconds, monotonic)."""
         return cls(RateLimiter(clock))
 
-    def receive(self, datagram: bytes, source_address: Hashable) -> Verdict:
-        """The verdict on *datagram* from *source_address* (counted)."""
+    def receive(
+        self, datagram: bytes, source_address: Hashable, *, port: int = 0
+    ) -> Verdict:
+        """The verdict on *datagram* from *source_address* (and *port*; counted)."""
         verdict = classify(datagram)
         if verdict is Verdict.ANSWER and not self.limiter.allow(source_address):
             verdict = Verdict.RATE_LIMITED
+        guard = self.guard
+        if verdict is Verdict.ANSWER and guard is not None:
+            verdict = Verdict.ANSWER if guard((str(source_address), port)) else Verdict.REFUSED
         counter = _COUNTER[verdict]
         setattr(self.statistics, counter, getattr(self.statistics, counter) + 1)
         if verdict is not Verdict.ANSWER:

@@ -146,7 +146,7 @@ class UdpResponder:
                     log.debug("discovery: receive failed: %s", exc)
                     await trio.sleep(ERROR_PAUSE)
                     continue
-                if self.policy.receive(data, source[0]) is not Verdict.ANSWER:
+                if self.policy.receive(data, source[0], port=source[1]) is not Verdict.ANSWER:
                     continue
                 try:
                     await sock.sendto(self._answer(source, family), source)

@@ -109,6 +109,12 @@ class NodeCollector(Collector):
             "Concurrent writes to one name resolved by the conflict rule (each is logged).",
             status.get("conflicts"),
         )
+        yield _counter(
+            "admin_refusals",
+            "Admin calls (shutdown, resync, load) refused for a missing or wrong admin "
+            "identification.",
+            status.get("admin_refusals"),
+        )
 
     def _connections(self, daemon: DaemonStatistics) -> Iterator[Metric]:
         yield _gauge("connections", "Client connections open now.", daemon.connections)
@@ -117,11 +123,15 @@ class NodeCollector(Collector):
         )
         refused = CounterMetricFamily(
             f"{PREFIX}_connections_refused",
-            "Connections turned away: at the connection limit, or failing identification.",
+            "Connections turned away: at the connection limit, failing identification, "
+            "by address (--allow, the -s plugin's accept_host) or by the -s plugin after "
+            "the handshake (guard).",
             labels=("reason",),
         )
         refused.add_metric(("limit",), daemon.refused_connections)
         refused.add_metric(("identification",), daemon.denied_connections)
+        refused.add_metric(("address",), daemon.refused_by_address)
+        refused.add_metric(("guard",), daemon.refused_by_guard)
         yield refused
         yield _counter("requests", "Requests and oneway calls dispatched.", daemon.requests)
 
@@ -193,7 +203,7 @@ class NodeCollector(Collector):
             "Datagrams the discovery responder received, by what it did with them.",
             labels=("verdict",),
         )
-        for verdict in ("answered", "rate_limited", "shutdown", "oversized", "garbage"):
+        for verdict in ("answered", "rate_limited", "shutdown", "oversized", "garbage", "refused"):
             datagrams.add_metric((verdict,), _number(status.get(f"discovery_{verdict}")))
         yield datagrams
 

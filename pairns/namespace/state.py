@@ -711,8 +711,7 @@ class Namespace:
         changes = self._new_changes()
         try:
             if len(pairs) < BULK_MERGE_MIN:
-                for entry, seen in pairs:
-                    self._merge_one(entry, seen, changes)
+                self._merge_each(pairs, changes)
                 return changes
             # Merging makes a dozen long-lived objects per entry: as in load, the cyclic
             # collector would rescan the growing namespace again and again, for no gain.
@@ -720,11 +719,21 @@ class Namespace:
                 if self._bulk_eligible(pairs):
                     self._merge_bulk(pairs, changes)
                 else:
-                    for entry, seen in pairs:
-                        self._merge_one(entry, seen, changes)
+                    self._merge_each(pairs, changes)
             return changes
         finally:
             self._owners = None
+
+    def _merge_each(self, pairs: _Merges, changes: ChangeSet) -> None:
+        """Merge *pairs* one by one; all or nothing: an invalid entry (``ValueError``)
+        undoes what the entries before it applied, then the error goes on (a batch
+        from the twin is applied whole or not at all)."""
+        try:
+            for entry, seen in pairs:
+                self._merge_one(entry, seen, changes)
+        except ValueError:
+            self.undo(changes)
+            raise
 
     def _bulk_eligible(self, pairs: _Merges) -> bool:
         """The bulk rule: no tombstone is stored or merged, every entry is valid and no
@@ -767,7 +776,7 @@ class Namespace:
                 elif kind is not entry.kind:
                     return False
         except ValueError:
-            return False  # the per-entry path applies what comes first, then raises
+            return False  # the per-entry path refuses the batch (and applies none of it)
         return True
 
     def _merge_bulk(self, pairs: _Merges, changes: ChangeSet) -> None:

@@ -90,10 +90,14 @@ class NameServerLocator:
         *,
         settings: LocatorSettings | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        admin_identification: str | None = None,
     ) -> None:
+        """*admin_identification* is given to the proxies it makes (they prove it on
+        ``shutdown``, ``resync`` and ``load``)."""
         self.identification = identification
         self.settings = settings
         self.ssl_context = ssl_context
+        self.admin_identification = admin_identification
 
     def _options(self, timeout: float | None, tls: bool = False) -> dict[str, Any]:
         """The keyword arguments of the proxy that :meth:`getNS` and :meth:`async_getNS`
@@ -107,6 +111,7 @@ class NameServerLocator:
             "identification": self.identification,
             "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
             "ssl_context": ssl_context,
+            "admin_identification": self.admin_identification,
         }
 
     def _steps(self, port: int | None, bcaddr: str | None) -> list[Broadcast | Direct]:

@@ -181,6 +181,10 @@ def _dict(result: Any) -> dict[str, Any]:
     return cast(dict[str, Any], result)
 
 
+def _str(result: Any) -> str:
+    return str(result)
+
+
 def _group_listing(result: Any) -> GroupListing:
     return [(str(n), int(k)) for n, k in result]
 
@@ -242,6 +246,12 @@ STATUS = _m("status", Kind.NODE, _dict)
 TWIN = _m("twin", Kind.NODE, _optional_uri)
 RESYNC = _m("resync", Kind.NODE, _none)
 SHUTDOWN = _m("shutdown", Kind.NODE, _bool)
+LOAD = _m("load", Kind.NODE, _dict, Param("entries", Arg.VALUE))
+ADMIN_CHALLENGE = _m("adminChallenge", Kind.NODE, _str)
+
+#: The methods that carry the admin proof (``admin=``) when the proxy has an admin
+#: identification (see :mod:`pairns.security.admin`).
+ADMIN = frozenset({RESYNC.name, SHUTDOWN.name, LOAD.name})
 
 #: Every method a name server answers over the wire, by name. ``fullName`` is not here:
 #: the proxies answer it themselves, against their own default group.
@@ -264,5 +274,7 @@ METHODS: dict[str, Method[Any]] = {
         TWIN,
         RESYNC,
         SHUTDOWN,
+        LOAD,
+        ADMIN_CHALLENGE,
     )
 }

@@ -38,6 +38,7 @@ from pairns.naming.failover import (
 )
 from pairns.naming.methods import Call, GroupListing, Kind, Method, UriListing, new_request_id
 from pairns.rpc.proxy import Proxy
+from pairns.security.admin import admin_proof
 from pairns.uri import DEFAULT_NS_PORT, URI
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ class _Common:
         failover_timeout: float | None = None,
         twin: URI | str | tuple[str, int] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        admin_identification: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -136,6 +138,10 @@ class _Common:
             names.check_default_group(default_group) if default_group else _default_group()
         )
         self._identification = identification
+        #: Proves the node's admin identification on ``shutdown``/``resync``/``load``.
+        self._admin_key = (
+            None if admin_identification is None else admin_identification.encode("utf-8")
+        )
         self._timeout = timeout
         self._failover = Failover(
             Address(host, port), failover_timeout_setting(failover_timeout), timeout
@@ -202,6 +208,12 @@ class _Common:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
 
+    def _admin_kwargs(self, nonce: Any, method: str) -> dict[str, Any]:
+        """The ``admin=`` argument proving the admin identification for one call."""
+        assert self._admin_key is not None
+        proof = admin_proof(self._admin_key, str(nonce), method)
+        return {"admin": {"nonce": nonce, "proof": proof}}
+
 
 class NameServerProxy(_Common):
     """A blocking proxy for a name server; safe to share between threads.
@@ -237,6 +249,8 @@ class NameServerProxy(_Common):
         call = method.bind(args, self.default_group)
         failover = self._failover
         if method.kind is _NODE:
+            if self._admin_key is not None and call.method in m.ADMIN:
+                return method.reply(self._admin_call(call))
             return method.reply(self._on(self._proxies[0], call, self._timeout))
         if not failover.twin_known:
             self._learn_twin()
@@ -284,6 +298,13 @@ class NameServerProxy(_Common):
                 return method.reply(result)
             attempt = plan.next(time.monotonic())
         raise plan.error()
+
+    def _admin_call(self, call: Call) -> Any:
+        """An admin call: a fresh challenge, then the call with its proof (one node)."""
+        proxy = self._proxies[0]
+        nonce = proxy.call_within(self._timeout, m.ADMIN_CHALLENGE.name)
+        kwargs = self._admin_kwargs(nonce, call.method)
+        return proxy.call_within(self._timeout, call.method, *call.args, **kwargs)
 
     @staticmethod
     def _on(proxy: Proxy, call: Call, timeout: float | None) -> Any:
@@ -400,6 +421,14 @@ class NameServerProxy(_Common):
         """Ask the node to stop (refused on a node started with ``-k``)."""
         return self._call(m.SHUTDOWN)
 
+    def load(self, entries: Any) -> dict[str, Any]:
+        """Create what a page of a dump holds (``{"loaded": [...], "existed": [...]}``)."""
+        return self._call(m.LOAD, entries)
+
+    def adminChallenge(self) -> str:
+        """A nonce for an admin call's proof (the proxy asks for it by itself)."""
+        return self._call(m.ADMIN_CHALLENGE)
+
 
 class AsyncNameServerProxy(_Common):
     """The Trio twin of :class:`NameServerProxy`; many tasks may call it at once.
@@ -437,6 +466,8 @@ class AsyncNameServerProxy(_Common):
         call = method.bind(args, self.default_group)
         failover = self._failover
         if method.kind is _NODE:
+            if self._admin_key is not None and call.method in m.ADMIN:
+                return method.reply(await self._admin_call(call))
             return method.reply(await self._on(self._proxies[0], call, self._timeout))
         if not failover.twin_known:
             await self._learn_twin()
@@ -476,6 +507,13 @@ class AsyncNameServerProxy(_Common):
                 return method.reply(result)
             attempt = plan.next(clock())
         raise plan.error()
+
+    async def _admin_call(self, call: Call) -> Any:
+        """An admin call: a fresh challenge, then the call with its proof (one node)."""
+        proxy = self._proxies[0]
+        nonce = await proxy.call_within(self._timeout, m.ADMIN_CHALLENGE.name)
+        kwargs = self._admin_kwargs(nonce, call.method)
+        return await proxy.call_within(self._timeout, call.method, *call.args, **kwargs)
 
     @staticmethod
     async def _on(proxy: AsyncProxy, call: Call, timeout: float | None) -> Any:
@@ -590,6 +628,14 @@ class AsyncNameServerProxy(_Common):
     async def shutdown(self) -> bool:
         """Ask the node to stop (refused on a node started with ``-k``)."""
         return await self._call(m.SHUTDOWN)
+
+    async def load(self, entries: Any) -> dict[str, Any]:
+        """Create what a page of a dump holds (``{"loaded": [...], "existed": [...]}``)."""
+        return await self._call(m.LOAD, entries)
+
+    async def adminChallenge(self) -> str:
+        """A nonce for an admin call's proof (the proxy asks for it by itself)."""
+        return await self._call(m.ADMIN_CHALLENGE)
 
 
 def _trio_clock() -> Any:

@@ -24,11 +24,14 @@ from typing import Any, Protocol
 import trio
 
 from pairns import names
-from pairns.errors import NamingError
+from pairns._throttle import RefusalLog
+from pairns.errors import ConnectionDeniedError, NamingError
 from pairns.namespace import Namespace
 from pairns.naming.requests import RequestTable
 from pairns.naming.writes import TwinLink, choose_writes
 from pairns.rpc import Deferred
+from pairns.rpc.context import current_connection
+from pairns.security.admin import ADMIN_METHODS, AdminGate, AdminRefused
 from pairns.storage import Storage
 from pairns.uri import URI
 
@@ -40,6 +43,17 @@ FlatListing = list[tuple[str, str]]
 
 NAMESERVER_OBJECT_ID = names.NAMESERVER_OBJECT_ID
 
+#: The methods that see the calling connection (register the service with
+#: ``with_connection=CONNECTION_METHODS``): the admin calls and their challenge. Every
+#: other method stays on the daemon's hot path.
+CONNECTION_METHODS = ADMIN_METHODS | {"adminChallenge"}
+
+#: Most entries one ``load`` call takes (``pairns-ctl load`` sends pages).
+MAX_LOAD_ENTRIES = 10_000
+
+#: Names the node makes by itself; ``load`` sets only their metadata.
+_BUILTIN = frozenset({names.ROOT, ":Pyro", names.DEFAULT_GROUP, names.NAMESERVER_NAME})
+
 
 class PeerLink(TwinLink, Protocol):
     """What the name service needs of the peer link (``replication.Replicator``)."""
@@ -49,8 +63,8 @@ class PeerLink(TwinLink, Protocol):
         """Where the twin serves: ``(host, port)``."""
         ...
 
-    def request_resync(self) -> None:
-        """Force a full resync in both directions."""
+    def request_resync(self) -> object:
+        """Ask for a full resync in both directions (it may join one under way)."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -73,10 +87,12 @@ class NameServer:
         requests: RequestTable | None = None,
         nursery: trio.Nursery | None = None,
         tls: bool = False,
+        admin: AdminGate | None = None,
     ) -> None:
         """*nursery* (the node's) runs the waits of ``--ack twin`` writes; only a
         *replicator* with ``ack_mode == "twin"`` needs it. *tls*: the pair serves TLS
-        (``twin()`` names a ``PYROSSL`` URI)."""
+        (``twin()`` names a ``PYROSSL`` URI). *admin* checks the admin identification of
+        ``shutdown``, ``resync`` and ``load`` (None: no check)."""
         self._tls = tls
         self._ns = namespace
         self._default_group = namespace.default_group
@@ -89,6 +105,24 @@ class NameServer:
             namespace, storage, self._requests, replicator, durable=durable, nursery=nursery
         )
         self._write = self._writes.write
+        self._admin = admin if admin is not None else AdminGate(None)
+        self._refusals = RefusalLog(log)
+
+    @property
+    def admin_refusals(self) -> int:
+        """Admin calls refused since the node started."""
+        return self._admin.refused
+
+    def _authorize(self, method: str, admin: Any) -> None:
+        """Refuse *method* unless the call proves the admin identification (when set)."""
+        info = current_connection.get()
+        try:
+            self._admin.check(None if info is None else info.attributes, method, admin)
+        except AdminRefused as exc:
+            peer = info.peer if info is not None else None
+            where = "an unknown address" if peer is None else f"{peer[0]}:{peer[1]}"
+            self._refusals.refused("admin", f"refused {method}() from {where}: {exc}")
+            raise ConnectionDeniedError(f"refused: {exc}") from None
 
     # -- reads: answered inline by the daemon -------------------------------------------
 
@@ -123,8 +157,20 @@ class NameServer:
         """The absolute form of *name* (relative names expand against the default group)."""
         return self._abs(name)
 
-    def resync(self) -> None:
-        """Force a full resync with the twin (both directions); only a paired node has one."""
+    def adminChallenge(self) -> str:
+        """A fresh nonce for one admin call's proof on this connection (the proxies ask
+        for it themselves when they have an admin identification)."""
+        info = current_connection.get()
+        attributes: dict[str, Any] = {} if info is None else info.attributes
+        return self._admin.challenge(attributes)
+
+    def resync(self, *, admin: Any = None) -> None:
+        """Force a full resync with the twin (both directions); only a paired node has one.
+
+        A request while one runs joins it; one soon after the last waits for its gap
+        (see :mod:`pairns.replication.resync`). *admin*: the admin proof, if required.
+        """
+        self._authorize("resync", admin)
         if self._replicator is None:
             raise NamingError("this name server is not paired, there is nothing to resync with")
         self._replicator.request_resync()
@@ -168,8 +214,10 @@ class NameServer:
         page, more = self._ns.dump_page(after, limit)
         return {"entries": page, "next": page[-1]["name"] if more and page else None}
 
-    def shutdown(self) -> bool:
-        """Stop the node (refused when it was started with ``-k``)."""
+    def shutdown(self, *, admin: Any = None) -> bool:
+        """Stop the node (refused when it was started with ``-k``; *admin*: the admin
+        proof, if required)."""
+        self._authorize("shutdown", admin)
         if self._request_shutdown is None:
             raise NamingError("shutdown is not allowed on this name server (started with -k)")
         log.warning("shutdown requested by a client")
@@ -197,3 +245,83 @@ class NameServer:
     def setMeta(self, name: str, meta: Any) -> Deferred | None:
         """Set the user metadata of a group or object (any JSON value)."""
         return self._write(self._ns.set_meta, (self._abs(name), meta))
+
+    # -- load: many writes in one admin call --------------------------------------------
+
+    def load(self, entries: Any, *, admin: Any = None) -> Deferred | dict[str, Any]:
+        """Create what a page of a dump holds (``pairns-ctl load`` sends pages).
+
+        *entries*: at most :data:`MAX_LOAD_ENTRIES` dicts with ``name``, ``kind``
+        (``"group"``/``"object"``), ``uri`` and ``meta``; parents before children.
+        Names that exist are left as they are. Answers ``{"loaded": [...], "existed":
+        [...]}`` once every change is durable. *admin*: the admin proof, if required.
+        """
+        self._authorize("load", admin)
+        if not isinstance(entries, list) or len(entries) > MAX_LOAD_ENTRIES:
+            raise NamingError(f"load takes a list of at most {MAX_LOAD_ENTRIES} entries")
+        loaded: list[str] = []
+        existed: list[str] = []
+        pending: list[Deferred] = []
+
+        def wrote(result: Deferred | None) -> None:
+            if result is not None:
+                pending.append(result)
+
+        for entry in entries:
+            name, kind, uri, meta = _load_entry(entry, self._default_group)
+            if name in _BUILTIN:
+                if meta is not None and name != names.NAMESERVER_NAME:
+                    wrote(self._write(self._ns.set_meta, (name, meta)))
+                continue
+            try:
+                if kind == "group":
+                    wrote(self._write(self._ns.create_group, (name,)))
+                else:
+                    wrote(self._write(self._ns.register, (name, uri)))
+            except NamingError as exc:
+                if exc.message in ("name already exists", "group already exists"):
+                    existed.append(name)
+                    continue
+                raise
+            loaded.append(name)
+            if meta is not None:
+                wrote(self._write(self._ns.set_meta, (name, meta)))
+        answer = {"loaded": loaded, "existed": existed}
+        if not pending:
+            return answer
+        return _all_done(pending, answer)
+
+
+def _load_entry(entry: Any, default_group: str) -> tuple[str, str, str | None, Any]:
+    """``(absolute name, kind, uri, meta)`` of one dump entry, or ``NamingError``."""
+    if not isinstance(entry, dict) or entry.get("kind") not in ("group", "object"):
+        raise NamingError("not a dump entry", repr(entry)[:200])
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise NamingError("not a dump entry", repr(entry)[:200])
+    uri = entry.get("uri")
+    if entry["kind"] == "object" and not isinstance(uri, str):
+        raise NamingError("an object entry needs a URI", name)
+    return names.absolute(name, default_group), entry["kind"], uri, entry.get("meta")
+
+
+def _all_done(pending: list[Deferred], answer: dict[str, Any]) -> Deferred:
+    """A :class:`Deferred` finished with *answer* once all *pending* are (or with the
+    first failure)."""
+    combined = Deferred()
+    remaining = [len(pending)]
+
+    def one_done(result: Any) -> None:
+        if combined.done:
+            return
+        error = getattr(result, "error", None)
+        if error is not None:
+            combined.fail(error)
+            return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            combined.resolve(answer)
+
+    for later in pending:
+        later.add_done_callback(one_done)
+    return combined

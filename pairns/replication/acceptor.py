@@ -61,10 +61,13 @@ class Acceptor:
         *,
         pair_key: bytes | None,
         on_probed: Callable[[], None] | None = None,
+        twin_guard: Callable[[tuple[str, int] | None], bool] | None = None,
     ) -> None:
         self.pairing = pairing
         self.pair_key = pair_key
         self._on_probed = on_probed
+        #: ``--allow-twin``: may a connection from this address act as the twin?
+        self._twin_guard = twin_guard
         self._session: Session | None = None
         self._new_session = trio.Event()
         # Addresses the twin may connect from when there is no secret to prove.
@@ -218,6 +221,7 @@ class Acceptor:
     def answer_challenge(self, info: ConnectionInfo, nonce: Any, has_secret: Any) -> dict[str, Any]:
         """The ``challenge`` call: a fresh nonce for this connection, and this node's
         proof of the secret."""
+        self._check_twin_address(info)
         try:
             client_nonce = auth.parse_nonce(nonce)
         except ValueError:
@@ -238,8 +242,16 @@ class Acceptor:
             proof = auth.server_proof(key, self.pairing.role, client_nonce, server_nonce)
         return {"nonce": server_nonce, "proof": proof, "has_secret": key is not None}
 
+    def _check_twin_address(self, info: ConnectionInfo) -> None:
+        """Refuse a caller whose address ``--allow-twin`` does not hold (logged by the
+        guard, counted here)."""
+        if self._twin_guard is not None and not self._twin_guard(info.peer):
+            self.pairing.counters.refused_peer_calls += 1
+            raise NamingError("refused: this address may not act as the twin (--allow-twin)")
+
     async def _prove_caller(self, info: ConnectionInfo, proof: Any) -> None:
         """Mark *info*'s connection as the twin's, or raise the refusal."""
+        self._check_twin_address(info)
         state = info.attributes.get(_AUTH_KEY)
         key = self.pair_key
         role = self.pairing.role

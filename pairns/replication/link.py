@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -61,6 +62,7 @@ from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch
 from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import MAX_BATCH_BYTES
 from pairns.replication.pairing import Pairing
+from pairns.replication.resync import Decision, ResyncPacer
 from pairns.replication.session import LinkFailed
 from pairns.replication.state import Backoff, LinkEvent, LinkMachine, LinkState
 from pairns.replication.status import Counters, conflict_logger, count_unacked, describe_version
@@ -116,7 +118,10 @@ class Replicator:
         history: FeedHistory | None = None,
         max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW,
         ssl_context: ssl.SSLContext | None = None,
+        twin_guard: Callable[[tuple[str, int] | None], bool] | None = None,
     ) -> None:
+        """*twin_guard* (``--allow-twin``) says whether a caller's address may act
+        as the twin; the peer endpoint refuses the others."""
         if role not in (1, 2):
             raise ValueError("a replicator needs role 1 or 2")
         self.storage = storage
@@ -168,6 +173,7 @@ class Replicator:
             self.pairing,
             pair_key=pair_key,
             on_probed=self._dialer.wake if role == 2 else None,
+            twin_guard=twin_guard,
         )
         self._prober = Prober(
             self.pairing,
@@ -178,6 +184,10 @@ class Replicator:
         )
         #: The remote object the twin calls (serve it as :data:`PEER_OBJECT_ID`).
         self.endpoint = PeerEndpoint(self._acceptor)
+        #: Coalesces and paces requested full resyncs (see :mod:`.resync`).
+        self.pacer = ResyncPacer()
+        self._resync_scheduled = trio.Event()
+        self.pairing.on_paired = self._paired
         previous = namespace.on_conflict
         namespace.on_conflict = conflict_logger(previous)
 
@@ -251,13 +261,55 @@ class Replicator:
         self.counters.degraded_acks += 1
         return False
 
-    def request_resync(self) -> None:
-        """Force a full resync in both directions (drops the current connection)."""
-        self.pairing.full_requested = True
+    def request_resync(self) -> Decision:
+        """Ask for a full resync in both directions (see :mod:`.resync`).
+
+        It starts now (the current connection is dropped), or joins the full resync
+        that runs or is scheduled already, or, too soon after the last one, is
+        scheduled for the end of its gap. Returns which.
+        """
+        pairing = self.pairing
+        link = pairing.link
+        running = pairing.full_requested or (
+            link is not None
+            and not link.closed
+            and link.full
+            and self.machine.state is LinkState.SYNCING
+        )
+        decision = self.pacer.request(trio.current_time(), running=running)
+        if decision is Decision.START:
+            self._start_resync()
+        elif decision is Decision.SCHEDULE:
+            due = self.pacer.due
+            wait = 0.0 if due is None else due - trio.current_time()
+            log.warning("full resync with the twin requested: starts in %.1f s (paced)", wait)
+            self._resync_scheduled.set()
+        else:
+            log.info("full resync with the twin requested: joins the one already under way")
+        return decision
+
+    def _start_resync(self) -> None:
+        pairing = self.pairing
+        pairing.full_requested = True
         log.warning("full resync with the twin requested")
-        link = self.pairing.link
+        link = pairing.link
         if link is not None:
             link.fail("full resync requested")
+
+    def _paired(self) -> None:
+        self.pacer.finished(trio.current_time())
+
+    async def _run_scheduled_resyncs(self) -> None:
+        """Start each paced resync when it is due."""
+        while True:
+            await self._resync_scheduled.wait()
+            self._resync_scheduled = trio.Event()
+            due = self.pacer.due
+            if due is None:
+                continue
+            await trio.sleep_until(due)
+            if self.pacer.start_due(trio.current_time()):
+                self._start_resync()
 
     def status(self) -> dict[str, Any]:
         """The replication part of ``status()``."""
@@ -303,6 +355,8 @@ class Replicator:
             "link_drops": c.drops,
             "skew_refusals": c.skew_refusals,
             "refused_peer_calls": c.refused_peer_calls,
+            "resync_requests": self.pacer.requests,
+            "resync_requests_joined": self.pacer.joined,
             "incarnation": self.history.current,
         }
 
@@ -313,6 +367,7 @@ class Replicator:
         async with trio.open_nursery() as nursery:
             if self.durable:
                 nursery.start_soon(self.pairing.committer.run)
+            nursery.start_soon(self._run_scheduled_resyncs)
             task_status.started()
             if self.role == 2:
                 await self._dialer.run()

@@ -11,7 +11,7 @@ and the hellos' rules (who may pair, when a resync must be full). The dialling s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
@@ -111,6 +111,8 @@ class Pairing:
         # how loudly the next retry is logged (see link_log).
         self._failures = 0
         self._last_failure = ""
+        #: Called each time the link reaches ``paired`` (the resync pacer listens).
+        self.on_paired: Callable[[], None] | None = None
 
     # -- shared objects ----------------------------------------------------------------
 
@@ -178,6 +180,8 @@ class Pairing:
         ):
             self.fire(LinkEvent.CAUGHT_UP, detail="in sync")
             self.backoff.reset()
+            if self.on_paired is not None:
+                self.on_paired()
 
     async def persist(self, link: Link) -> None:
         """Store *link*'s positions."""

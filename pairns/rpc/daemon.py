@@ -38,7 +38,14 @@ import attrs
 import outcome
 import trio
 
-from pairns.errors import LocalProtocolError, NamingError, RemoteProtocolError
+from pairns._throttle import RefusalLog
+from pairns.errors import (
+    ConnectionDeniedError,
+    LocalProtocolError,
+    NamingError,
+    RemoteProtocolError,
+    error_to_wire,
+)
 from pairns.rpc.context import ConnectionInfo, current_connection, current_request_id
 from pairns.rpc.deferred import Deferred
 from pairns.rpc.dispatch import (
@@ -53,6 +60,7 @@ from pairns.rpc.dispatch import (
     sanitize_error,
     unencodable_result,
 )
+from pairns.rpc.guard import ConnectionGuard
 from pairns.rpc.transport import Outbox, Transport, WriteStalled, as_transport
 from pairns.uri import URI, WILDCARD_HOSTS, new_object_id
 from pairns.wire import (
@@ -209,6 +217,10 @@ class DaemonStatistics:
     #: Connections that failed because of TLS: a failed or timed-out TLS handshake, a
     #: plain client on a TLS daemon, a TLS client on a plain one.
     tls_failures: int = 0
+    #: Connections the guard turned away by address (at accept).
+    refused_by_address: int = 0
+    #: Connections the guard turned away after the handshake (``-s`` plugin).
+    refused_by_guard: int = 0
 
 
 class NameService(Protocol):
@@ -281,7 +293,7 @@ class _Link:
     writes through :attr:`outbox`, which holds the write rule.
     """
 
-    __slots__ = ("closed", "info", "oneway_tasks", "outbox", "tasks", "transport")
+    __slots__ = ("closed", "info", "oneway_tasks", "only", "outbox", "tasks", "transport")
 
     def __init__(self, transport: Transport, outbox: Outbox) -> None:
         self.transport = transport
@@ -294,6 +306,8 @@ class _Link:
         #: Who is calling, for objects registered ``with_connection`` (set once the
         #: handshake is over).
         self.info: ConnectionInfo | None = None
+        #: The object ids this connection may call (None: all; see rpc.guard).
+        self.only: frozenset[str] | None = None
 
     def write_soon(self, data: bytes) -> None:
         """Write *data* from any task; dropped when the connection is over or broken
@@ -368,7 +382,14 @@ class Daemon:
         self._refused = 0
         self._refusing = False
         self._denied = 0
+        self._refused_by_address = 0
+        self._refused_by_guard = 0
         self._requests = 0
+        #: Failed and refused oneway calls: logged, but a client sending thousands of
+        #: them must not write thousands of tracebacks.
+        self._oneway_log = RefusalLog(log)
+        #: Asked about every connection (see :mod:`pairns.rpc.guard`); None: all welcome.
+        self.guard: ConnectionGuard | None = None
         self._ns = _check_name_service(ns)
         self._ssl = ssl_context
         self._tls_failures = 0
@@ -395,12 +416,13 @@ class Daemon:
         object_id: str,
         *,
         name: str | None = None,
-        with_connection: bool = False,
+        with_connection: bool | frozenset[str] = False,
         threaded: bool = False,
     ) -> None:
         """Serve *obj* under *object_id*; with *name*, ``PYROLOC`` can find it too.
 
-        With *with_connection*, the object's methods see the calling connection in
+        With *with_connection* (True, or the set of methods it applies to), the
+        object's methods see the calling connection in
         :data:`pairns.rpc.context.current_connection` (its address, whether it proved
         the identification, and a dict for per-connection state); such calls skip the
         hot path. With *threaded*, its plain methods run in worker threads (as those
@@ -674,6 +696,8 @@ class Daemon:
             requests=self._requests,
             objects=len(self._objects) - 1,
             tls_failures=self._tls_failures,
+            refused_by_address=self._refused_by_address,
+            refused_by_guard=self._refused_by_guard,
         )
 
     # -- serving ---------------------------------------------------------------------
@@ -797,6 +821,14 @@ class Daemon:
                         )
                         return
                     self._refusing = False
+                    guard = self.guard
+                    if guard is not None:
+                        admission = guard.admit(transport.peer_address)
+                        if admission.refusal is not None:
+                            self._refused_by_address += 1
+                            await self._turn_away(link, conn, admission.refusal)
+                            return
+                        link.only = admission.only
                     if await self._handshake(link, conn):
                         await self._serve_requests(link, conn, nursery)
                 except RemoteProtocolError as exc:
@@ -865,8 +897,17 @@ class Daemon:
                 await outbox.send(conn.send(verdict))
                 await self._linger(link)
                 return False
+            identified = bool(conn.peer_authenticated)
+            guard = self.guard
+            if guard is not None:
+                refusal = guard.identified(transport.peer_address, identified)
+                if refusal is not None:
+                    self._refused_by_guard += 1
+                    await outbox.send(conn.send(Denied(refusal)))
+                    await self._linger(link)
+                    return False
             await outbox.send(conn.send(verdict))
-            link.info = ConnectionInfo(peer, bool(conn.peer_authenticated))
+            link.info = ConnectionInfo(peer, identified)
             return True
         await self._goodbye(
             link, conn, ErrorCode.HANDSHAKE_TIMEOUT, f"no identification within {timeout:g} s"
@@ -889,7 +930,8 @@ class Daemon:
         receive_data = conn.receive_data
         next_event = conn.next_event
         reply = conn.reply
-        sync_methods = self._objects.sync_methods
+        # A connection limited to some objects never takes the hot path (_answer checks).
+        sync_methods = self._objects.sync_methods if link.only is None else {}
         deferred_type = Deferred
         idle_timeout = self.limits.idle_timeout
         cap = self.limits.max_queued_reply_bytes
@@ -1003,6 +1045,9 @@ class Daemon:
     ) -> bytes | None:
         """A request the hot path could not answer from its cache; None if it went async."""
         corr_id, object_id, method, args, kwargs, request_id = request
+        if link.only is not None and object_id not in link.only:
+            denied = ConnectionDeniedError(f"this address may not call {object_id!r}")
+            return self._error_bytes(conn, corr_id, error_to_wire(denied))
         try:
             found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
@@ -1011,7 +1056,7 @@ class Daemon:
         token = None if request_id is None else current_request_id.set(request_id)
         conn_token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
@@ -1154,7 +1199,9 @@ class Daemon:
             else:
                 found.fn(*args, **kwargs) if kwargs else found.fn(*args)
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             self._background -= 1
 
@@ -1163,10 +1210,15 @@ class Daemon:
     ) -> Coroutine[Any, Any, None] | None:
         """Run a oneway call; returns a coroutine to await when too many already run."""
         object_id, method, args, kwargs = oneway
+        if link.only is not None and object_id not in link.only:
+            log.debug("oneway %s.%s() refused: not allowed from this address", object_id, method)
+            return None
         try:
             found = self._objects.lookup(object_id, method)
         except LookupFailed as exc:
-            log.warning("oneway call %s.%s() refused: %s", object_id, method, exc)
+            self._oneway_log.refused(
+                "refused", f"oneway call {object_id[:100]}.{method[:100]}() refused: {exc}"
+            )
             return None
         fn, is_async = found.fn, found.is_async
         if found.threaded or found.oneway:
@@ -1188,13 +1240,15 @@ class Daemon:
             return None
         conn_token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
             fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             if conn_token is not None:
                 current_connection.reset(conn_token)
@@ -1205,13 +1259,15 @@ class Daemon:
         # Set here, not by the caller: this may also run inline in the reader task.
         token = (
             current_connection.set(link.info)
-            if self._objects.wants_connection(object_id)
+            if self._objects.wants_connection(object_id, method)
             else None
         )
         try:
             await (fn(*args, **kwargs) if kwargs else fn(*args))
         except Exception:
-            log.warning("oneway call %s.%s() failed", object_id, method, exc_info=True)
+            self._oneway_log.refused(
+                "failed", f"oneway call {object_id}.{method}() failed", exc_info=True
+            )
         finally:
             link.oneway_tasks -= 1
             if token is not None:
@@ -1231,6 +1287,19 @@ class Daemon:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         await self._linger(link)
+
+    async def _turn_away(self, link: _Link, conn: Connection, reason: str) -> None:
+        """Refuse a connection at accept: one ``Goodbye`` and close, no lingering (a
+        refused address must cost the node as little as possible)."""
+        try:
+            data = conn.send(Goodbye(ErrorCode.IDENTIFICATION_FAILED, reason))
+        except LocalProtocolError:
+            return
+        with trio.move_on_after(GOODBYE_LINGER):
+            try:
+                await link.outbox.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _farewell(self, link: _Link, conn: Connection) -> None:
         """The daemon is stopping: tell the client why its connection ends (briefly)."""

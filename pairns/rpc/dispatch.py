@@ -130,8 +130,9 @@ class ObjectTable:
         self._methods: dict[tuple[str, str], Method] = {}
         #: Plain methods answered inline only: the daemon's hot path.
         self._sync: dict[tuple[str, str], Callable[..., Any]] = {}
-        #: Objects that see the calling connection (never served by the hot path).
-        self._contextual: set[str] = set()
+        #: Objects whose calls see the calling connection (never served by the hot
+        #: path): object id -> the methods that do (None: every method).
+        self._contextual: dict[str, frozenset[str] | None] = {}
         #: Objects whose plain methods run in worker threads (never the hot path).
         self._threaded: set[str] = set()
 
@@ -147,13 +148,13 @@ class ObjectTable:
         object_id: str,
         name: str | None = None,
         *,
-        with_connection: bool = False,
+        with_connection: bool | frozenset[str] = False,
         threaded: bool = False,
     ) -> None:
         """Register *obj* under *object_id* (and *name*, if given); with
-        *with_connection*, its methods see the calling connection (see
-        :func:`wants_connection`); with *threaded*, its plain methods run in worker
-        threads instead of on the event loop."""
+        *with_connection*, its methods (True) or the methods it names (a set) see the
+        calling connection (see :func:`wants_connection`); with *threaded*, its plain
+        methods run in worker threads instead of on the event loop."""
         check_object_id(object_id)
         if object_id in self._objects:
             raise ValueError(f"an object is already registered with id {object_id!r}")
@@ -164,20 +165,26 @@ class ObjectTable:
                 raise ValueError(f"an object is already connected under the name {name!r}")
             self._names[name] = object_id
         self._objects[object_id] = obj
-        if with_connection:
-            self._contextual.add(object_id)
+        if isinstance(with_connection, frozenset):
+            if with_connection:
+                self._contextual[object_id] = with_connection
+        elif with_connection:
+            self._contextual[object_id] = None
         if threaded:
             self._threaded.add(object_id)
 
-    def wants_connection(self, object_id: str) -> bool:
-        """True if calls to *object_id* must see ``current_connection``."""
-        return object_id in self._contextual
+    def wants_connection(self, object_id: str, method: str) -> bool:
+        """True if calls of *method* on *object_id* must see ``current_connection``."""
+        if object_id not in self._contextual:
+            return False
+        methods = self._contextual[object_id]
+        return methods is None or method in methods
 
     def remove(self, object_id: str) -> object:
         """Unregister *object_id* (and its name); returns the object."""
         try:
             obj = self._objects.pop(object_id)
-            self._contextual.discard(object_id)
+            self._contextual.pop(object_id, None)
             self._threaded.discard(object_id)
         except KeyError:
             raise KeyError(f"no object is registered with id {object_id!r}") from None
@@ -252,7 +259,7 @@ class ObjectTable:
             bound = self.wrap(method, bound, is_async)
         found = Method(bound, is_async, threaded, oneway)
         self._methods[key] = found
-        if not (is_async or threaded or found.oneway or object_id in self._contextual):
+        if not (is_async or threaded or found.oneway or self.wants_connection(object_id, method)):
             self._sync[key] = bound
         return found
 

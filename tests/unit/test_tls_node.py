@@ -23,6 +23,7 @@ from pairns.errors import TLSError
 from pairns.naming.locator import NameServerLocator
 from pairns.naming.proxy import AsyncNameServerProxy, NameServerProxy
 from pairns.node import Node, open_node
+from pairns.rpc.tls_server import PLAIN_CLIENT_WAIT
 from pairns.testing.faultproxy import FaultProxy, open_fault_proxy
 from pairns.tls import node_tls
 
@@ -46,13 +47,13 @@ def tls_settings(files: Any, cert: str = "server", *, mutual: bool = True) -> di
 
 
 def node_config(tmp: Path, name: str, port: int, role: int, twin: int, **kw: Any) -> Config:
+    kw.setdefault("peer_timeout", PEER_TIMEOUT)
     return Config(
         host=HOST,
         port=port,
         role=role,
         twin=f"{HOST}:{twin}",
         uri_file=str(tmp / f"{name}.uri"),
-        peer_timeout=PEER_TIMEOUT,
         **kw,
     )
 
@@ -270,7 +271,11 @@ async def test_discovery_finds_a_tls_node_and_the_locator_speaks_tls(
 async def test_a_tls_node_and_a_plain_twin_refuse_to_pair_and_say_why(
     tls_files: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with tls_pair(tmp_path, tls_settings(tls_files), {}) as (n1, n2, _):
+    # The plain node waits longer than the TLS port's wait for a first byte
+    # (PLAIN_CLIENT_WAIT) before it gives a dial up: only then is it told, and counted.
+    # With a shorter peer timeout it hangs up first, and the TLS side sees a port check.
+    plain = {"peer_timeout": 2 * PLAIN_CLIENT_WAIT}
+    async with tls_pair(tmp_path, tls_settings(tls_files), plain) as (n1, n2, _):
         # The TLS -1 node's probes of its plain twin say what is wrong; the plain -2
         # node's dials are turned away by the TLS port (counted there).
         await wait_for(lambda: "TLS failed" in link(n1), 10.0)

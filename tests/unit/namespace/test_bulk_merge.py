@@ -185,7 +185,7 @@ def test_a_full_snapshot_to_a_fresh_node_takes_the_bulk_path(
     assert_matches_oracle(fresh)
 
 
-def test_an_invalid_entry_in_a_large_batch_fails_as_one_by_one() -> None:
+def test_an_invalid_entry_in_a_large_batch_fails_whole_as_one_by_one() -> None:
     good = [
         Entry(f":n{i}", Kind.OBJECT, "PYRO://h:1/x", None, 1.0, 1.0, "B", Stamp((i + 1) << 16, "B"))
         for i in range(400)
@@ -194,6 +194,11 @@ def test_an_invalid_entry_in_a_large_batch_fails_as_one_by_one() -> None:
     ns, _ = make_ns("A")
     with pytest.raises(ValueError, match="without a URI"):
         ns.merge_all([*good[:300], bad, *good[300:]])
-    assert ns.resolve(":n299") == "PYRO://h:1/x"  # what came first is applied
+    # All or nothing (issue 22): what came before the bad entry is undone too.
+    assert not ns.exists(":n299") and not ns.exists(":n0")
     assert not ns.exists(":n300")
+    small = make_ns("A")[0]
+    with pytest.raises(ValueError, match="without a URI"):
+        small.merge_all([*good[:3], bad])
+    assert not small.exists(":n0")
     assert_matches_oracle(ns)
