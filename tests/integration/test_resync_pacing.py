@@ -79,7 +79,11 @@ def test_resync_once_a_second_still_pairs_with_bounded_cpu(tmp_path: Path) -> No
         after = status(a)
         assert "paired" in links, links  # it paired while the calls went on
         resyncs = after["full_resyncs"] - before
-        assert 1 <= resyncs <= CALLING_SECONDS // 2, (resyncs, links)
+        # Coalesced: never more than one resync per call. Paced: each is followed by a
+        # gap of at least MIN_GAP (1 s), so at a call a second they cannot pile up, but
+        # on a fast machine (a resync of 0.1-0.2 s) most calls still get one of their
+        # own; what pacing bounds is the time spent resyncing, checked by the CPU below.
+        assert 1 <= resyncs <= CALLING_SECONDS, (resyncs, links)
         assert after["resync_requests_joined"] + status(b)["resync_requests_joined"] >= 1
         assert max(shares) < MAX_CPU_SHARE, (shares, links)
         assert status(a)["digest"] == status(b)["digest"]
