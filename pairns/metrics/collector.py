@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from pairns.metrics.calls import CallStats
+from pairns.metrics.calls import SAMPLE_EVERY, CallStats
 from pairns.rpc.daemon import DaemonStatistics
 
 #: Every name starts with this.
@@ -75,8 +75,8 @@ class NodeCollector(Collector):
         yield calls
         latency = HistogramMetricFamily(
             f"{PREFIX}_call_duration_seconds",
-            "Time from a call's dispatch to its result, by method (a durable write: "
-            "until it is committed).",
+            f"Time from a call's dispatch to its result, by method (a durable write: "
+            f"until it is committed); one plain call in {SAMPLE_EVERY} is timed.",
             labels=("method",),
         )
         for method, stats in sorted(self.calls.methods.items()):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pairns.errors import NamingError
-from pairns.metrics.calls import BUCKETS, CallStats, MethodStats
+from pairns.metrics.calls import BUCKETS, SAMPLE_EVERY, CallStats, MethodStats
 from pairns.rpc.deferred import Deferred
 from pairns.rpc.dispatch import ObjectTable
 
@@ -42,24 +42,48 @@ def test_plain_calls_are_counted_by_outcome_and_still_return_and_raise() -> None
     with pytest.raises(NamingError, match="name not found"):
         resolve("missing")
     assert list(stats.totals()) == [("resolve", "NamingError", 1), ("resolve", "ok", 2)]
-    method = stats.methods["resolve"]
-    assert method.count == 3
-    assert method.cumulative()[-1] == ("+Inf", 3)
-    assert 0 < method.seconds < 1
     keyword = stats.wrap("keyword", Service().keyword, False)
     assert keyword(value=3) == 3
+
+
+def test_every_call_is_counted_and_one_in_sample_every_is_timed() -> None:
+    stats = CallStats()
+    resolve = stats.wrap("resolve", Service().resolve, False)
+    calls = 4 * SAMPLE_EVERY
+    for i in range(calls):
+        if i % 5 == 4:
+            with pytest.raises(NamingError):
+                resolve("missing")
+        else:
+            assert resolve(f"n{i}") == f"PYRO://h:1/n{i}"
+    errors = sum(1 for i in range(calls) if i % 5 == 4)
+    assert list(stats.totals()) == [
+        ("resolve", "NamingError", errors),
+        ("resolve", "ok", calls - errors),
+    ]
+    method = stats.methods["resolve"]
+    assert method.count == calls // SAMPLE_EVERY
+    assert method.cumulative()[-1] == ("+Inf", method.count)
+    assert 0 < method.seconds < 1
 
 
 def test_a_deferred_result_is_counted_when_it_is_finished() -> None:
     stats = CallStats()
     register = stats.wrap("register", Service().register, False)
-    ok, failed = Deferred(), Deferred()
-    assert register(ok) is ok
-    assert register(failed) is failed
+    pending = [Deferred() for _ in range(2 * SAMPLE_EVERY)]
+    for later in pending:
+        assert register(later) is later
     assert list(stats.totals()) == []  # nothing finished yet
-    ok.resolve(True)
-    failed.fail(OSError("disk full"))
-    assert list(stats.totals()) == [("register", "OSError", 1), ("register", "ok", 1)]
+    for i, later in enumerate(pending):
+        if i % 2:
+            later.fail(OSError("disk full"))
+        else:
+            later.resolve(True)
+    assert list(stats.totals()) == [
+        ("register", "OSError", SAMPLE_EVERY),
+        ("register", "ok", SAMPLE_EVERY),
+    ]
+    assert stats.methods["register"].count == 2  # the timed ones, when they finished
 
 
 def test_async_methods_stay_coroutine_functions_and_are_counted() -> None:
