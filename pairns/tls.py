@@ -77,14 +77,15 @@ _ALERT_BAD_CERT: Final = frozenset(
 
 
 def is_tls_error(exc: BaseException | None) -> bool:
-    """Whether *exc* (or what caused it) is an error of the :mod:`ssl` module."""
-    seen = 0
-    while exc is not None and seen < 8:  # bounded: causes can form a chain, not a loop
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    """Whether *exc* (or what caused it) is an error of the :mod:`ssl` module that says
+    something about TLS itself (a certificate, a protocol mismatch).
+
+    A connection closed in the middle of the handshake with no alert is not one: the
+    other side (or something in between) went away, and like any lost connection that
+    is worth trying again, on the twin too.
+    """
+    cause = _ssl_cause(exc)
+    return cause is not None and not isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError)
 
 
 def _ssl_cause(exc: BaseException | None) -> BaseException | None:
@@ -217,6 +218,20 @@ class NodeTLS:
         )
 
 
+def check_readable(path: str | None, label: str) -> None:
+    """Raise :class:`~pairns.config.ConfigError` naming *label* when the file at *path*
+    cannot be read (None: nothing to check)."""
+    from pairns.config import ConfigError
+
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read {path}: {exc.strerror or exc}") from None
+
+
 def node_tls(config: Config) -> NodeTLS | None:
     """The node's TLS contexts from its ``PYRO_NS_TLS_*`` settings (None: no certificate).
 
@@ -240,15 +255,7 @@ def node_tls(config: Config) -> NodeTLS | None:
                 )
         return None
     for field, path in (("tls_cert", cert), ("tls_key", key), ("tls_ca", ca)):
-        if path is None:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise ConfigError(
-                f"{named(field)}: cannot read {path}: {exc.strerror or exc}"
-            ) from None
+        check_readable(path, named(field))
     try:
         server = server_context(cert, key)
     except (ssl.SSLError, OSError, ValueError) as exc:

@@ -424,16 +424,10 @@ def _tls_context(args: argparse.Namespace) -> Any:
         raise ConfigError("--tls-key needs --tls-cert (the certificate it belongs to)")
     import ssl
 
-    from pairns.tls import client_context
+    from pairns.tls import check_readable, client_context
 
     for flag, path in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert)):
-        if path is None:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+        check_readable(path, flag)
     try:
         context = client_context(args.tls_ca)
     except (ssl.SSLError, OSError, ValueError) as exc:

@@ -258,3 +258,23 @@ async def test_connect_persistent_keeps_a_pyrossl_uri(tls_files: Any) -> None:
     again = Daemon(HOST, port, ssl_context=tls_files.server_context(), ns=Names())
     assert again.connectPersistent(Echo(), ":Test.p") == uri
     again.shutdown()
+
+
+def test_a_handshake_cut_without_an_alert_is_a_lost_connection_not_a_tls_error() -> None:
+    """Worth retrying (on the twin too): a proxy in between or a dying node cut it."""
+    import ssl
+
+    from pairns.tls import is_tls_error
+
+    for cut in (
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"),
+    ):
+        wrapped = trio.BrokenResourceError("handshake")
+        wrapped.__cause__ = cut
+        assert not is_tls_error(cut) and not is_tls_error(wrapped)
+    refused = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    wrapped = trio.BrokenResourceError("handshake")
+    wrapped.__cause__ = refused
+    assert is_tls_error(refused) and is_tls_error(wrapped)
+    assert not is_tls_error(OSError("plain")) and not is_tls_error(None)
