@@ -150,12 +150,25 @@ class _Common:
         if twin is not None:
             self._learnt_twin(_address(twin))
 
+    #: The RPC proxies: the preferred node's, then (once known) the twin's.
+    _proxies: list[Any]
+
     def _connect_to(
         self, host: str, port: int, identification: str | None, timeout: float | None
     ) -> None:
         """Make the RPC proxy for a node (no IO: it connects on the first call); the
         first one made is the preferred node's, the second the twin's. Both use
         :attr:`ssl_context`."""
+        proxy = self._rpc_proxy(host, port, identification, timeout)
+        if not hasattr(self, "_proxies"):
+            self._proxies = [proxy]
+        else:  # a new list, not changed in place: other callers may be indexing the old
+            self._proxies = [self._proxies[0], proxy]
+
+    def _rpc_proxy(
+        self, host: str, port: int, identification: str | None, timeout: float | None
+    ) -> Any:
+        """The RPC proxy (blocking or async) for the name server at *host*:*port*."""
         raise NotImplementedError
 
     def _learnt_twin(self, twin: Address | None) -> None:
@@ -223,10 +236,10 @@ class NameServerProxy(_Common):
 
     _proxies: list[Proxy]
 
-    def _connect_to(
+    def _rpc_proxy(
         self, host: str, port: int, identification: str | None, timeout: float | None
-    ) -> None:
-        proxy = Proxy.for_address(
+    ) -> Proxy:
+        return Proxy.for_address(
             host,
             port,
             NAMESERVER_OBJECT_ID,
@@ -234,10 +247,6 @@ class NameServerProxy(_Common):
             timeout=timeout,
             ssl_context=self.ssl_context,
         )
-        if not hasattr(self, "_proxies"):
-            self._proxies = [proxy]
-        else:  # a new list, not changed in place: other callers may be indexing the old
-            self._proxies = [self._proxies[0], proxy]
 
     @property
     def _proxy(self) -> Proxy:
@@ -438,12 +447,12 @@ class AsyncNameServerProxy(_Common):
 
     _proxies: list[AsyncProxy]
 
-    def _connect_to(
+    def _rpc_proxy(
         self, host: str, port: int, identification: str | None, timeout: float | None
-    ) -> None:
+    ) -> AsyncProxy:
         from pairns.rpc.aproxy import AsyncProxy  # imports Trio: only when used
 
-        proxy = AsyncProxy.for_address(
+        return AsyncProxy.for_address(
             host,
             port,
             NAMESERVER_OBJECT_ID,
@@ -451,10 +460,6 @@ class AsyncNameServerProxy(_Common):
             timeout=timeout,
             ssl_context=self.ssl_context,
         )
-        if not hasattr(self, "_proxies"):
-            self._proxies = [proxy]
-        else:  # a new list, not changed in place: other callers may be indexing the old
-            self._proxies = [self._proxies[0], proxy]
 
     @property
     def _proxy(self) -> AsyncProxy:
