@@ -27,8 +27,10 @@ __all__ = [
     "KV_ACKED",
     "KV_APPLIED",
     "KV_FULL_OWED",
+    "KV_TWIN_HISTORY",
     "KV_TWIN_ID",
     "KV_TWIN_INCARNATION",
+    "KV_TWIN_SEEN",
     "MergeCommitter",
     "StoredPositions",
 ]
@@ -44,6 +46,11 @@ KV_TWIN_INCARNATION: Final = "twin.incarnation"
 #: The feed position up to which the twin is owed everything, its own changes included
 #: (a full resync that has not been acknowledged yet; "0": nothing owed).
 KV_FULL_OWED: Final = "twin.full_owed"
+#: The twin's feed history as its last hello told it (``FeedHistory.to_text``).
+KV_TWIN_HISTORY: Final = "twin.history"
+#: Up to where, in that history, this node applied the twin's feed (it only grows while
+#: the history stays; see ``Pairing.start_link``).
+KV_TWIN_SEEN: Final = "twin.seen"
 
 
 class MergeCommitter:
@@ -168,6 +175,10 @@ class StoredPositions:
     * ``acked`` - the highest seq of this node's feed the twin acknowledged.
     * ``full_owed`` - a full resync not acknowledged yet: up to where the twin is owed
       everything (0: nothing owed).
+    * ``twin_history``, ``seen`` - the twin's feed history as last heard, and up to
+      where in it this node applied the twin's feed (never lowered by a full resync,
+      whose ``applied`` starts again from 0): what tells a stale entry of a restored
+      twin from a new one (see ``Pairing.start_link``).
     """
 
     twin_id: str = ""
@@ -175,7 +186,11 @@ class StoredPositions:
     acked: int = 0
     twin_incarnation: str = ""
     full_owed: int = 0
-    _persisted: tuple[str, int, int, str, int] | None = attrs.field(default=None, init=False)
+    twin_history: str = ""
+    seen: int = 0
+    _persisted: tuple[str, int, int, str, int, str, int] | None = attrs.field(
+        default=None, init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         self._persisted = self._state()
@@ -189,16 +204,32 @@ class StoredPositions:
             acked=_int_or_zero(kv.get(KV_ACKED)),
             twin_incarnation=kv.get(KV_TWIN_INCARNATION, ""),
             full_owed=_int_or_zero(kv.get(KV_FULL_OWED)),
+            twin_history=kv.get(KV_TWIN_HISTORY, ""),
+            seen=_int_or_zero(kv.get(KV_TWIN_SEEN)),
         )
 
-    def _state(self) -> tuple[str, int, int, str, int]:
-        return (self.twin_id, self.applied, self.acked, self.twin_incarnation, self.full_owed)
+    @property
+    def persisted_applied(self) -> int:
+        """``applied`` as last stored (0 before the first store)."""
+        return self._persisted[1] if self._persisted is not None else 0
+
+    def _state(self) -> tuple[str, int, int, str, int, str, int]:
+        return (
+            self.twin_id,
+            self.applied,
+            self.acked,
+            self.twin_incarnation,
+            self.full_owed,
+            self.twin_history,
+            self.seen,
+        )
 
     async def persist(self, storage: Storage, *, applied: int, acked: int) -> None:
         """Take *applied* and *acked* (a link's positions) and store what changed since
         the last store; a storage error is logged (the next store tries again)."""
         self.applied = max(0, applied)
         self.acked = max(0, acked)
+        self.seen = max(self.seen, self.applied)
         state = self._state()
         if state == self._persisted:
             return
@@ -217,6 +248,8 @@ class StoredPositions:
             nursery.start_soon(put, KV_ACKED, str(state[2]))
             nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
             nursery.start_soon(put, KV_FULL_OWED, str(state[4]))
+            nursery.start_soon(put, KV_TWIN_HISTORY, state[5])
+            nursery.start_soon(put, KV_TWIN_SEEN, str(state[6]))
         if failed:
             log.warning("cannot store the twin's positions: %s", failed[0])
             return

@@ -296,6 +296,7 @@ class Replicator:
             "link_drops": c.drops,
             "skew_refusals": c.skew_refusals,
             "refused_peer_calls": c.refused_peer_calls,
+            "deletions_resent": c.buried,
             "incarnation": self.history.current,
         }
 

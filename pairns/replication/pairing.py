@@ -111,6 +111,9 @@ class Pairing:
         # how loudly the next retry is logged (see link_log).
         self._failures = 0
         self._last_failure = ""
+        # How far the twin holds this node's feed durably, having sent everything it
+        # wrote before (see stable_upto); only grows while the node runs.
+        self._stable = 0
 
     # -- shared objects ----------------------------------------------------------------
 
@@ -133,6 +136,23 @@ class Pairing:
     def durable_seq(self) -> int:
         """The highest feed position that is durable here (what may be sent)."""
         return self.storage.last_seq if self.durable else self.namespace.last_seq
+
+    def stable_upto(self) -> int:
+        """The feed position up to which tombstones may be collected, as far as the
+        twin goes: it holds this node's feed durably up to there, and this node holds
+        (durably, and stored as applied) everything the twin wrote before it did.
+
+        A batch the twin built with nothing more to send (``more`` false) carries its
+        ack and covers its whole durable feed, so also every change it made before
+        the changes the ack covers: a change from the twin that arrives after that
+        batch was written knowing them (see ``docs/namespace-merge.md``). The ack
+        counts once the batch is durable here and the stored ``applied`` covers it.
+        """
+        link = self.link
+        if link is not None and not link.closed:
+            upto = min(link.positions.applied, self.stored.persisted_applied)
+            self._stable = max(self._stable, link.stable_marks.stable(upto))
+        return self._stable
 
     def current(self, link: Link) -> bool:
         """True if *link* is the current link and has not ended (its news counts)."""
@@ -232,6 +252,7 @@ class Pairing:
             probe=probe,
             incarnation=self.history.current,
             expect_incarnation=self.stored.twin_incarnation,
+            history=self.history.incarnations,
         )
 
     def check_twin(self, theirs: Hello) -> None:
@@ -289,6 +310,9 @@ class Pairing:
         stored = self.stored
         twin_id = theirs.node_id
         stored.twin_incarnation = theirs.incarnation
+        seen = self._seen_before(theirs)
+        stored.twin_history = FeedHistory(theirs.history).to_text()
+        stored.seen = seen
         if twin_id != stored.twin_id:
             if stored.twin_id:
                 log.warning(
@@ -314,6 +338,7 @@ class Pairing:
             acked=their_applied,
             applied=applied,
             full=full or stored.full_owed > 0,
+            seen_before=seen,
         )
         self.link = link
         if full or their_applied == 0 or applied == 0:
@@ -331,6 +356,23 @@ class Pairing:
         )
         self.last_contact = trio.current_time()
         return link
+
+    def _seen_before(self, theirs: Hello) -> int:
+        """Up to which position of the twin's feed, as it is now, this node had
+        applied before this link: everything the twin sends at or below it was known
+        here (or replaced by something newer known here). 0 for a new twin, one whose
+        node id changed, or one whose history is not known.
+
+        That is the highest position applied in the history last heard of, cut where
+        the twin's history now departs from it (restored from an older copy of its
+        database: it forks at the copy's end, see ``FeedHistory.shared_end``).
+        """
+        stored = self.stored
+        if theirs.node_id != stored.twin_id:
+            return 0
+        return FeedHistory.from_text(stored.twin_history).known_upto(
+            FeedHistory(theirs.history), max(stored.seen, stored.applied)
+        )
 
     async def end_link(self, link: Link) -> None:
         """*link*'s connection is over: release what it held, store its positions.

@@ -372,11 +372,11 @@ async def test_a_failed_commit_on_the_receiving_twin_loses_nothing(tmp_path: Pat
             real = storage._backend_write_blocking  # type: ignore[attr-defined]
             full = True
 
-            def disk(changes: Any, kv: Any, learnt: Any) -> int:
+            def disk(changes: Any, kv: Any, learnt: Any, drops: Any = ()) -> int:
                 if full and changes:
                     time.sleep(0.002)  # a slow failing disk: batches pile up meanwhile
                     raise StorageError("database or disk is full (test)")
-                return int(real(changes, kv, learnt))
+                return int(real(changes, kv, learnt, drops))
 
             storage._backend_write_blocking = disk  # type: ignore[attr-defined]
             await a.createGroup(":bulk")
@@ -480,10 +480,10 @@ async def test_a_merge_that_lost_to_a_local_write_comes_again_if_that_write_is_u
         real = storage._backend_write_blocking  # type: ignore[attr-defined]
         full = True
 
-        def disk(changes: Any, kv: Any, learnt: Any) -> int:
+        def disk(changes: Any, kv: Any, learnt: Any, drops: Any = ()) -> int:
             if full and changes:
                 raise StorageError("database or disk is full (test)")
-            return int(real(changes, kv, learnt))
+            return int(real(changes, kv, learnt, drops))
 
         storage._backend_write_blocking = disk  # type: ignore[attr-defined]
         local = ns.unregister(name)
