@@ -596,6 +596,12 @@ class Namespace:
         self._graves.clear()
         self._digest = None
 
+    def settled(self, changes: ChangeSet) -> None:
+        """*changes* is durable: it will not be undone, so it is no longer in flight
+        (what it wrote may be collected, see :meth:`collect`). Without this call a
+        change set counts as in flight for as long as anything holds it."""
+        self._pending.discard(changes)
+
     def undo(self, changes: ChangeSet) -> None:
         """Put back what *changes* replaced (its commit failed). Idempotent."""
         if changes.undone:

@@ -108,8 +108,11 @@ class MergeCommitter:
                 self._learnt.extend((r.request_id, now - r.age) for r in learnt)
             self._merged.append((link, upto, changes))
             self._merged_event.set()
-        elif link.positions.on_durable(upto):
-            self._on_durable()
+        else:
+            if not self.durable:
+                self.namespace.settled(changes)
+            if link.positions.on_durable(upto):
+                self._on_durable()
 
     def pending(self) -> bool:
         """True while some merged batch is not durable yet."""
@@ -143,6 +146,8 @@ class MergeCommitter:
                 self._undo(f"cannot store what the twin sent: {exc}")
                 continue
             self._committing = []
+            for _, _, changes in batch:
+                self.namespace.settled(changes)  # durable: collectable (Namespace.collect)
             # Commits are written in the order they were asked for: every write that a
             # merged entry lost to has settled by now. If one was undone, that entry is
             # missing here: the link does not acknowledge it, and the twin sends it again.
