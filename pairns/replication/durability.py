@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace import ChangeSet, Namespace
 from pairns.naming.requests import RequestRecord
+from pairns.replication.feed_history import FeedHistory
 from pairns.replication.session import Link
 from pairns.storage import Storage
 
@@ -27,10 +29,10 @@ __all__ = [
     "KV_ACKED",
     "KV_APPLIED",
     "KV_FULL_OWED",
-    "KV_TWIN_HISTORY",
     "KV_TWIN_ID",
     "KV_TWIN_INCARNATION",
-    "KV_TWIN_SEEN",
+    "KV_TWIN_KNOWN",
+    "MAX_KNOWN_TWINS",
     "MergeCommitter",
     "StoredPositions",
 ]
@@ -46,11 +48,12 @@ KV_TWIN_INCARNATION: Final = "twin.incarnation"
 #: The feed position up to which the twin is owed everything, its own changes included
 #: (a full resync that has not been acknowledged yet; "0": nothing owed).
 KV_FULL_OWED: Final = "twin.full_owed"
-#: The twin's feed history as its last hello told it (``FeedHistory.to_text``).
-KV_TWIN_HISTORY: Final = "twin.history"
-#: Up to where, in that history, this node applied the twin's feed (it only grows while
-#: the history stays; see ``Pairing.start_link``).
-KV_TWIN_SEEN: Final = "twin.seen"
+#: Per twin node id (the current one and earlier ones: a twin wiped, then restored
+#: from a copy, comes back with an old id): its feed history as its last hello told
+#: it, and up to where in it this node applied its feed (JSON; see ``Pairing``).
+KV_TWIN_KNOWN: Final = "twin.known"
+#: Twin node ids remembered in :data:`KV_TWIN_KNOWN` (the latest).
+MAX_KNOWN_TWINS: Final = 16
 
 
 class MergeCommitter:
@@ -180,10 +183,10 @@ class StoredPositions:
     * ``acked`` - the highest seq of this node's feed the twin acknowledged.
     * ``full_owed`` - a full resync not acknowledged yet: up to where the twin is owed
       everything (0: nothing owed).
-    * ``twin_history``, ``seen`` - the twin's feed history as last heard, and up to
-      where in it this node applied the twin's feed (never lowered by a full resync,
-      whose ``applied`` starts again from 0): what tells a stale entry of a restored
-      twin from a new one (see ``Pairing.start_link``).
+    * ``known`` - per twin node id: its feed history as last heard, and up to where in
+      it this node applied its feed (never lowered by a full resync, whose ``applied``
+      starts again from 0): what tells a stale entry of a restored twin from a new one
+      (see ``Pairing._seen_before``).
     """
 
     twin_id: str = ""
@@ -191,9 +194,8 @@ class StoredPositions:
     acked: int = 0
     twin_incarnation: str = ""
     full_owed: int = 0
-    twin_history: str = ""
-    seen: int = 0
-    _persisted: tuple[str, int, int, str, int, str, int] | None = attrs.field(
+    known: dict[str, tuple[FeedHistory, int]] = attrs.field(factory=dict)
+    _persisted: tuple[str, int, int, str, int, str] | None = attrs.field(
         default=None, init=False
     )
 
@@ -209,24 +211,37 @@ class StoredPositions:
             acked=_int_or_zero(kv.get(KV_ACKED)),
             twin_incarnation=kv.get(KV_TWIN_INCARNATION, ""),
             full_owed=_int_or_zero(kv.get(KV_FULL_OWED)),
-            twin_history=kv.get(KV_TWIN_HISTORY, ""),
-            seen=_int_or_zero(kv.get(KV_TWIN_SEEN)),
+            known=_known_from_text(kv.get(KV_TWIN_KNOWN)),
         )
+
+    def knowledge(self, node_id: str) -> tuple[FeedHistory, int]:
+        """Twin *node_id*'s history as last heard and how far this node applied its
+        feed in it (empty and 0 for a node never heard of)."""
+        history, seen = self.known.get(node_id, (FeedHistory(), 0))
+        if node_id == self.twin_id:
+            seen = max(seen, self.applied)
+        return history, seen
+
+    def learn(self, node_id: str, history: FeedHistory, seen: int) -> None:
+        """Twin *node_id* now has *history*, of which this node knows up to *seen*."""
+        self.known.pop(node_id, None)
+        self.known[node_id] = (history, seen)
+        while len(self.known) > MAX_KNOWN_TWINS:
+            del self.known[next(iter(self.known))]
 
     @property
     def persisted_applied(self) -> int:
         """``applied`` as last stored (0 before the first store)."""
         return self._persisted[1] if self._persisted is not None else 0
 
-    def _state(self) -> tuple[str, int, int, str, int, str, int]:
+    def _state(self) -> tuple[str, int, int, str, int, str]:
         return (
             self.twin_id,
             self.applied,
             self.acked,
             self.twin_incarnation,
             self.full_owed,
-            self.twin_history,
-            self.seen,
+            _known_to_text(self.known),
         )
 
     async def persist(self, storage: Storage, *, applied: int, acked: int) -> None:
@@ -234,7 +249,9 @@ class StoredPositions:
         the last store; a storage error is logged (the next store tries again)."""
         self.applied = max(0, applied)
         self.acked = max(0, acked)
-        self.seen = max(self.seen, self.applied)
+        if self.twin_id in self.known:
+            history, seen = self.known[self.twin_id]
+            self.known[self.twin_id] = (history, max(seen, self.applied))
         state = self._state()
         if state == self._persisted:
             return
@@ -253,12 +270,33 @@ class StoredPositions:
             nursery.start_soon(put, KV_ACKED, str(state[2]))
             nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
             nursery.start_soon(put, KV_FULL_OWED, str(state[4]))
-            nursery.start_soon(put, KV_TWIN_HISTORY, state[5])
-            nursery.start_soon(put, KV_TWIN_SEEN, str(state[6]))
+            nursery.start_soon(put, KV_TWIN_KNOWN, state[5])
         if failed:
             log.warning("cannot store the twin's positions: %s", failed[0])
             return
         self._persisted = state
+
+
+def _known_to_text(known: dict[str, tuple[FeedHistory, int]]) -> str:
+    return json.dumps(
+        {node: [[list(p) for p in h.incarnations], seen] for node, (h, seen) in known.items()},
+        separators=(",", ":"),
+    )
+
+
+def _known_from_text(text: str | None) -> dict[str, tuple[FeedHistory, int]]:
+    """Parse :func:`_known_to_text`; a damaged value knows nothing (no stale entry is
+    then recognised: the safe side for losing nothing)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+        return {
+            str(node): (FeedHistory(tuple((str(i), int(f)) for i, f in runs)), max(0, int(seen)))
+            for node, (runs, seen) in value.items()
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _int_or_zero(text: str | None) -> int:
