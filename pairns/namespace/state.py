@@ -520,16 +520,17 @@ class Namespace:
             self.clock.observe(horizon)
 
     def is_collected(self, entry: Entry) -> bool:
-        """True if *entry*, live, from the twin, can only be one this node held and saw
-        deleted, the deletion since collected: no entry of its name is stored, and it
-        is older than the highest stamp collected. Only meaningful for an entry at a
-        position of the twin's feed this node had applied before (the link decides
-        that; see ``docs/namespace-merge.md``)."""
-        return (
-            not entry.deleted
-            and entry.name not in self._entries
-            and newer(self.horizon, entry.stamp)
-        )
+        """True if *entry*, from the twin, is live and its name has no entry here.
+
+        Only meaningful for an entry from a position of the twin's feed this node had
+        applied before (the link decides that; see ``docs/namespace-merge.md``): this
+        node then got that entry, or a newer version of the name, or nothing because
+        the twin had already collected a deletion of it. Having no entry now, this node
+        collected a deletion newer than the entry, or never got one that the twin
+        collected: either way the name was deleted after *entry*. (Not a comparison
+        with :attr:`horizon`: a node wiped since never collected that deletion itself;
+        found by the chaos suite, seed 3.)"""
+        return not entry.deleted and entry.name not in self._entries
 
     def _bootstrap_names(self) -> frozenset[str]:
         return frozenset((_ROOT, ":Pyro", *upper_ancestors(self.default_group), self.default_group))

@@ -140,7 +140,7 @@ def bury_collected(
     the tombstone travels to the twin instead and ends it there too. It beats only that
     entry (and older ones): a change the twin made to the name after the restore wins.
     """
-    if not items or not seen_before or items[0].seq > seen_before or not ns.horizon.hlc:
+    if not items or not seen_before or items[0].seq > seen_before:
         return []
     buried: list[Entry] = []
     for i, item in enumerate(items):

@@ -312,6 +312,10 @@ class Pairing:
         stored.twin_incarnation = theirs.incarnation
         seen = self._seen_before(theirs)
         stored.learn(theirs.node_id, FeedHistory(theirs.history), seen)
+        if twin_id == stored.twin_id and stored.applied > seen:
+            # A claim past where the twin's history forked names other changes now;
+            # kept, it would also count them as seen when the link stores it.
+            stored.applied = seen
         if twin_id != stored.twin_id:
             if stored.twin_id:
                 log.warning(

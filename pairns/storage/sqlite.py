@@ -319,6 +319,8 @@ class _Database:
         self._check: _QuickCheck | None = None
         #: Rows a snapshot written now would hold that the last one did not.
         self.rows_since_snapshot = 0
+        #: The highest seq written (kept in ``node.last_seq`` when rows are collected).
+        self._last_seq = 0
         #: The token of the snapshot the open used (and checked), if it used one.
         self._snapshot_token: str | None = None
 
@@ -486,6 +488,7 @@ class _Database:
             self.path,
         )
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
+        self._last_seq = last_seq
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         learnt = conn.execute(_SELECT_LEARNT).fetchall()
@@ -739,6 +742,12 @@ class _Database:
                     conn.execute(_TRIM_LEARNT)
                 if drops:
                     self._delete(conn, [seq for _name, seq in drops])
+                    # The highest row may go: keep the feed's end, or a restart would
+                    # number new changes with positions already used.
+                    conn.execute(
+                        "INSERT OR REPLACE INTO node (key, value) VALUES ('last_seq', ?)",
+                        (max(self._last_seq, last),),
+                    )
                 conn.execute("COMMIT")
             elif rows:
                 # New names only: the one INSERT is a transaction of its own (autocommit,
@@ -753,6 +762,7 @@ class _Database:
             seq_of[row[1]] = row[0]
         for name, _seq in drops:
             del seq_of[name]
+        self._last_seq = max(self._last_seq, last)
         self.rows_since_snapshot += len(rows)
         if drops:
             self._vacuum_some(conn)

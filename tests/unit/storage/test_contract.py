@@ -508,3 +508,12 @@ async def test_a_collect_in_the_batch_that_rewrites_the_name_keeps_the_new_row(
         assert [seq for seq, _ in await storage.entries_since(0)] == [2]
     async with backend.opened() as (_, loaded):
         assert [seq for seq, _ in loaded.rows] == [2]
+
+
+async def test_the_feed_end_survives_the_collection_of_its_last_row(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 2, deleted=True))])
+        await storage.collect([(":b", 2)])
+    async with backend.opened() as (_, loaded):
+        assert [seq for seq, _ in loaded.rows] == [1]
+        assert loaded.last_seq == 2  # new changes must not reuse position 2
