@@ -52,8 +52,9 @@ KV_FULL_OWED: Final = "twin.full_owed"
 #: from a copy, comes back with an old id): its feed history as its last hello told
 #: it, and up to where in it this node applied its feed (JSON; see ``Pairing``).
 KV_TWIN_KNOWN: Final = "twin.known"
-#: Twin node ids remembered in :data:`KV_TWIN_KNOWN` (the latest).
+#: Twin node ids remembered in :data:`KV_TWIN_KNOWN` (the latest), and runs per id.
 MAX_KNOWN_TWINS: Final = 16
+MAX_KNOWN_RUNS: Final = 256
 
 
 class MergeCommitter:
@@ -194,7 +195,7 @@ class StoredPositions:
     acked: int = 0
     twin_incarnation: str = ""
     full_owed: int = 0
-    known: dict[str, tuple[FeedHistory, int]] = attrs.field(factory=dict)
+    known: dict[str, tuple[FeedHistory, dict[str, int]]] = attrs.field(factory=dict)
     _persisted: tuple[str, int, int, str, int, str] | None = attrs.field(
         default=None, init=False
     )
@@ -214,20 +215,26 @@ class StoredPositions:
             known=_known_from_text(kv.get(KV_TWIN_KNOWN)),
         )
 
-    def knowledge(self, node_id: str) -> tuple[FeedHistory, int]:
-        """Twin *node_id*'s history as last heard and how far this node applied its
-        feed in it (empty and 0 for a node never heard of)."""
-        history, seen = self.known.get(node_id, (FeedHistory(), 0))
-        if node_id == self.twin_id:
-            seen = max(seen, self.applied)
-        return history, seen
+    def seen_before(self, node_id: str, history: FeedHistory) -> int:
+        """Twin *node_id* now has *history*: note it, and return up to where this node
+        had applied its feed as it is now (0 for a node never heard of).
 
-    def learn(self, node_id: str, history: FeedHistory, seen: int) -> None:
-        """Twin *node_id* now has *history*, of which this node knows up to *seen*."""
-        self.known.pop(node_id, None)
+        The claim ``applied`` on the current twin belongs to the history heard before:
+        it is credited there first, then cut to what the new history shares (a claim
+        past a fork names other changes now).
+        """
+        old, seen = self.known.pop(node_id, (FeedHistory(), {}))
+        if node_id == self.twin_id:
+            old.credit(seen, self.applied)
         self.known[node_id] = (history, seen)
         while len(self.known) > MAX_KNOWN_TWINS:
             del self.known[next(iter(self.known))]
+        while len(seen) > MAX_KNOWN_RUNS:
+            del seen[next(iter(seen))]
+        known = history.known_prefix(seen)
+        if node_id == self.twin_id:
+            self.applied = min(self.applied, known)
+        return known
 
     @property
     def persisted_applied(self) -> int:
@@ -251,7 +258,7 @@ class StoredPositions:
         self.acked = max(0, acked)
         if self.twin_id in self.known:
             history, seen = self.known[self.twin_id]
-            self.known[self.twin_id] = (history, max(seen, self.applied))
+            history.credit(seen, self.applied)
         state = self._state()
         if state == self._persisted:
             return
@@ -277,14 +284,14 @@ class StoredPositions:
         self._persisted = state
 
 
-def _known_to_text(known: dict[str, tuple[FeedHistory, int]]) -> str:
+def _known_to_text(known: dict[str, tuple[FeedHistory, dict[str, int]]]) -> str:
     return json.dumps(
         {node: [[list(p) for p in h.incarnations], seen] for node, (h, seen) in known.items()},
         separators=(",", ":"),
     )
 
 
-def _known_from_text(text: str | None) -> dict[str, tuple[FeedHistory, int]]:
+def _known_from_text(text: str | None) -> dict[str, tuple[FeedHistory, dict[str, int]]]:
     """Parse :func:`_known_to_text`; a damaged value knows nothing (no stale entry is
     then recognised: the safe side for losing nothing)."""
     if not text:
@@ -292,7 +299,10 @@ def _known_from_text(text: str | None) -> dict[str, tuple[FeedHistory, int]]:
     try:
         value = json.loads(text)
         return {
-            str(node): (FeedHistory(tuple((str(i), int(f)) for i, f in runs)), max(0, int(seen)))
+            str(node): (
+                FeedHistory(tuple((str(i), int(f)) for i, f in runs)),
+                {str(inc): int(pos) for inc, pos in seen.items()},
+            )
             for node, (runs, seen) in value.items()
         }
     except (ValueError, TypeError, AttributeError):

@@ -79,49 +79,40 @@ class FeedHistory:
                 return True
         return False
 
-    def shared_end(self, current: FeedHistory) -> int | None:
-        """Up to where *current* - the same node's history as it is now - is known to
-        hold the feed that *self* - its history as this node last heard of it -
-        described: ``None`` if at every position (the same runs, or later runs
-        added), else the last such position (0 if none).
+    def credit(self, seen: dict[str, int], upto: int) -> None:
+        """Note in *seen* (run id -> highest position seen in it) that this feed was
+        applied up to *upto*: each run gets the part of its stretch at or below it.
 
-        A node restored from an older copy of its database starts a new run at the
-        copy's end: its history forks from the one heard before at the first run
-        that differs, and the positions before that run's first are the ones both
-        histories share. A run added after the last one heard of ends the part
-        heard of as well: that run starts where the node's feed stood when it
-        started, which for a restored node is the copy's end.
+        Kept per run, not as one position: a node restored from an older copy starts a
+        new run at the copy's end, and one restored later from a newer copy shares
+        more of the old run again; what was seen of that run still holds.
         """
-        known, now = self.incarnations, current.incarnations
-        if not known or not now:
-            return 0
-        # Either list may have dropped its oldest runs (MAX_INCARNATIONS): align them.
-        k = j = 0
-        known_ids = [inc for inc, _ in known]
-        if now[0][0] in known_ids:
-            k = known_ids.index(now[0][0])
-        else:
-            now_ids = [inc for inc, _ in now]
-            if known[0][0] not in now_ids:
-                return 0
-            j = now_ids.index(known[0][0])
-        while k < len(known) and j < len(now):
-            if known[k] != now[j]:
-                return max(0, min(known[k][1], now[j][1]) - 1)
-            k += 1
-            j += 1
-        if k < len(known):  # runs heard of that the node no longer has
-            return max(0, known[k][1] - 1)
-        if j < len(now):
-            return max(0, now[j][1] - 1)
-        return None
+        runs = self.incarnations
+        for i, (inc, first) in enumerate(runs):
+            if upto < first:
+                break
+            end = runs[i + 1][1] - 1 if i + 1 < len(runs) else upto
+            top = min(upto, end)
+            if top >= first and top > seen.get(inc, 0):
+                seen[inc] = top
 
-    def known_upto(self, current: FeedHistory, applied: int) -> int:
-        """How far a node that applied this feed up to *applied* while it was *self*
-        knows it now that it is *current*: *applied*, cut where the histories part
-        (:meth:`shared_end`)."""
-        end = self.shared_end(current)
-        return applied if end is None else min(applied, end)
+    def known_prefix(self, seen: dict[str, int]) -> int:
+        """Up to where this feed is known to have been applied, by what *seen* (see
+        :meth:`credit`) says of its runs: run after run, as long as each was seen to
+        its end here, then as far as the first one that was not."""
+        runs = self.incarnations
+        if not runs or (runs[0][1] > 1 and runs[0][0] not in seen):
+            return 0
+        for i, (inc, first) in enumerate(runs):
+            end = runs[i + 1][1] - 1 if i + 1 < len(runs) else None
+            if end is not None and end < first:
+                continue  # a run that wrote nothing
+            got = seen.get(inc, 0)
+            if got < first:
+                return first - 1
+            if end is None or got < end:
+                return got
+        return 0  # unreachable: the last run always returns
 
     def to_text(self) -> str:
         """The stored form (JSON)."""

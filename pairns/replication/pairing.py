@@ -310,12 +310,7 @@ class Pairing:
         stored = self.stored
         twin_id = theirs.node_id
         stored.twin_incarnation = theirs.incarnation
-        seen = self._seen_before(theirs)
-        stored.learn(theirs.node_id, FeedHistory(theirs.history), seen)
-        if twin_id == stored.twin_id and stored.applied > seen:
-            # A claim past where the twin's history forked names other changes now;
-            # kept, it would also count them as seen when the link stores it.
-            stored.applied = seen
+        seen = stored.seen_before(theirs.node_id, FeedHistory(theirs.history))
         if twin_id != stored.twin_id:
             if stored.twin_id:
                 log.warning(
@@ -359,22 +354,6 @@ class Pairing:
         )
         self.last_contact = trio.current_time()
         return link
-
-    def _seen_before(self, theirs: Hello) -> int:
-        """Up to which position of the twin's feed, as it is now, this node had
-        applied before this link: everything the twin sends at or below it was known
-        here (or replaced by something newer known here). 0 for a node id never met
-        (a new or wiped twin holds nothing older), or a history not known.
-
-        That is the highest position applied in the history last heard of from that
-        node id, cut where the twin's history now departs from it (restored from an
-        older copy of its database: it forks at the copy's end, see
-        ``FeedHistory.shared_end``). Kept per node id: a twin wiped, then restored from
-        a copy made before, is back under its old id with its old entries (found by
-        the chaos suite, seed 3).
-        """
-        history, seen = self.stored.knowledge(theirs.node_id)
-        return history.known_upto(FeedHistory(theirs.history), seen)
 
     async def end_link(self, link: Link) -> None:
         """*link*'s connection is over: release what it held, store its positions.

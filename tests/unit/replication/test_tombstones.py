@@ -43,7 +43,7 @@ class Stored:
     twin_id: str = ""
     twin_incarnation: str = ""
     applied: int = 0
-    known: dict[str, tuple[FeedHistory, int]] = attrs.field(factory=dict)
+    known: dict[str, tuple[FeedHistory, dict[str, int]]] = attrs.field(factory=dict)
     full_owed: int = 0
 
 
@@ -144,14 +144,14 @@ class Pair:
             full = full or not claim_ok
         for x, y in ((a, b), (b, a)):
             stored = x.stored
-            history, seen = stored.known.get(y.node_id, (FeedHistory(), 0))
+            old, runs = stored.known.pop(y.node_id, (FeedHistory(), {}))
             if y.node_id == stored.twin_id:
-                seen = max(seen, stored.applied)
-            seen = history.known_upto(y.history, seen)
-            x.seen_before = seen
-            stored.known[y.node_id] = (y.history, seen)
+                old.credit(runs, stored.applied)
+            stored.known[y.node_id] = (y.history, runs)
+            seen = y.history.known_prefix(runs)
             if y.node_id == stored.twin_id:
                 stored.applied = min(stored.applied, seen)
+            x.seen_before = seen
             stored.twin_incarnation = y.history.current
             if stored.twin_id != y.node_id:
                 stored.twin_id = y.node_id
@@ -218,8 +218,8 @@ class Pair:
         self.produced.extend(buried)
         y.applied = batch.upto
         y.stored.applied = y.applied
-        history, seen = y.stored.known[x.node_id]
-        y.stored.known[x.node_id] = (history, max(seen, y.applied))
+        history, runs = y.stored.known[x.node_id]
+        history.credit(runs, y.applied)
         return True
 
     # -- a history ------------------------------------------------------------------
@@ -480,24 +480,25 @@ def test_long_histories_with_faults(seed: int) -> None:
 # -- the pure parts, by hand -----------------------------------------------------------
 
 
-def test_shared_end_cuts_a_forked_history_at_the_fork() -> None:
-    known = FeedHistory((("r1", 1), ("r2", 100), ("r3", 400)))
-    assert known.shared_end(known) is None
-    # restarted normally since: the new run starts where the last one heard of ended
-    assert known.shared_end(FeedHistory((*known.incarnations, ("r4", 900)))) == 899
-    # restored from a copy taken during r2 (at 250), then restarted twice
-    forked = FeedHistory((("r1", 1), ("r2", 100), ("x1", 251), ("x2", 300)))
-    assert known.shared_end(forked) == 250
-    assert known.known_upto(forked, 800) == 250
-    assert known.known_upto(forked, 200) == 200
-    # restored from a copy taken during r3, the run last heard of
-    assert known.shared_end(FeedHistory((*known.incarnations, ("x", 451)))) == 450
-    # nothing in common, or nothing known
-    assert known.shared_end(FeedHistory((("z", 1),))) == 0
-    assert FeedHistory().shared_end(known) == 0
-    # older runs dropped from either list (at most 64 are kept)
-    assert FeedHistory(known.incarnations[1:]).shared_end(known) is None
-    assert known.shared_end(FeedHistory(known.incarnations[2:])) is None
+def test_what_was_seen_of_a_feed_is_kept_per_run() -> None:
+    heard = FeedHistory((("r1", 1), ("r2", 100), ("r3", 400)))
+    seen: dict[str, int] = {}
+    heard.credit(seen, 800)
+    assert seen == {"r1": 99, "r2": 399, "r3": 800}
+    assert heard.known_prefix(seen) == 800
+    # restarted normally since: the new run is not seen yet
+    assert FeedHistory((*heard.incarnations, ("r4", 801))).known_prefix(seen) == 800
+    # restored from a copy taken during r2 (at 250): its new run starts at 251
+    forked = FeedHistory((("r1", 1), ("r2", 100), ("x1", 251)))
+    assert forked.known_prefix(seen) == 250
+    forked.credit(seen, 260)  # applied a little of the new run
+    assert forked.known_prefix(seen) == 260
+    # later restored from a newer copy (during r3, at 500): r3 up to there was seen
+    newer = FeedHistory((*heard.incarnations[:3], ("x2", 501)))
+    assert newer.known_prefix(seen) == 500
+    # nothing seen of its first run; runs that wrote nothing
+    assert FeedHistory((("z", 1),)).known_prefix(seen) == 0
+    assert FeedHistory((("r1", 1), ("e", 100), ("r2", 100))).known_prefix(seen) == 399
 
 
 def test_stable_marks_wait_for_the_batch_to_be_applied() -> None:
