@@ -128,7 +128,9 @@ class Pair:
         self.born: dict[tuple[str, Any], int] = {}  # (name, stamp) -> step it was written
         self.deaths: dict[str, list[tuple[Any, int]]] = {}  # name -> (horizon, step)
         self.produced: list[Entry] = []
-        self.images: list[dict[str, Any] | None] = [None, None]
+        # Backups of each node, oldest first: a restore takes one of them, so a node may
+        # go back to an old copy and later to a newer one.
+        self.images: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self.buried = 0
         self.went_back = False
 
@@ -269,7 +271,7 @@ class Pair:
             elif kind == "sync":
                 self.settle()
             elif kind == "backup":
-                self.images[who] = node.image()
+                self.images[who].append(node.image())
             elif kind in ("restore", "wipe", "restart"):
                 # A restart takes a while: the node's clock passes every stamp it made
                 # before. (A node restored from an older copy whose clock has not passed
@@ -278,8 +280,9 @@ class Pair:
                 # without collection too, and is outside what this test is about.)
                 node.time.now = max(n.time.now for n in self.nodes) + 10.0
                 self.disconnect()
-                if kind == "restore" and self.images[who] is not None:
-                    node.restore(self.images[who])  # type: ignore[arg-type]
+                if kind == "restore" and self.images[who]:
+                    images = self.images[who]
+                    node.restore(images[(self.step * 7919) % len(images)])
                     self.went_back = True
                 elif kind == "wipe":
                     node.wipe()
