@@ -53,7 +53,12 @@ from pairns.errors import NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
 from pairns.naming.service import NAMESERVER_OBJECT_ID, NameServer
-from pairns.naming.tombstones import KV_HORIZON, TombstoneCollector, horizon_from_text
+from pairns.naming.tombstones import (
+    KV_HORIZON,
+    TOMBSTONE_GRACE,
+    TombstoneCollector,
+    horizon_from_text,
+)
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.storage import Storage, open_storage
@@ -420,7 +425,8 @@ def _tombstone_collector(
         def safe_upto() -> int:
             return storage.last_seq if durable else namespace.last_seq
 
-    return TombstoneCollector(namespace, storage, safe_upto=safe_upto)
+    grace = float(os.environ.get("PAIRNS_TOMBSTONE_GRACE", TOMBSTONE_GRACE))
+    return TombstoneCollector(namespace, storage, safe_upto=safe_upto, grace=grace)
 
 
 def _storage_info(storage: Storage) -> dict[str, Any]:

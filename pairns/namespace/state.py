@@ -452,7 +452,9 @@ class Namespace:
 
     # ------------------------------------------------------------------ tombstones
 
-    def collect(self, upto: int, *, limit: int = COLLECT_BATCH) -> _Collected:
+    def collect(
+        self, upto: int, *, limit: int = COLLECT_BATCH, older_than: int | None = None
+    ) -> _Collected:
         """Drop up to *limit* tombstones nothing needs any more; ``(name, seq)`` of each,
         for storage to delete their rows.
 
@@ -469,9 +471,10 @@ class Namespace:
         * no change set still in flight wrote it (its commit may fail and be undone,
           which needs the entry).
 
-        A group's tombstone goes on a later call than its children's (it has
-        descendants until they went). :attr:`horizon` rises to the highest stamp
-        collected.
+        With *older_than* (an HLC value), only tombstones stamped below it go (the
+        grace period, see ``docs/namespace-merge.md``). A group's tombstone goes on a
+        later call than its children's (it has descendants until they went).
+        :attr:`horizon` rises to the highest stamp collected.
         """
         seq_of, children, entries = self._seq, self._children, self._entries
         kept = self._bootstrap_names()
@@ -479,6 +482,8 @@ class Namespace:
         doomed: list[str] = []
         for name in self._graves:
             if seq_of[name] > upto or name in children or name in kept:
+                continue
+            if older_than is not None and entries[name].stamp.hlc >= older_than:
                 continue
             if inflight is None:
                 inflight = {

@@ -23,15 +23,28 @@ import trio
 
 from pairns.errors import StorageError
 from pairns.namespace import Namespace, Stamp
-from pairns.namespace.stamps import ZERO_STAMP
+from pairns.namespace.stamps import COUNTER_BITS, ZERO_STAMP
 from pairns.storage import Storage
 
-__all__ = ["COLLECT_INTERVAL", "KV_HORIZON", "TombstoneCollector", "horizon_from_text"]
+__all__ = [
+    "COLLECT_INTERVAL",
+    "KV_HORIZON",
+    "TOMBSTONE_GRACE",
+    "TombstoneCollector",
+    "horizon_from_text",
+]
 
 log = logging.getLogger("pairns.tombstones")
 
 #: The storage key of ``Namespace.horizon`` (stored with the deletion of the rows).
 KV_HORIZON: Final = "tombstones.horizon"
+
+#: Seconds a tombstone is kept at least, by its stamp (``PAIRNS_TOMBSTONE_GRACE``
+#: overrides it). The twin's acknowledgements and history protect against a twin that
+#: goes back to an older copy of a node identity this node has met; a copy of an
+#: identity it never met (restored after both nodes were wiped in turn) is only safe
+#: if it is younger than this, as with Cassandra's ``gc_grace_seconds``.
+TOMBSTONE_GRACE: Final = 60.0
 
 #: Seconds between two looks for tombstones to collect (when the last look found none
 #: to drop, or fewer than a batch). Tombstones then live about this long after they
@@ -72,11 +85,13 @@ class TombstoneCollector:
         *,
         safe_upto: Callable[[], int],
         interval: float = COLLECT_INTERVAL,
+        grace: float = TOMBSTONE_GRACE,
     ) -> None:
         self.namespace = namespace
         self.storage = storage
         self.safe_upto = safe_upto
         self.interval = interval
+        self.grace = grace
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Collect until cancelled."""
@@ -87,7 +102,8 @@ class TombstoneCollector:
             upto = self.safe_upto()
             # Nothing new can be collectable unless the position moved or the last
             # pass dropped something (a group whose children went is a leaf now).
-            if upto != last or busy:
+            # With a grace period, tombstones become old enough as time passes.
+            if upto != last or busy or self.grace > 0:
                 last = upto
                 busy = await self.collect_once(upto)
             if busy:
@@ -97,7 +113,11 @@ class TombstoneCollector:
 
     async def collect_once(self, upto: int) -> bool:
         """One batch: True if it dropped something."""
-        dropped = self.namespace.collect(upto)
+        older_than = None
+        if self.grace > 0:
+            clock = self.namespace.clock
+            older_than = clock.physical() - (int(self.grace * 1000) << COUNTER_BITS)
+        dropped = self.namespace.collect(upto, older_than=older_than)
         if not dropped:
             return False
         try:

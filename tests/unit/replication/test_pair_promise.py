@@ -727,11 +727,12 @@ async def test_a_restarted_twin_still_knows_the_request_ids_it_learnt(tmp_path: 
 
 
 async def test_a_twin_restored_after_collection_does_not_bring_names_back(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Node 2 is backed up with names that node 1 then unregisters; both nodes collect
     the tombstones; node 2 comes back from the backup. Its stale names must be deleted
     again (not merged back), and what it wrote after the restore must stay."""
+    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
     ports = Ports()
     c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
     c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
@@ -768,7 +769,10 @@ async def test_a_twin_restored_after_collection_does_not_bring_names_back(
             assert n1.namespace.digest() == n2.namespace.digest()
 
 
-async def test_a_single_node_collects_what_is_durable(tmp_path: Path) -> None:
+async def test_a_single_node_collects_what_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
     cfg = Config(host=HOST, port=0, uri_file=str(tmp_path / "n.uri"), **persistent(tmp_path, "n"))
     async with open_node(cfg) as node, client(node) as a:
         for i in range(50):
