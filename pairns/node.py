@@ -53,6 +53,12 @@ from pairns.errors import NamingError
 from pairns.namespace import HybridClock, Namespace
 from pairns.naming.requests import RequestTable
 from pairns.naming.service import CONNECTION_METHODS, NAMESERVER_OBJECT_ID, NameServer
+from pairns.naming.tombstones import (
+    KV_HORIZON,
+    TOMBSTONE_GRACE,
+    TombstoneCollector,
+    horizon_from_text,
+)
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
 from pairns.rpc import Daemon, DaemonLimits
 from pairns.security.admin import AdminGate
@@ -205,6 +211,7 @@ async def _open_node(
         clock = HybridClock(loaded.node_id, wall_clock or time.time)
         namespace = Namespace(loaded.node_id, clock, default_group=config.default_group)
         namespace.load(loaded.rows, loaded.last_seq)
+        namespace.restore_horizon(horizon_from_text(loaded.kv.get(KV_HORIZON)))
         # This run numbers its changes from here on: the twin's claims on this node's
         # feed are checked against the list of runs (see feed_history).
         history = FeedHistory.from_text(loaded.kv.get(KV_FEED_HISTORY)).started(
@@ -354,6 +361,8 @@ async def _open_node(
                 node.responders.append(responder)
             if replicator is not None:
                 await nursery.start(replicator.run)
+            collector_ = _tombstone_collector(namespace, storage, replicator, config.persistent)
+            await nursery.start(collector_.run)
             nursery.start_soon(node._shutdown_after_grace)
             _write_uri_file(config.uri_path, uri)
             start_up.end(freeze=True)
@@ -468,6 +477,27 @@ def _guard_info(daemon: Daemon, service: NameServer) -> dict[str, Any]:
         "refused_by_guard": stats.refused_by_guard,
         "admin_refusals": service.admin_refusals,
     }
+
+
+def _tombstone_collector(
+    namespace: Namespace, storage: Storage, replicator: Replicator | None, durable: bool
+) -> TombstoneCollector:
+    """The node's tombstone collector, with its rule (``docs/namespace-merge.md``): a
+    single node collects what is durable; a node of a pair, no further than the twin
+    holds it durably, having sent everything it wrote before."""
+    if replicator is not None:
+        pairing = replicator.pairing
+
+        def safe_upto() -> int:
+            return min(pairing.durable_seq(), pairing.stable_upto())
+
+    else:
+
+        def safe_upto() -> int:
+            return storage.last_seq if durable else namespace.last_seq
+
+    grace = float(os.environ.get("PAIRNS_TOMBSTONE_GRACE", TOMBSTONE_GRACE))
+    return TombstoneCollector(namespace, storage, safe_upto=safe_upto, grace=grace)
 
 
 def _storage_info(storage: Storage) -> dict[str, Any]:

@@ -74,8 +74,16 @@ BUILTINS: Final = (":", ":Pyro", ":Default")
 FRESH_GROUP: Final = ":chaos.fresh"
 #: Fresh names a client keeps registered; past this it unregisters its oldest instead.
 FRESH_KEEP: Final = 100
+#: Where each client churns a few names of its own: registered, unregistered,
+#: registered again, many times over. Every unregister leaves a tombstone that the
+#: nodes collect during the campaign, so collection interleaves with the faults; a
+#: name that came back after its deletion was collected is a lost unregister (one
+#: writer, so the checker knows what the name must show). Created by the runner.
+CHURN_GROUP: Final = ":chaos.churn"
+#: Names each client churns (``:chaos.churn.<client>-c<k>``).
+CHURN_NAMES: Final = 4
 #: Groups that ``list`` lists.
-LISTED: Final = (":chaos", *GROUPS, FRESH_GROUP)
+LISTED: Final = (":chaos", *GROUPS, FRESH_GROUP, CHURN_GROUP)
 
 #: The operation mix (relative weights). ``setMetaBuiltin`` is a setMeta on a built-in
 #: name; a client does one at most every :data:`BUILTIN_PAUSE` seconds (else it becomes
@@ -94,6 +102,7 @@ OP_WEIGHTS: Final = (
     ("flatlist", 1),
     ("fresh", 10),
     ("resolveFresh", 5),
+    ("churn", 10),
 )
 _OP_NAMES: Final = tuple(name for name, _ in OP_WEIGHTS)
 _OP_CUM: Final = tuple(
@@ -112,6 +121,7 @@ def choose_op(
     *,
     builtins: bool = True,
     fresh: list[str] | None = None,
+    churn: tuple[str, set[str]] | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """Draw the next operation and its arguments (names absolute). Register URIs and
     setMeta values carry *op_id*, so every write is unique. With ``builtins=False`` a
@@ -121,6 +131,10 @@ def choose_op(
     :data:`FRESH_GROUP`): ``fresh`` registers ``:chaos.fresh.<op_id>``, or, with
     :data:`FRESH_KEEP` of them registered, unregisters the oldest; ``resolveFresh``
     resolves one of them. The caller keeps the list (:meth:`Worker.run_one`).
+
+    *churn* is ``(client name, the churn names it believes registered)`` (see
+    :data:`CHURN_GROUP`): ``churn`` picks one of the client's churn names and
+    unregisters it if registered, else registers it.
     """
     kind = rng.choices(_OP_NAMES, cum_weights=_OP_CUM)[0]
     if kind == "setMetaBuiltin" and not builtins:
@@ -128,6 +142,14 @@ def choose_op(
     meta_targets = OBJECTS + GROUPS
     mine = fresh if fresh is not None else []
     match kind:
+        case "churn" if churn is not None:
+            client, registered = churn
+            name = f"{CHURN_GROUP}.{client}-c{rng.randrange(CHURN_NAMES)}"
+            if name in registered:
+                return "unregister", (name,)
+            return "register", (name, f"PYRO://127.0.0.1:1/{op_id}")
+        case "churn":
+            return "resolve", (rng.choice(OBJECTS),)
         case "fresh":
             if len(mine) >= FRESH_KEEP:
                 return "unregister", (mine[0],)
@@ -213,6 +235,8 @@ class Worker:
         self.builtin_after = time.monotonic() + self.rng.uniform(0.0, 3.0)
         #: The fresh names this client registered and has not unregistered yet.
         self.fresh: list[str] = []
+        #: The churn names this client believes registered (see :data:`CHURN_GROUP`).
+        self.churned: set[str] = set()
         self._cond = threading.Condition()
         self._running = False
         self._pauses = 0
@@ -288,7 +312,11 @@ class Worker:
         op_id = f"{self.name}-{n}"
         now = time.monotonic()
         op, args = choose_op(
-            self.rng, op_id, builtins=now >= self.builtin_after, fresh=self.fresh
+            self.rng,
+            op_id,
+            builtins=now >= self.builtin_after,
+            fresh=self.fresh,
+            churn=(self.name, self.churned),
         )
         if op == "setMeta" and args[0] in BUILTINS:
             self.builtin_after = now + self.rng.uniform(*BUILTIN_PAUSE)
@@ -298,6 +326,8 @@ class Worker:
             record = self._call_plain(op_id, op, args)
         if args[:1] and isinstance(args[0], str) and args[0].startswith(FRESH_GROUP + "."):
             self._track_fresh(op, args[0], record)
+        if args[:1] and isinstance(args[0], str) and args[0].startswith(CHURN_GROUP + "."):
+            self._track_churn(op, args[0], record)
         return record.status != "unknown"
 
     def _call_plain(self, op_id: str, op: str, args: tuple[Any, ...]) -> Op:
@@ -390,6 +420,24 @@ class Worker:
             error=error,
             failover=True,
         )
+
+    def _track_churn(self, op: str, name: str, last: Op) -> None:
+        """Keep :attr:`churned` to what the client's churn names show: an answer says
+        it (``name already exists``: registered; ``name not found``: not); without
+        one the belief stays, and the next call on the name corrects it."""
+        message = (last.error or {}).get("message", "")
+        if last.status == "ok":
+            registered = op == "register"
+        elif "name already exists" in message:
+            registered = True
+        elif "name not found" in message:
+            registered = False
+        else:
+            return
+        if registered:
+            self.churned.add(name)
+        else:
+            self.churned.discard(name)
 
     def _track_fresh(self, op: str, name: str, last: Op) -> None:
         """Keep :attr:`fresh` to the fresh names that may exist: a register that failed

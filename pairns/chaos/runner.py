@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -176,6 +176,12 @@ class Summary:
     failover_calls: int = 0
     #: Per failover client and round, the longest time between two answers.
     longest_gaps: tuple[float, ...] = ()
+    #: Tombstones the nodes collected (all incarnations, as seen at the checkpoints),
+    #: the most either held at a checkpoint, and names a restored node still held
+    #: whose collected deletion was sent to it again (status ``deletions_resent``).
+    tombstones_collected: int = 0
+    tombstones_max: int = 0
+    deletions_resent: int = 0
 
     @property
     def convergence_p50(self) -> float | None:
@@ -235,6 +241,9 @@ class Summary:
             "longest_gaps": list(self.longest_gaps),
             "longest_gap_p50": self.gap_p50,
             "longest_gap_max": self.gap_max,
+            "tombstones_collected": self.tombstones_collected,
+            "tombstones_max": self.tombstones_max,
+            "deletions_resent": self.deletions_resent,
             "seconds": round(self.seconds, 3),
             "aborted": self.aborted,
             "checker_error": self.checker_error,
@@ -274,6 +283,11 @@ class Summary:
             ("phantom reads", num(self.phantom_reads)),
             ("failover failures", f"{num(self.failover_failures)} ({self.failover_calls} calls)"),
             ("longest gap", f"p50 {fmt(self.gap_p50)}, max {fmt(self.gap_max)}"),
+            (
+                "tombstones",
+                f"{self.tombstones_collected} collected, at most {self.tombstones_max} held "
+                f"at a checkpoint, {self.deletions_resent} deletions resent",
+            ),
             ("checkpoints converged", f"{self.converged}/{self.checkpoints}"),
             (
                 "convergence",
@@ -617,10 +631,10 @@ class _Campaign:
     def create_groups(self) -> None:
         """As client ``setup``: ``:chaos`` and its groups on node 1, recorded as ops;
         then wait until node 2 shows the same digest."""
-        from pairns.chaos.client import FRESH_GROUP, GROUPS
+        from pairns.chaos.client import CHURN_GROUP, FRESH_GROUP, GROUPS
 
         path = self.out / "ops-setup.jsonl"
-        for i, name in enumerate((":chaos", *GROUPS, FRESH_GROUP), start=1):
+        for i, name in enumerate((":chaos", *GROUPS, FRESH_GROUP, CHURN_GROUP), start=1):
             rid = uuid.uuid4().hex
             status: Status = "unknown"
             error: dict[str, str] | None = None
@@ -1328,6 +1342,7 @@ class _Campaign:
                 conv = tuple(report.convergence_seconds)
                 figures["failover_failures"] = report.failover_failures
                 figures["longest_gaps"] = tuple(report.longest_gaps)
+        collected, held, resent = _tombstone_figures(self.checkpoints)
         return Summary(
             ok=ok,
             seed=self.options.seed,
@@ -1345,7 +1360,27 @@ class _Campaign:
             report=report_text,
             pids=tuple(self.pids),
             **figures,
+            tombstones_collected=collected,
+            tombstones_max=held,
+            deletions_resent=resent,
         )
+
+
+def _tombstone_figures(checkpoints: Sequence[Checkpoint]) -> tuple[int, int, int]:
+    """The summary's tombstone figures from the statuses the checkpoints captured:
+    each node incarnation's counters (they start at 0 with every run of a node) at the
+    last checkpoint it reached."""
+    last: dict[tuple[int, str], dict[str, Any]] = {}
+    held = 0
+    for point in checkpoints:
+        for state in point.states:
+            status = state.status
+            if status:
+                last[(state.node, str(status.get("incarnation")))] = status
+                held = max(held, int(status.get("tombstones") or 0))
+    collected = sum(int(s.get("collected_tombstones") or 0) for s in last.values())
+    resent = sum(int(s.get("deletions_resent") or 0) for s in last.values())
+    return collected, held, resent
 
 
 @attrs.frozen

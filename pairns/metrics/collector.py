@@ -115,6 +115,16 @@ class NodeCollector(Collector):
             "identification.",
             status.get("admin_refusals"),
         )
+        yield _gauge(
+            "tombstones",
+            "Deletions kept as tombstones (until nothing can bring the name back).",
+            status.get("tombstones"),
+        )
+        yield _counter(
+            "collected_tombstones",
+            "Tombstones collected since the node started.",
+            status.get("collected_tombstones"),
+        )
 
     def _connections(self, daemon: DaemonStatistics) -> Iterator[Metric]:
         yield _gauge("connections", "Client connections open now.", daemon.connections)
@@ -192,6 +202,10 @@ class NodeCollector(Collector):
             ("degraded_acks", "Writes acknowledged without the twin under --ack twin."),
             ("refused_peer_calls", "Peer-link calls refused (not the twin, or wrong secret)."),
             ("skew_refusals", "Changes from the twin refused for a clock too far ahead."),
+            (
+                "deletions_resent",
+                "Names the twin still held whose deletion was collected here, deleted again.",
+            ),
         ):
             yield _counter(key, doc, status.get(key))
 

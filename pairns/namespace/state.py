@@ -135,6 +135,7 @@ from pairns.uri import is_canonical as is_canonical_uri
 
 __all__ = [
     "BULK_MERGE_MIN",
+    "COLLECT_BATCH",
     "MAX_META_BYTES",
     "NODE_LOCAL_NAMES",
     "ChangeSet",
@@ -149,6 +150,10 @@ MAX_META_BYTES = 64 * 1024
 
 #: Smallest batch :meth:`Namespace.merge_all` merges as a bulk (a resync sends 2,000).
 BULK_MERGE_MIN = 256
+
+#: Most tombstones one :meth:`Namespace.collect` call drops: it runs on the event loop,
+#: and storage deletes their rows in one transaction (a few milliseconds each).
+COLLECT_BATCH = 2_000
 
 #: Names each node holds for itself (Pyro 3: each server of a pair resolves
 #: ``:Pyro.NameServer`` to itself): shown by :meth:`Namespace.set_local`, never stored,
@@ -173,6 +178,7 @@ _Page = tuple[list[dict[str, Any]], bool]
 _Merges = list[tuple[Entry, Stamp | None]]
 _Names = list[str]
 _Kids = dict[str, list[str]]
+_Collected = list[tuple[str, int]]
 
 
 @attrs.define(eq=False)
@@ -199,13 +205,19 @@ class Namespace:
     _last_seq: int = attrs.field(init=False, repr=False, default=0)
     _seen: dict[str, Stamp] = attrs.field(init=False, repr=False, factory=dict)
     _children: dict[str, set[str]] = attrs.field(init=False, repr=False, factory=dict)
-    # How many stored entries are tombstones (the bulk merge path needs none).
-    _tombstones: int = attrs.field(init=False, repr=False, default=0)
+    # The names whose stored entry is a tombstone (the bulk merge path needs none;
+    # collect() looks for what it may drop among them only).
+    _graves: set[str] = attrs.field(init=False, repr=False, factory=set)
+    #: How many tombstones :meth:`collect` dropped since start.
+    collected_count: int = attrs.field(default=0, init=False)
+    #: The highest stamp of a tombstone this node ever collected (kept with its data:
+    #: :meth:`load` takes it back); see :meth:`is_collected`.
+    horizon: Stamp = attrs.field(default=ZERO_STAMP, init=False)
     _view: View = attrs.field(init=False, repr=False)
     # The view's dicts, bound here too: resolve is the hot path.
     _objects: dict[str, str] = attrs.field(init=False, repr=False)
     _listing: dict[str, dict[str, int]] = attrs.field(init=False, repr=False)
-    # Sum of entry hashes mod 2**256; None until first asked for (keeps load and the
+    # Sum of the live entries' hashes mod 2**256; None until first asked for (keeps load and the
     # first snapshot fast), kept up to date on every change after that.
     _digest: int | None = attrs.field(init=False, repr=False, default=None)
     _pending: weakref.WeakSet[ChangeSet] = attrs.field(
@@ -328,14 +340,23 @@ class Namespace:
         return len(self._entries)
 
     def digest(self) -> str:
-        """A hex digest of every stored entry, equal on two replicas iff they hold the
-        same entries (then their visible namespaces are equal too)."""
+        """A hex digest of every stored live entry (groups and objects), equal on two
+        replicas iff they hold the same live entries.
+
+        Tombstones are left out: each node collects them on its own time
+        (:meth:`collect`), and a digest that counted them would differ between two
+        nodes holding the same namespace for as long as one had collected and the
+        other not yet. A settled pair holds the same tombstones apart from those
+        collected, which hide nothing, so equal digests still mean equal namespaces.
+        """
         if self._digest is None:
-            total = 0
-            for entry in self._entries.values():
-                total += entry_hash(entry)
-            self._digest = total % DIGEST_MODULUS
+            self._digest = sum(map(_live_hash, self._entries.values())) % DIGEST_MODULUS
         return format_digest(self._digest)
+
+    @property
+    def tombstone_count(self) -> int:
+        """How many stored entries are tombstones."""
+        return len(self._graves)
 
     def dump_page(self, after: str | None, limit: int) -> _Page:
         """Up to *limit* visible names after *after* (exclusive) in name order, as dicts
@@ -383,10 +404,10 @@ class Namespace:
             raise AssertionError("the feed index differs from the stored names")
         if not self._seen.keys() <= entries.keys() or ZERO_STAMP in self._seen.values():
             raise AssertionError("knowledge is kept for a name without an entry, or is zero")
-        if self._tombstones != sum(map(get_deleted, entries.values())):
-            raise AssertionError("the tombstone count is wrong")
+        if self._graves != {name for name, entry in entries.items() if entry.deleted}:
+            raise AssertionError("the set of tombstones is wrong")
         if self._digest is not None and self._digest != (
-            sum(map(entry_hash, entries.values())) % DIGEST_MODULUS
+            sum(map(_live_hash, entries.values())) % DIGEST_MODULUS
         ):
             raise AssertionError("the cached digest differs from the stored entries'")
         if self._by_seq_sorted and list(self._by_seq) != sorted(self._by_seq):
@@ -428,6 +449,96 @@ class Namespace:
                 result.append((s, entries[n]))
             result.reverse()
         return result if limit is None else result[:limit]
+
+    # ------------------------------------------------------------------ tombstones
+
+    def collect(
+        self, upto: int, *, limit: int = COLLECT_BATCH, older_than: int | None = None
+    ) -> _Collected:
+        """Drop up to *limit* tombstones nothing needs any more; ``(name, seq)`` of each,
+        for storage to delete their rows.
+
+        A tombstone goes when its feed position is at or below *upto* (the caller's
+        rule: durable here and, in a pair, durably held by the twin, which has sent
+        everything it wrote before it did; see ``docs/namespace-merge.md``) and:
+
+        * no stored entry lies below its name: such a tombstone may hide a live entry
+          older than it, and decides whether a write below it revives the name; one
+          with no descendant hides nothing, so the view does not change;
+        * it is not a name :meth:`bootstrap` makes again when it has no entry (the
+          root, ``:Pyro``, the default group and its parents): a start would bring
+          the name back, below the deletion;
+        * no change set still in flight wrote it (its commit may fail and be undone,
+          which needs the entry).
+
+        With *older_than* (an HLC value), only tombstones stamped below it go (the
+        grace period, see ``docs/namespace-merge.md``). A group's tombstone goes on a
+        later call than its children's (it has descendants until they went).
+        :attr:`horizon` rises to the highest stamp collected.
+        """
+        seq_of, children, entries = self._seq, self._children, self._entries
+        kept = self._bootstrap_names()
+        inflight: set[int] | None = None
+        doomed: list[str] = []
+        for name in self._graves:
+            if seq_of[name] > upto or name in children or name in kept:
+                continue
+            if older_than is not None and entries[name].stamp.hlc >= older_than:
+                continue
+            if inflight is None:
+                inflight = {
+                    id(entry)
+                    for changes in self._pending
+                    if not changes.undone
+                    for entry in changes.entries
+                }
+            if id(entries[name]) in inflight:
+                continue
+            doomed.append(name)
+            if len(doomed) >= limit:
+                break
+        if not doomed:
+            return []
+        olds = [entries[name] for name in doomed]
+        seqs = [seq_of[name] for name in doomed]
+        top = max(map(get_stamp, olds))
+        self._put(doomed, [None] * len(doomed), seqs, None, olds)
+        for name, old in zip(doomed, olds, strict=True):
+            self._view.refresh(name, old, None)
+        self.collected_count += len(doomed)
+        if newer(top, self.horizon):
+            self.horizon = top
+        return list(zip(doomed, seqs, strict=True))
+
+    def restore_horizon(self, horizon: Stamp) -> None:
+        """Take back the :attr:`horizon` stored with the data (after :meth:`load`).
+
+        The clock observes it too: :meth:`load` keeps the clock above every stamp the
+        node holds, and a collected tombstone may have held the highest one. Without
+        this, a node restarted with its clock behind could stamp a new change exactly
+        as one it made before (found by the pair simulation), and two changes with one
+        stamp count as the same change.
+        """
+        if newer(horizon, self.horizon):
+            self.horizon = horizon
+        if horizon.hlc:
+            self.clock.observe(horizon)
+
+    def is_collected(self, entry: Entry) -> bool:
+        """True if *entry*, from the twin, is live and its name has no entry here.
+
+        Only meaningful for an entry from a position of the twin's feed this node had
+        applied before (the link decides that; see ``docs/namespace-merge.md``): this
+        node then got that entry, or a newer version of the name, or nothing because
+        the twin had already collected a deletion of it. Having no entry now, this node
+        collected a deletion newer than the entry, or never got one that the twin
+        collected: either way the name was deleted after *entry*. (Not a comparison
+        with :attr:`horizon`: a node wiped since never collected that deletion itself;
+        found by the chaos suite, seed 3.)"""
+        return not entry.deleted and entry.name not in self._entries
+
+    def _bootstrap_names(self) -> frozenset[str]:
+        return frozenset((_ROOT, ":Pyro", *upper_ancestors(self.default_group), self.default_group))
 
     # ------------------------------------------------------------------ persistence
 
@@ -488,8 +599,14 @@ class Namespace:
         self._by_seq.clear()
         self._by_seq_sorted = True
         self._seen.clear()
-        self._tombstones = 0
+        self._graves.clear()
         self._digest = None
+
+    def settled(self, changes: ChangeSet) -> None:
+        """*changes* is durable: it will not be undone, so it is no longer in flight
+        (what it wrote may be collected, see :meth:`collect`). Without this call a
+        change set counts as in flight for as long as anything holds it."""
+        self._pending.discard(changes)
 
     def undo(self, changes: ChangeSet) -> None:
         """Put back what *changes* replaced (its commit failed). Idempotent."""
@@ -746,7 +863,7 @@ class Namespace:
         A full snapshot sent to a fresh node (the 100,000-name resync) is such a batch
         unless the twin holds tombstones; any other batch takes the per-entry path.
         """
-        if self._tombstones:
+        if self._graves:
             return False
         entries = self._entries
         batch = list(map(_first, pairs))
@@ -1064,10 +1181,10 @@ class Namespace:
             replaced = list(compress(names_, olds))
             if replaced:
                 deque(map(by_seq.__delitem__, map(seq_of.__getitem__, replaced)), maxlen=0)
-                if self._tombstones:  # else none of the old entries is one
-                    self._tombstones -= sum(map(get_deleted, filter(None, olds)))
+                if self._graves:  # else none of the old entries is one
+                    self._graves.difference_update(replaced)
                 if digest is not None:
-                    digest -= sum(map(entry_hash, filter(None, olds)))
+                    digest -= sum(map(_live_hash, filter(None, olds)))
             if not replaced and live is None:
                 added = names_
             elif len(replaced) == count:
@@ -1105,9 +1222,10 @@ class Namespace:
                         seen_of.pop(name, None)
                     else:
                         seen_of[name] = seen
-            self._tombstones += sum(map(get_deleted, stored))
+            if any(map(get_deleted, stored)):
+                self._graves.update(compress(kept, map(get_deleted, stored)))
             if digest is not None:
-                digest += sum(map(entry_hash, stored))
+                digest += sum(map(_live_hash, stored))
         if digest is not None:
             self._digest = digest % DIGEST_MODULUS
         self._version += 1
@@ -1124,7 +1242,7 @@ class Namespace:
         if old is not None:
             del by_seq[self._seq[name]]
             if old.deleted:
-                self._tombstones -= 1
+                self._graves.discard(name)
         digest = self._digest
         if new is None:
             del entries[name], self._seq[name]
@@ -1142,7 +1260,7 @@ class Namespace:
             else:
                 self._seen[name] = seen
             if new.deleted:
-                self._tombstones += 1
+                self._graves.add(name)
             if old is None and name != _ROOT:
                 parent = parent_of(name)
                 kids = self._children.get(parent)
@@ -1150,10 +1268,10 @@ class Namespace:
                     self._children[parent] = {name}
                 else:
                     kids.add(name)
-            if digest is not None:
+            if digest is not None and not new.deleted:
                 digest += entry_hash(new)
         if digest is not None:
-            if old is not None:
+            if old is not None and not old.deleted:
                 digest -= entry_hash(old)
             self._digest = digest % DIGEST_MODULUS
         self._version += 1
@@ -1225,6 +1343,11 @@ class Namespace:
         if name == _ROOT or name in self._listing:
             return NamingError("attempt to resolve groupname", name)
         return self._lookup_error(name)
+
+
+def _live_hash(entry: Entry) -> int:
+    """An entry's share of the digest: its hash if it is live, 0 for a tombstone."""
+    return 0 if entry.deleted else entry_hash(entry)
 
 
 def _same_content(a: Entry, b: Entry) -> bool:

@@ -193,6 +193,8 @@ class NameServer:
             uptime=round(time.time() - self._started, 3),
             conflicts=self._ns.conflict_count,
             request_ids=len(self._requests),
+            tombstones=self._ns.tombstone_count,
+            collected_tombstones=self._ns.collected_count,
         )
         if self._replicator is not None:
             info.update(self._replicator.status())

@@ -158,7 +158,9 @@ class InMemoryWrites(WritePath):
     """Memory mode: a write takes effect as it is applied and is answered inline."""
 
     def _apply(self, op: WriteOp, args: tuple[Any, ...], request_id: str | None) -> None:
-        self._took_effect(op(*args), request_id)
+        changes = op(*args)
+        self._ns.settled(changes)  # in memory, applied is as durable as it gets
+        self._took_effect(changes, request_id)
 
 
 class GroupCommitWrites(WritePath):
@@ -201,6 +203,7 @@ class GroupCommitWrites(WritePath):
             self._ns.undo(changes)
             later.fail(error)
             return
+        self._ns.settled(changes)
         self._took_effect(changes, request_id)
         self._answer_durable(later, changes)
 

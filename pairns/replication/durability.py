@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ import trio
 from pairns.errors import StorageError
 from pairns.namespace import ChangeSet, Namespace
 from pairns.naming.requests import RequestRecord
+from pairns.replication.feed_history import FeedHistory
 from pairns.replication.session import Link
 from pairns.storage import Storage
 
@@ -29,6 +31,8 @@ __all__ = [
     "KV_FULL_OWED",
     "KV_TWIN_ID",
     "KV_TWIN_INCARNATION",
+    "KV_TWIN_KNOWN",
+    "MAX_KNOWN_TWINS",
     "MergeCommitter",
     "StoredPositions",
 ]
@@ -44,6 +48,13 @@ KV_TWIN_INCARNATION: Final = "twin.incarnation"
 #: The feed position up to which the twin is owed everything, its own changes included
 #: (a full resync that has not been acknowledged yet; "0": nothing owed).
 KV_FULL_OWED: Final = "twin.full_owed"
+#: Per twin node id (the current one and earlier ones: a twin wiped, then restored
+#: from a copy, comes back with an old id): its feed history as its last hello told
+#: it, and up to where in it this node applied its feed (JSON; see ``Pairing``).
+KV_TWIN_KNOWN: Final = "twin.known"
+#: Twin node ids remembered in :data:`KV_TWIN_KNOWN` (the latest), and runs per id.
+MAX_KNOWN_TWINS: Final = 16
+MAX_KNOWN_RUNS: Final = 256
 
 
 class MergeCommitter:
@@ -101,8 +112,11 @@ class MergeCommitter:
                 self._learnt.extend((r.request_id, now - r.age) for r in learnt)
             self._merged.append((link, upto, changes))
             self._merged_event.set()
-        elif link.positions.on_durable(upto):
-            self._on_durable()
+        else:
+            if not self.durable:
+                self.namespace.settled(changes)
+            if link.positions.on_durable(upto):
+                self._on_durable()
 
     def pending(self) -> bool:
         """True while some merged batch is not durable yet."""
@@ -136,6 +150,8 @@ class MergeCommitter:
                 self._undo(f"cannot store what the twin sent: {exc}")
                 continue
             self._committing = []
+            for _, _, changes in batch:
+                self.namespace.settled(changes)  # durable: collectable (Namespace.collect)
             # Commits are written in the order they were asked for: every write that a
             # merged entry lost to has settled by now. If one was undone, that entry is
             # missing here: the link does not acknowledge it, and the twin sends it again.
@@ -168,6 +184,10 @@ class StoredPositions:
     * ``acked`` - the highest seq of this node's feed the twin acknowledged.
     * ``full_owed`` - a full resync not acknowledged yet: up to where the twin is owed
       everything (0: nothing owed).
+    * ``known`` - per twin node id: its feed history as last heard, and up to where in
+      it this node applied its feed (never lowered by a full resync, whose ``applied``
+      starts again from 0): what tells a stale entry of a restored twin from a new one
+      (see ``Pairing._seen_before``).
     """
 
     twin_id: str = ""
@@ -175,7 +195,10 @@ class StoredPositions:
     acked: int = 0
     twin_incarnation: str = ""
     full_owed: int = 0
-    _persisted: tuple[str, int, int, str, int] | None = attrs.field(default=None, init=False)
+    known: dict[str, tuple[FeedHistory, dict[str, int]]] = attrs.field(factory=dict)
+    _persisted: tuple[str, int, int, str, int, str] | None = attrs.field(
+        default=None, init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         self._persisted = self._state()
@@ -189,16 +212,53 @@ class StoredPositions:
             acked=_int_or_zero(kv.get(KV_ACKED)),
             twin_incarnation=kv.get(KV_TWIN_INCARNATION, ""),
             full_owed=_int_or_zero(kv.get(KV_FULL_OWED)),
+            known=_known_from_text(kv.get(KV_TWIN_KNOWN)),
         )
 
-    def _state(self) -> tuple[str, int, int, str, int]:
-        return (self.twin_id, self.applied, self.acked, self.twin_incarnation, self.full_owed)
+    def seen_before(self, node_id: str, history: FeedHistory) -> int:
+        """Twin *node_id* now has *history*: note it, and return up to where this node
+        had applied its feed as it is now (0 for a node never heard of).
+
+        The claim ``applied`` on the current twin belongs to the history heard before:
+        it is credited there first, then cut to what the new history shares (a claim
+        past a fork names other changes now).
+        """
+        old, seen = self.known.pop(node_id, (FeedHistory(), {}))
+        if node_id == self.twin_id:
+            old.credit(seen, self.applied)
+        self.known[node_id] = (history, seen)
+        while len(self.known) > MAX_KNOWN_TWINS:
+            del self.known[next(iter(self.known))]
+        while len(seen) > MAX_KNOWN_RUNS:
+            del seen[next(iter(seen))]
+        known = history.known_prefix(seen)
+        if node_id == self.twin_id:
+            self.applied = min(self.applied, known)
+        return known
+
+    @property
+    def persisted_applied(self) -> int:
+        """``applied`` as last stored (0 before the first store)."""
+        return self._persisted[1] if self._persisted is not None else 0
+
+    def _state(self) -> tuple[str, int, int, str, int, str]:
+        return (
+            self.twin_id,
+            self.applied,
+            self.acked,
+            self.twin_incarnation,
+            self.full_owed,
+            _known_to_text(self.known),
+        )
 
     async def persist(self, storage: Storage, *, applied: int, acked: int) -> None:
         """Take *applied* and *acked* (a link's positions) and store what changed since
         the last store; a storage error is logged (the next store tries again)."""
         self.applied = max(0, applied)
         self.acked = max(0, acked)
+        if self.twin_id in self.known:
+            history, seen = self.known[self.twin_id]
+            history.credit(seen, self.applied)
         state = self._state()
         if state == self._persisted:
             return
@@ -217,10 +277,36 @@ class StoredPositions:
             nursery.start_soon(put, KV_ACKED, str(state[2]))
             nursery.start_soon(put, KV_TWIN_INCARNATION, state[3])
             nursery.start_soon(put, KV_FULL_OWED, str(state[4]))
+            nursery.start_soon(put, KV_TWIN_KNOWN, state[5])
         if failed:
             log.warning("cannot store the twin's positions: %s", failed[0])
             return
         self._persisted = state
+
+
+def _known_to_text(known: dict[str, tuple[FeedHistory, dict[str, int]]]) -> str:
+    return json.dumps(
+        {node: [[list(p) for p in h.incarnations], seen] for node, (h, seen) in known.items()},
+        separators=(",", ":"),
+    )
+
+
+def _known_from_text(text: str | None) -> dict[str, tuple[FeedHistory, dict[str, int]]]:
+    """Parse :func:`_known_to_text`; a damaged value knows nothing (no stale entry is
+    then recognised: the safe side for losing nothing)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+        return {
+            str(node): (
+                FeedHistory(tuple((str(i), int(f)) for i, f in runs)),
+                {str(inc): int(pos) for inc, pos in seen.items()},
+            )
+            for node, (runs, seen) in value.items()
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _int_or_zero(text: str | None) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import operator
 import weakref
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 
-from pairns.namespace import Entry, Namespace
+from pairns.namespace import Entry, Namespace, Stamp
 from pairns.naming.requests import RequestTable
 from pairns.replication.messages import (
     MAX_BATCH_BYTES,
@@ -24,7 +25,15 @@ from pairns.replication.messages import (
     estimate_size,
 )
 
-__all__ = ["FeedCursor", "TwinOrigin", "build_batch", "item_entry", "item_seen"]
+__all__ = [
+    "FeedCursor",
+    "StableMarks",
+    "TwinOrigin",
+    "build_batch",
+    "bury_collected",
+    "item_entry",
+    "item_seen",
+]
 
 #: ``item.entry`` and ``item.seen`` of a batch :class:`Item`, as fast callables.
 item_entry = operator.attrgetter("entry")
@@ -83,6 +92,76 @@ class TwinOrigin:
         key = getattr(ref, "key", None)
         if key is not None and self._refs.get(key) is ref:
             del self._refs[key]
+
+
+class StableMarks:
+    """How far the twin holds this node's feed with everything it wrote before sent.
+
+    A batch the twin built with nothing more to send (``more`` false) covers the twin's
+    whole durable feed, so every change the twin made before it applied what its ack
+    covers; once that batch is durable here, a change from the twin that arrives later
+    was made knowing what the ack covers (see ``docs/namespace-merge.md``). The marks
+    wait, oldest first, until the position this node applied (and stored) covers them.
+    """
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[int, int]] = deque()
+        self._stable = 0
+
+    def note(self, batch: Batch) -> None:
+        """The twin sent *batch* (before it is durable here)."""
+        if not batch.more:
+            self._marks.append((batch.upto, batch.ack))
+
+    def stable(self, applied: int) -> int:
+        """The highest ack of a mark at or below *applied* (this node durably applied
+        the twin's feed that far), or of one taken before."""
+        marks = self._marks
+        while marks and marks[0][0] <= applied:
+            self._stable = max(self._stable, marks.popleft()[1])
+        return self._stable
+
+
+def bury_collected(
+    ns: Namespace,
+    items: Sequence[Item],
+    pairs: list[tuple[Entry, Stamp | None]],
+    seen_before: int,
+    now: float,
+) -> list[Entry]:
+    """Replace, in *pairs* (the ``(entry, seen)`` of *items*), each live entry the twin
+    sent from a position of its feed known here before (at or below *seen_before*,
+    see ``Pairing._seen_before``) whose name has no entry here, by a tombstone just
+    above it written by this node; return those tombstones.
+
+    Such an entry was known here, then deleted and the deletion collected
+    (``Namespace.is_collected``): only a twin that lost the deletion (restored from an
+    older copy of its database) still holds it. Merged, it would bring the name back;
+    the tombstone travels to the twin instead and ends it there too. It beats only that
+    entry (and older ones): a change the twin made to the name after the restore wins.
+    """
+    if not items or not seen_before or items[0].seq > seen_before:
+        return []
+    buried: list[Entry] = []
+    for i, item in enumerate(items):
+        if item.seq > seen_before:
+            break
+        entry = item.entry
+        if ns.is_collected(entry):
+            tomb = Entry(
+                name=entry.name,
+                kind=entry.kind,
+                uri=None,
+                meta=None,
+                created=entry.created,
+                modified=max(now, entry.modified),
+                owner=ns.node_id,
+                stamp=Stamp(entry.stamp.hlc + 1, ns.node_id),
+                deleted=True,
+            )
+            pairs[i] = (tomb, entry.stamp)
+            buried.append(tomb)
+    return buried
 
 
 class FeedCursor:

@@ -79,6 +79,41 @@ class FeedHistory:
                 return True
         return False
 
+    def credit(self, seen: dict[str, int], upto: int) -> None:
+        """Note in *seen* (run id -> highest position seen in it) that this feed was
+        applied up to *upto*: each run gets the part of its stretch at or below it.
+
+        Kept per run, not as one position: a node restored from an older copy starts a
+        new run at the copy's end, and one restored later from a newer copy shares
+        more of the old run again; what was seen of that run still holds.
+        """
+        runs = self.incarnations
+        for i, (inc, first) in enumerate(runs):
+            if upto < first:
+                break
+            end = runs[i + 1][1] - 1 if i + 1 < len(runs) else upto
+            top = min(upto, end)
+            if top >= first and top > seen.get(inc, 0):
+                seen[inc] = top
+
+    def known_prefix(self, seen: dict[str, int]) -> int:
+        """Up to where this feed is known to have been applied, by what *seen* (see
+        :meth:`credit`) says of its runs: run after run, as long as each was seen to
+        its end here, then as far as the first one that was not."""
+        runs = self.incarnations
+        if not runs or (runs[0][1] > 1 and runs[0][0] not in seen):
+            return 0
+        for i, (inc, first) in enumerate(runs):
+            end = runs[i + 1][1] - 1 if i + 1 < len(runs) else None
+            if end is not None and end < first:
+                continue  # a run that wrote nothing
+            got = seen.get(inc, 0)
+            if got < first:
+                return first - 1
+            if end is None or got < end:
+                return got
+        return 0  # unreachable: the last run always returns
+
     def to_text(self) -> str:
         """The stored form (JSON)."""
         return json.dumps([list(pair) for pair in self.incarnations], separators=(",", ":"))

@@ -357,6 +357,7 @@ class Replicator:
             "refused_peer_calls": c.refused_peer_calls,
             "resync_requests": self.pacer.requests,
             "resync_requests_joined": self.pacer.joined,
+            "deletions_resent": c.buried,
             "incarnation": self.history.current,
         }
 

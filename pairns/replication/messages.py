@@ -43,6 +43,7 @@ from pairns.namespace.fields import (
 )
 from pairns.namespace.stamps import make_stamps
 from pairns.naming.requests import RequestRecord
+from pairns.replication.feed_history import MAX_INCARNATIONS
 from pairns.wire.frames import json_depth_exceeds
 from pairns.wire.limits import MAX_JSON_DEPTH
 
@@ -61,7 +62,9 @@ __all__ = [
 #: Bumped when the messages change incompatibly; twins with different versions refuse.
 #: 3: the twin proves the pair's secret (``challenge``), hellos carry feed incarnations.
 #: 4: ``:Pyro.NameServer`` is node-local: an entry for it is refused, not merged.
-PROTOCOL_VERSION = 4
+#: 5: hellos carry the sender's feed history (tombstone collection needs the twin's:
+#: which of its positions this node had applied before, see ``docs/namespace-merge.md``).
+PROTOCOL_VERSION = 5
 
 #: Most entries one batch carries: big enough that a 100,000-name snapshot is fifty
 #: messages, small enough that merging one (tens of milliseconds) does not hold up
@@ -108,6 +111,9 @@ class Hello:
     full snapshot, both ways). ``incarnation`` is the sender's own current run.
     ``full`` asks for (or, in a reply, announces) a full resync in both directions;
     ``probe`` only checks that pairing is possible (the ``-1`` node's diagnostics).
+    ``history`` is the sender's feed history (``FeedHistory.incarnations``): the
+    receiver finds where it matches the history it last heard of, and so which of the
+    sender's positions it had applied before (a restored sender's history forks).
     """
 
     node_id: str
@@ -119,6 +125,7 @@ class Hello:
     version: int = PROTOCOL_VERSION
     incarnation: str = ""
     expect_incarnation: str = ""
+    history: tuple[tuple[str, int], ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON form."""
@@ -132,6 +139,7 @@ class Hello:
             "version": self.version,
             "incarnation": self.incarnation,
             "expect_incarnation": self.expect_incarnation,
+            "history": [list(pair) for pair in self.history],
         }
 
     @classmethod
@@ -152,7 +160,20 @@ class Hello:
             version=_int(value.get("version"), "protocol version"),
             incarnation=_str(value.get("incarnation", ""), "incarnation"),
             expect_incarnation=_str(value.get("expect_incarnation", ""), "incarnation"),
+            history=_history(value.get("history", [])),
         )
+
+
+def _history(value: Any) -> tuple[tuple[str, int], ...]:
+    """A hello's ``history``: at most ``MAX_INCARNATIONS`` ``[id, first seq]`` pairs."""
+    if not isinstance(value, list) or len(value) > MAX_INCARNATIONS:
+        raise ValueError(f"invalid feed history: {value!r}")
+    pairs = []
+    for pair in value:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"invalid feed history: {value!r}")
+        pairs.append((_str(pair[0], "incarnation"), _int(pair[1], "position")))
+    return tuple(pairs)
 
 
 class Item(NamedTuple):

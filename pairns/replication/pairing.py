@@ -113,6 +113,9 @@ class Pairing:
         self._last_failure = ""
         #: Called each time the link reaches ``paired`` (the resync pacer listens).
         self.on_paired: Callable[[], None] | None = None
+        # How far the twin holds this node's feed durably, having sent everything it
+        # wrote before (see stable_upto); only grows while the node runs.
+        self._stable = 0
 
     # -- shared objects ----------------------------------------------------------------
 
@@ -135,6 +138,23 @@ class Pairing:
     def durable_seq(self) -> int:
         """The highest feed position that is durable here (what may be sent)."""
         return self.storage.last_seq if self.durable else self.namespace.last_seq
+
+    def stable_upto(self) -> int:
+        """The feed position up to which tombstones may be collected, as far as the
+        twin goes: it holds this node's feed durably up to there, and this node holds
+        (durably, and stored as applied) everything the twin wrote before it did.
+
+        A batch the twin built with nothing more to send (``more`` false) carries its
+        ack and covers its whole durable feed, so also every change it made before
+        the changes the ack covers: a change from the twin that arrives after that
+        batch was written knowing them (see ``docs/namespace-merge.md``). The ack
+        counts once the batch is durable here and the stored ``applied`` covers it.
+        """
+        link = self.link
+        if link is not None and not link.closed:
+            upto = min(link.positions.applied, self.stored.persisted_applied)
+            self._stable = max(self._stable, link.stable_marks.stable(upto))
+        return self._stable
 
     def current(self, link: Link) -> bool:
         """True if *link* is the current link and has not ended (its news counts)."""
@@ -236,6 +256,7 @@ class Pairing:
             probe=probe,
             incarnation=self.history.current,
             expect_incarnation=self.stored.twin_incarnation,
+            history=self.history.incarnations,
         )
 
     def check_twin(self, theirs: Hello) -> None:
@@ -293,6 +314,7 @@ class Pairing:
         stored = self.stored
         twin_id = theirs.node_id
         stored.twin_incarnation = theirs.incarnation
+        seen = stored.seen_before(theirs.node_id, FeedHistory(theirs.history))
         if twin_id != stored.twin_id:
             if stored.twin_id:
                 log.warning(
@@ -318,6 +340,7 @@ class Pairing:
             acked=their_applied,
             applied=applied,
             full=full or stored.full_owed > 0,
+            seen_before=seen,
         )
         self.link = link
         if full or their_applied == 0 or applied == 0:

@@ -26,7 +26,15 @@ from pairns.namespace import ChangeSet, Entry, Namespace
 from pairns.namespace.fields import get_hlc, get_stamp
 from pairns.namespace.stamps import COUNTER_BITS
 from pairns.naming.requests import RequestRecord, RequestTable
-from pairns.replication.feed import FeedCursor, TwinOrigin, build_batch, item_entry, item_seen
+from pairns.replication.feed import (
+    FeedCursor,
+    StableMarks,
+    TwinOrigin,
+    build_batch,
+    bury_collected,
+    item_entry,
+    item_seen,
+)
 from pairns.replication.messages import MAX_BATCH_ENTRIES, Batch, Item
 from pairns.replication.state import Positions
 from pairns.replication.status import Counters
@@ -148,12 +156,20 @@ class Link:
         acked: int,
         applied: int,
         full: bool,
+        seen_before: int = 0,
     ) -> None:
         self.owner = owner
         self.twin_id = twin_id
         self.positions = Positions()
         self.positions.restart(acked, applied)
         self.full = full
+        #: Positions of the twin's feed known here before this link (see
+        #: ``Pairing._seen_before``): a live entry sent from there whose name has no
+        #: entry here was deleted and collected here (see _bury_collected).
+        self.seen_before = seen_before
+        #: The acks of the batches the twin sent with nothing more to send, until
+        #: ``Pairing.stable_upto`` takes them.
+        self.stable_marks = StableMarks()
         # Connections are numbered: a full resync holds back only what this one brought.
         self.number = number
         self.cursor = FeedCursor(owner.namespace)
@@ -198,6 +214,7 @@ class Link:
             raise LinkFailed(str(exc)) from None
         if positions.on_ack(batch.ack):
             owner.acked_moved(self)
+        self.stable_marks.note(batch)
         if batch.upto == batch.start and not batch.items and not batch.requests:
             if not batch.more:
                 self._caught_up_received()
@@ -207,10 +224,25 @@ class Link:
             self.check_skew(items)
         try:
             pairs = list(zip(map(item_entry, items), map(item_seen, items), strict=True))
+            buried = bury_collected(owner.namespace, items, pairs, self.seen_before, time.time())
             changes = owner.namespace.merge_pairs(pairs)
         except ValueError as exc:
             raise LinkFailed(f"the twin sent an invalid change: {exc}") from None
-        owner.origin.add_all(changes.entries, self.twin_id, self.number)
+        if buried:
+            owner.counters.buried += len(buried)
+            log.warning(
+                "the twin still holds %d names deleted and collected here (restored from "
+                "an older copy of its database?); sending it their deletion again (%s%s)",
+                len(buried),
+                ", ".join(t.name for t in buried[:3]),
+                ", ..." if len(buried) > 3 else "",
+            )
+            mine = set(map(id, buried))
+            owner.origin.add_all(
+                [e for e in changes.entries if id(e) not in mine], self.twin_id, self.number
+            )
+        else:
+            owner.origin.add_all(changes.entries, self.twin_id, self.number)
         if batch.requests:
             owner.requests.learn_all(batch.requests, time.time())
         positions.on_received(batch.upto)

@@ -43,6 +43,8 @@ class Counters:
     twin_acks: int = 0
     skew_refusals: int = 0
     refused_peer_calls: int = 0
+    #: Live entries from a twin that had lost their (collected) deletion, buried again.
+    buried: int = 0
 
 
 def count_unacked(

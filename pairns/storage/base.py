@@ -35,7 +35,7 @@ import enum
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -146,6 +146,8 @@ class _Request:
     done: trio.Event | None = None
     #: ``(request id, applied at)`` learnt from the twin, stored in the same transaction.
     learnt: list[tuple[str, float]] | None = None
+    #: ``(name, seq)`` of collected tombstones whose rows go (see ``Storage.collect``).
+    drops: list[tuple[str, int]] | None = None
     callback: CommitCallback | None = None
     error: str | None = None
     cause: BaseException | None = None
@@ -296,6 +298,18 @@ class Storage(abc.ABC):
         prepared = self._prepare(changes, request_id)
         await self._submit(_Request(prepared, None, trio.Event(), learnt=records))
 
+    async def collect(
+        self, drops: Sequence[tuple[str, int]], kv: Mapping[str, str] | None = None
+    ) -> None:
+        """Delete the rows of collected tombstones, ``(name, seq)`` each (see
+        ``Namespace.collect``), and store *kv* in the same transaction.
+
+        A row goes only if it is still *name*'s row at *seq*: a change to the name
+        committed meanwhile (registered again after the collection) replaced it.
+        """
+        records = [(str(name), int(seq)) for name, seq in drops]
+        await self._submit(_Request([], dict(kv) if kv else None, trio.Event(), drops=records))
+
     async def flush(self) -> None:
         """Return once every commit asked for before this call is written or has failed
         (their callbacks have run); raises :class:`StorageError` if the storage is not
@@ -381,9 +395,9 @@ class Storage(abc.ABC):
                     continue
                 batch, self._queue = self._queue, []
                 self._in_flight = batch
-                changes, kv, learnt = _merge(batch)
+                changes, kv, learnt, drops = _merge(batch)
                 try:
-                    last_seq = await self._backend_write(changes, kv, learnt)
+                    last_seq = await self._backend_write(changes, kv, learnt, drops)
                 except StorageError as exc:
                     self._batch_done(batch, len(changes), kv, 0, exc)
                 else:
@@ -435,11 +449,11 @@ class Storage(abc.ABC):
                     if not self._queue:
                         return
                     batch, self._queue = self._queue, []
-                changes, kv, learnt = _merge(batch)
+                changes, kv, learnt, drops = _merge(batch)
                 error: StorageError | None = None
                 last_seq = 0
                 try:
-                    last_seq = self._backend_write_blocking(changes, kv, learnt)
+                    last_seq = self._backend_write_blocking(changes, kv, learnt, drops)
                 except StorageError as exc:
                     error = exc
                 except Exception as exc:  # a bug: fail the batch, never hang its callers
@@ -545,10 +559,15 @@ class Storage(abc.ABC):
         """Open the store and load it."""
 
     async def _backend_write(
-        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+        self,
+        changes: list[Any],
+        kv: dict[str, str],
+        learnt: list[tuple[str, float]],
+        drops: Sequence[tuple[str, int]] = (),
     ) -> int:
         """Write one batch (prepared changes in order, then kv, then the request ids
-        learnt from the twin) atomically.
+        learnt from the twin, then the deletion of collected rows, see
+        :meth:`collect`) atomically.
 
         Returns the highest seq in the batch (0 if none); raises :class:`StorageError`
         (with the backend's exception as ``__cause__``) if nothing was written. For a
@@ -557,7 +576,11 @@ class Storage(abc.ABC):
         raise NotImplementedError
 
     def _backend_write_blocking(
-        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+        self,
+        changes: list[Any],
+        kv: dict[str, str],
+        learnt: list[tuple[str, float]],
+        drops: Sequence[tuple[str, int]] = (),
     ) -> int:
         """:meth:`_backend_write`, blocking, called in the committer thread (for a
         backend with ``WRITES_IN_THREAD = True``)."""
@@ -574,21 +597,25 @@ class Storage(abc.ABC):
 
 def _merge(
     batch: list[_Request],
-) -> tuple[list[Any], dict[str, str], list[tuple[str, float]]]:
-    """One batch's changes, in arrival order, its metadata writes and the request ids
-    learnt from the twin (at most :data:`RESTORED_REQUESTS`, the latest)."""
+) -> tuple[list[Any], dict[str, str], list[tuple[str, float]], list[tuple[str, int]]]:
+    """One batch's changes, in arrival order, its metadata writes, the request ids
+    learnt from the twin (at most :data:`RESTORED_REQUESTS`, the latest) and the rows
+    of collected tombstones to delete."""
     changes: list[Any] = []
     kv: dict[str, str] = {}
     learnt: list[tuple[str, float]] = []
+    drops: list[tuple[str, int]] = []
     for request in batch:
         changes.extend(request.changes)
         if request.kv:
             kv.update(request.kv)
         if request.learnt:
             learnt.extend(request.learnt)
+        if request.drops:
+            drops.extend(request.drops)
     if len(learnt) > RESTORED_REQUESTS:
         del learnt[:-RESTORED_REQUESTS]
-    return changes, kv, learnt
+    return changes, kv, learnt, drops
 
 
 def _check_learnt(learnt: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:

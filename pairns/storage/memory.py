@@ -8,6 +8,7 @@ simulate a node restart within one process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -65,7 +66,11 @@ class MemoryStorage(Storage):
         )
 
     async def _backend_write(
-        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+        self,
+        changes: list[Any],
+        kv: dict[str, str],
+        learnt: list[tuple[str, float]],
+        drops: Sequence[tuple[str, int]] = (),
     ) -> int:
         # A checkpoint stands in for the disk write, so that commits arriving "during"
         # it queue up exactly as they do with a real backend.
@@ -84,6 +89,11 @@ class MemoryStorage(Storage):
                 request_ids[entry.name] = request_id
             if seq > last:
                 last = seq
+        for name, seq in drops:
+            stored = entries.get(name)
+            if stored is not None and stored[0] == seq:
+                del entries[name]
+                request_ids.pop(name, None)
         volume.kv.update(kv)
         if learnt:
             volume.learnt.extend(learnt)

@@ -115,6 +115,13 @@ _CACHE_KIB = 16 * 1024
 
 _BUSY_TIMEOUT_MS = 5000
 
+#: ``PRAGMA auto_vacuum`` of a database that can shrink (new files are made so).
+_AUTO_VACUUM_INCREMENTAL = 2
+#: Free pages (4 KiB each) that make a batch of deletions give some back, and how many
+#: one step gives back: a step is a short write of its own, after the commit.
+_VACUUM_FREE_PAGES = 256
+_VACUUM_STEP_PAGES = 1024
+
 _ENTRIES = """CREATE TABLE {table} (
         seq INTEGER PRIMARY KEY,
         name TEXT NOT NULL,
@@ -144,6 +151,7 @@ _ROW_COLUMNS = f"{_COLUMNS}, request_id"
 _SELECT = f"SELECT {_COLUMNS} FROM entries"
 _SELECT_AFTER = f"{_SELECT} WHERE seq > ? ORDER BY seq"
 _COUNT_UPTO = "SELECT count(*), ifnull(sum(seq), 0) FROM entries WHERE seq <= ?"
+_SEQS_UPTO = "SELECT seq FROM entries WHERE seq <= ?"
 #: The request ids of the latest writes, newest first (see ``Loaded.requests``).
 _SELECT_REQUESTS = (
     "SELECT request_id, seq, modified FROM entries WHERE request_id IS NOT NULL "
@@ -311,6 +319,8 @@ class _Database:
         self._check: _QuickCheck | None = None
         #: Rows a snapshot written now would hold that the last one did not.
         self.rows_since_snapshot = 0
+        #: The highest seq written (kept in ``node.last_seq`` when rows are collected).
+        self._last_seq = 0
         #: The token of the snapshot the open used (and checked), if it used one.
         self._snapshot_token: str | None = None
 
@@ -340,6 +350,11 @@ class _Database:
             # lock, briefly; wait for it rather than fail.
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             created, version = self._check_schema(conn)
+            if created:
+                # Before WAL mode and the first table, or it does not take: collected
+                # tombstones free pages, which a database in this mode can give back
+                # (see _vacuum_some). An older file keeps reusing its free pages.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"cannot switch the database to WAL mode ({mode}): {self.path}")
@@ -473,6 +488,7 @@ class _Database:
             self.path,
         )
         last_seq = max(int(node.get("last_seq", 0)), seqs[-1] if seqs else 0)
+        self._last_seq = last_seq
         requests = conn.execute(_SELECT_REQUESTS).fetchall()
         requests.reverse()
         learnt = conn.execute(_SELECT_LEARNT).fetchall()
@@ -522,21 +538,46 @@ class _Database:
             entries = list(itertools.compress(entries, keep))
         if after:
             # The snapshot's rows that no later row replaced must be exactly the
-            # database's rows up to its last_seq.
+            # database's rows up to its last_seq, but for collected tombstones: their
+            # rows were deleted without a later row (see _collected).
             covered = seqs[: bisect.bisect_right(seqs, after)]
             count, total = conn.execute(_COUNT_UPTO, (after,)).fetchone()
             if (count, total) != (len(covered), sum(covered)):
-                log.warning(
-                    "ignoring the start-up snapshot (it does not match the database's "
-                    "rows up to seq %d): %s",
-                    after,
-                    self.snapshot_path,
-                )
-                return self._read_entries(conn, node_id, None)
+                gone = self._collected(conn, covered, after)
+                if gone is not None and not all(
+                    entry.deleted
+                    for seq, entry in zip(seqs, entries, strict=True)
+                    if seq in gone
+                ):
+                    gone = None  # only a tombstone's row goes without a later row
+                if gone is None:
+                    log.warning(
+                        "ignoring the start-up snapshot (it does not match the database's "
+                        "rows up to seq %d): %s",
+                        after,
+                        self.snapshot_path,
+                    )
+                    return self._read_entries(conn, node_id, None)
+                keep = [seq not in gone for seq in seqs]
+                seqs = list(itertools.compress(seqs, keep))
+                entries = list(itertools.compress(entries, keep))
+                seq_of = dict(zip(map(get_name, entries), seqs, strict=True))
         self._snapshot_token = token if after else None
         if stale:
             self._drop_rows(conn, stale)
         return seqs, entries, seq_of, read
+
+    @staticmethod
+    def _collected(conn: sqlite3.Connection, covered: list[int], after: int) -> set[int] | None:
+        """The seqs of the snapshot's rows (*covered*, up to *after*) that are no longer
+        in the database, if every row the database holds up to *after* is among them
+        (rows only ever go without a later row when a tombstone is collected); else
+        ``None``: the snapshot does not belong to these rows."""
+        held = {seq for (seq,) in conn.execute(_SEQS_UPTO, (after,))}
+        snapshot_seqs = set(covered)
+        if not held <= snapshot_seqs:
+            return None
+        return snapshot_seqs - held
 
     def _drop_rows(self, conn: sqlite3.Connection, stale: list[int]) -> None:
         """Delete rows a later row of the same name replaced (none should exist: this
@@ -646,13 +687,19 @@ class _Database:
     # ---------------------------------------------------------------- writing
 
     def write(
-        self, rows: list[_Row], kv: dict[str, str], learnt: Sequence[tuple[str, float]] = ()
+        self,
+        rows: list[_Row],
+        kv: dict[str, str],
+        learnt: Sequence[tuple[str, float]] = (),
+        drops: Sequence[tuple[str, int]] = (),
     ) -> int:
         """Write one batch in one transaction; return its highest seq.
 
         Of two rows for one name only the one with the higher seq is written, and it
         replaces (deletes) the name's row on disk unless that one has a higher seq
-        still: then the row is stale and left out (see ``Storage.commit``).
+        still: then the row is stale and left out (see ``Storage.commit``). *drops*
+        (``(name, seq)`` of collected tombstones) delete rows that are still their
+        name's row once the batch's own rows are in.
         """
         conn = self._conn
         seq_of = self._seq_of
@@ -676,8 +723,11 @@ class _Database:
         if stale:
             rows = [row for row in rows if seq_of.get(row[1], 0) <= row[0]]
         last = max((row[0] for row in rows), default=0)
+        if drops:
+            written = {row[1] for row in rows}
+            drops = [(n, q) for n, q in drops if seq_of.get(n) == q and n not in written]
         try:
-            if replaced or kv or learnt or len(rows) > self._statements.insert_rows:
+            if replaced or kv or learnt or drops or len(rows) > self._statements.insert_rows:
                 conn.execute("BEGIN IMMEDIATE")
                 if replaced:
                     self._delete(conn, replaced)
@@ -690,6 +740,14 @@ class _Database:
                 if learnt:
                     conn.executemany(_INSERT_LEARNT, learnt)
                     conn.execute(_TRIM_LEARNT)
+                if drops:
+                    self._delete(conn, [seq for _name, seq in drops])
+                    # The highest row may go: keep the feed's end, or a restart would
+                    # number new changes with positions already used.
+                    conn.execute(
+                        "INSERT OR REPLACE INTO node (key, value) VALUES ('last_seq', ?)",
+                        (max(self._last_seq, last),),
+                    )
                 conn.execute("COMMIT")
             elif rows:
                 # New names only: the one INSERT is a transaction of its own (autocommit,
@@ -702,8 +760,26 @@ class _Database:
             raise _error("commit failed, changes not written", exc, self.path) from exc
         for row in rows:
             seq_of[row[1]] = row[0]
+        for name, _seq in drops:
+            del seq_of[name]
+        self._last_seq = max(self._last_seq, last)
         self.rows_since_snapshot += len(rows)
+        if drops:
+            self._vacuum_some(conn)
         return last
+
+    def _vacuum_some(self, conn: sqlite3.Connection) -> None:
+        """Give free pages back to the file system once enough piled up (a database
+        made with ``auto_vacuum=INCREMENTAL``; an older one reuses its free pages, so it
+        does not grow, but does not shrink either). Best effort: a failure only leaves
+        the pages free."""
+        try:
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+                return
+            if conn.execute("PRAGMA freelist_count").fetchone()[0] >= _VACUUM_FREE_PAGES:
+                conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("incremental vacuum failed (%s): %s", exc, self.path)
 
     def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
         step = self._statements.insert_rows
@@ -826,9 +902,13 @@ class SqliteStorage(Storage):
         return await trio.to_thread.run_sync(self._db.open)
 
     def _backend_write_blocking(
-        self, changes: list[Any], kv: dict[str, str], learnt: list[tuple[str, float]]
+        self,
+        changes: list[Any],
+        kv: dict[str, str],
+        learnt: list[tuple[str, float]],
+        drops: Sequence[tuple[str, int]] = (),
     ) -> int:
-        return self._db.write(changes, kv, learnt)
+        return self._db.write(changes, kv, learnt, drops)
 
     async def _backend_entries_since(self, seq: int, limit: int | None) -> list[tuple[int, Entry]]:
         async with self._read_lock:

@@ -18,6 +18,8 @@ import pytest
 
 from pairns.chaos.client import (
     BUILTINS,
+    CHURN_GROUP,
+    CHURN_NAMES,
     FRESH_GROUP,
     FRESH_KEEP,
     GROUPS,
@@ -66,6 +68,8 @@ def test_choose_op_mix_and_arguments() -> None:
     # resolves a shared object.
     weights["register"] += weights.pop("fresh")
     weights["resolve"] += weights.pop("resolveFresh")
+    # Without a churn list (the failover clients' old callers), churn resolves.
+    weights["resolve"] += weights.pop("churn")
     for op, weight in weights.items():
         assert counts[op] / len(draws) == pytest.approx(weight / total, abs=0.01), op
     for i, (op, args) in enumerate(draws):
@@ -228,3 +232,23 @@ def test_client_names_must_not_hold_the_op_id_separator(tmp_path: Path) -> None:
         timeout=20,
     )
     assert proc.returncode == 2
+
+
+def test_churn_toggles_the_clients_own_names() -> None:
+    rng = random.Random(5)
+    registered: set[str] = set()
+    seen: set[str] = set()
+    for i in range(4000):
+        op, args = choose_op(rng, f"c1-{i}", churn=("c1", registered))
+        if not args or not isinstance(args[0], str) or not args[0].startswith(CHURN_GROUP + "."):
+            continue
+        name = args[0]
+        assert name.startswith(f"{CHURN_GROUP}.c1-c")
+        seen.add(name)
+        if op == "register":
+            assert name not in registered
+            registered.add(name)
+        else:
+            assert op == "unregister" and name in registered
+            registered.discard(name)
+    assert len(seen) == CHURN_NAMES

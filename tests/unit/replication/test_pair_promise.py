@@ -372,11 +372,11 @@ async def test_a_failed_commit_on_the_receiving_twin_loses_nothing(tmp_path: Pat
             real = storage._backend_write_blocking  # type: ignore[attr-defined]
             full = True
 
-            def disk(changes: Any, kv: Any, learnt: Any) -> int:
+            def disk(changes: Any, kv: Any, learnt: Any, drops: Any = ()) -> int:
                 if full and changes:
                     time.sleep(0.002)  # a slow failing disk: batches pile up meanwhile
                     raise StorageError("database or disk is full (test)")
-                return int(real(changes, kv, learnt))
+                return int(real(changes, kv, learnt, drops))
 
             storage._backend_write_blocking = disk  # type: ignore[attr-defined]
             await a.createGroup(":bulk")
@@ -480,10 +480,10 @@ async def test_a_merge_that_lost_to_a_local_write_comes_again_if_that_write_is_u
         real = storage._backend_write_blocking  # type: ignore[attr-defined]
         full = True
 
-        def disk(changes: Any, kv: Any, learnt: Any) -> int:
+        def disk(changes: Any, kv: Any, learnt: Any, drops: Any = ()) -> int:
             if full and changes:
                 raise StorageError("database or disk is full (test)")
-            return int(real(changes, kv, learnt))
+            return int(real(changes, kv, learnt, drops))
 
         storage._backend_write_blocking = disk  # type: ignore[attr-defined]
         local = ns.unregister(name)
@@ -721,3 +721,66 @@ async def test_a_restarted_twin_still_knows_the_request_ids_it_learnt(tmp_path: 
             assert await p2.call("createGroup", ":Default.g", request_id="rid-group") is None
             with pytest.raises(NamingError, match="already exists"):
                 await p2.call("register", *args, request_id="rid-new")  # a new write
+
+
+# -- issue 22: tombstones collected while the twin keeps an older copy -------------------
+
+
+async def test_a_twin_restored_after_collection_does_not_bring_names_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node 2 is backed up with names that node 1 then unregisters; both nodes collect
+    the tombstones; node 2 comes back from the backup. Its stale names must be deleted
+    again (not merged back), and what it wrote after the restore must stay."""
+    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    db2, backup = tmp_path / "n2-db", tmp_path / "n2-backup"
+    async with open_node(c1) as n1, client(n1) as a:
+        async with open_node(c2) as n2:
+            await a.createGroup(":g")
+            for i in range(20):
+                await a.register(f":g.x{i}", f"PYRO://127.0.0.1:1/x{i}")
+            await converged(n1, n2)
+        shutil.copytree(db2, backup)
+        async with open_node(c2) as n2:
+            for i in range(10):
+                await a.unregister(f":g.x{i}")
+            await a.deleteGroup(":g")  # the group and the rest of its names
+            await converged(n1, n2)
+            await wait_for(
+                lambda: n1.namespace.tombstone_count == 0 and n2.namespace.tombstone_count == 0
+            )
+            assert n1.namespace.collected_count >= 21
+        shutil.rmtree(db2)
+        shutil.copytree(backup, db2)  # restored: it still holds :g and its names
+        async with open_node(c2) as n2, client(n2) as b:
+            assert n2.namespace.exists(":g.x3")  # the old copy, before the resync
+            await b.register(":Default.after", "PYRO://127.0.0.1:1/after")
+            await converged(n1, n2, 15.0)
+            for node in (n1, n2):
+                assert not node.namespace.exists(":g"), node.node_id
+                assert not node.namespace.exists(":g.x3"), node.node_id
+                assert not node.namespace.exists(":g.x15"), node.node_id
+                assert node.namespace.exists(":Default.after"), node.node_id
+            assert n1.replicator is not None
+            assert n1.replicator.status()["deletions_resent"] >= 21
+            assert n1.namespace.digest() == n2.namespace.digest()
+
+
+async def test_a_single_node_collects_what_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
+    cfg = Config(host=HOST, port=0, uri_file=str(tmp_path / "n.uri"), **persistent(tmp_path, "n"))
+    async with open_node(cfg) as node, client(node) as a:
+        for i in range(50):
+            await a.register(f":Default.c{i}", f"PYRO://127.0.0.1:1/c{i}")
+            await a.unregister(f":Default.c{i}")
+        await wait_for(lambda: node.namespace.tombstone_count == 0)
+        status = await a.status()
+        assert status["tombstones"] == 0 and status["collected_tombstones"] == 50
+    async with open_node(cfg) as node:  # gone from disk too, and nothing came back
+        assert node.namespace.tombstone_count == 0
+        assert not node.namespace.exists(":Default.c7")

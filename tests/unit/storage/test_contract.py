@@ -475,3 +475,45 @@ async def test_store_keeps_the_highest_seq_per_name_in_any_commit_order(
                 await storage.commit(changes)
         async with backend.opened() as (storage, loaded):
             assert loaded.rows == sorted(model.values(), key=lambda row: row[0])
+
+
+async def test_collect_deletes_the_rows_of_collected_tombstones(backend: Backend) -> None:
+    live = entry(":Default.kept", 1)
+    tomb = entry(":Default.gone", 2, deleted=True)
+    again = entry(":Default.back", 3, deleted=True)
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, live), (2, tomb), (3, again)])
+        # :Default.back was registered again after the collection took its tombstone:
+        # the new row stays (the drop names the old seq).
+        await storage.commit([(4, entry(":Default.back", 4))])
+        await storage.collect([(":Default.gone", 2), (":Default.back", 3)], {"h": "7 x"})
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1, 4]
+    async with backend.opened() as (storage, loaded):
+        assert [seq for seq, _ in loaded.rows] == [1, 4]
+        assert loaded.kv["h"] == "7 x"
+        assert loaded.last_seq == 4
+        # a name collected and registered again later replaces nothing on disk
+        await storage.commit([(5, entry(":Default.gone", 5))])
+        assert [seq for seq, _ in await storage.entries_since(0)] == [1, 4, 5]
+
+
+async def test_a_collect_in_the_batch_that_rewrites_the_name_keeps_the_new_row(
+    backend: Backend,
+) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":x", 1, deleted=True))])
+        async with trio.open_nursery() as nursery:  # one transaction for both
+            nursery.start_soon(storage.commit, [(2, entry(":x", 2))])
+            nursery.start_soon(storage.collect, [(":x", 1)])
+        assert [seq for seq, _ in await storage.entries_since(0)] == [2]
+    async with backend.opened() as (_, loaded):
+        assert [seq for seq, _ in loaded.rows] == [2]
+
+
+async def test_the_feed_end_survives_the_collection_of_its_last_row(backend: Backend) -> None:
+    async with backend.opened() as (storage, _):
+        await storage.commit([(1, entry(":a", 1)), (2, entry(":b", 2, deleted=True))])
+        await storage.collect([(":b", 2)])
+    async with backend.opened() as (_, loaded):
+        assert [seq for seq, _ in loaded.rows] == [1]
+        assert loaded.last_seq == 2  # new changes must not reuse position 2

@@ -456,3 +456,21 @@ def test_repeated_values_come_back_as_one_object_and_times_keep_their_sign() -> 
     assert modified[1] is not created[1]
     assert str(modified[1]) == "-0.0"
     assert modified[2] is not created[2]  # different times stay different
+
+
+async def test_a_snapshot_still_serves_after_its_tombstones_were_collected(
+    tmp_path: Path, small_threshold: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [(i + 1, entry(f":e{i}", i, deleted=i % 2 == 0)) for i in range(8)]
+    await _write(tmp_path, rows)
+    token = _token(tmp_path)
+    async with open_storage(tmp_path) as storage:
+        await storage.open()
+        await storage.collect([(":e0", 1), (":e4", 5)])  # rows the snapshot holds
+    assert _token(tmp_path) == token  # too few changes for a new snapshot
+    with caplog.at_level("WARNING", logger="pairns.storage"):
+        loaded, _, uncovered = await _open(tmp_path)
+    assert "snapshot" not in caplog.text
+    assert loaded == _truth(tmp_path)
+    assert [seq for seq, _ in loaded] == [2, 3, 4, 6, 7, 8]
+    assert uncovered == 0

@@ -736,3 +736,34 @@ async def test_a_version_2_file_gains_the_table_of_learnt_request_ids(tmp_path: 
     finally:
         conn.close()
     assert integrity_check(tmp_path) == []
+
+
+async def test_a_new_database_gives_collected_pages_back(tmp_path: Path) -> None:
+    """Churn (register, unregister, collect) does not grow the file: a new database is
+    made with ``auto_vacuum=INCREMENTAL``, and collections give free pages back."""
+    from tests.unit.storage._helpers import entry as make_entry
+
+    path = tmp_path / "db"
+    sizes = []
+    async with open_storage(path) as storage:
+        await storage.open()
+        seq = 0
+        for round_ in range(12):
+            rows = []
+            for i in range(3000):
+                seq += 1
+                rows.append((seq, make_entry(f":n{round_}.{i}", seq, deleted=True)))
+            await storage.commit(rows)
+            await storage.collect([(entry.name, s) for s, entry in rows])
+            wal = path / (DB_NAME + "-wal")
+            sizes.append(
+                os.path.getsize(path / DB_NAME) + (wal.stat().st_size if wal.exists() else 0)
+            )
+    conn = sqlite3.connect(path / DB_NAME)
+    try:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert max(sizes[6:]) <= max(sizes[:6]) * 1.1, sizes
+    assert os.path.getsize(path / DB_NAME) < 1_000_000  # checkpointed at close
