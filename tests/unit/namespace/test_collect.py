@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 
 from pairns.namespace import Entry, Kind, Stamp
+from pairns.namespace.stamps import COUNTER_BITS
 
 from .support import assert_matches_oracle, make_ns, snapshot, visible_names
 
@@ -128,3 +129,60 @@ def test_is_collected_needs_a_live_entry_whose_name_has_none_here() -> None:
     assert ns.is_collected(old)
     tomb = Entry(":Default.y", Kind.GROUP, None, None, 1, 1, "B", Stamp(5, "B"), True)
     assert not ns.is_collected(tomb)
+
+
+class _CountingSeqs(dict[str, int]):
+    """The namespace's name -> position map, counting the lookups by name."""
+
+    lookups = 0
+
+    def __getitem__(self, name: str) -> int:
+        type(self).lookups += 1
+        return super().__getitem__(name)
+
+
+def test_a_pass_stops_at_the_first_tombstone_too_new_and_later_ones_wait_for_it() -> None:
+    ns, time = make_ns("A")
+    for i in range(1_000):
+        ns.register(f":Default.c{i}", "PYRO://h/1")
+        ns.unregister(f":Default.c{i}")
+    counting = _CountingSeqs(ns._seq)
+    object.__setattr__(ns, "_seq", counting)
+    # Nothing is durable: the pass looks at the oldest tombstone only, not at 1,000.
+    assert ns.collect(0) == []
+    assert _CountingSeqs.lookups <= 2
+    # Within the grace period: the same.
+    _CountingSeqs.lookups = 0
+    older_than = ns.clock.physical() - (60_000 << COUNTER_BITS)
+    assert ns.collect(ns.last_seq, older_than=older_than) == []
+    assert _CountingSeqs.lookups <= 2
+    # A tombstone from the twin with an older stamp, after a newer one in the feed,
+    # waits for that one to age, then both go.
+    assert len(ns.collect(ns.last_seq, limit=10_000)) == 1_000  # no grace asked
+    time.advance(30)
+    ns.register(":Default.late", "PYRO://h/2")
+    ns.unregister(":Default.late")
+    old_stamp = Stamp(ns.clock.physical() - (40_000 << COUNTER_BITS), "B")
+    merged = ns.merge(
+        Entry(
+            name=":Default.twins",
+            kind=Kind.OBJECT,
+            uri=None,
+            meta=None,
+            created=1000.0,
+            modified=1000.0,
+            owner="B",
+            stamp=old_stamp,
+            deleted=True,
+        )
+    )
+    assert merged
+    time.advance(25)  # ":Default.late" is 25 s old, the twin's 65 s
+    grace = ns.clock.physical() - (60_000 << COUNTER_BITS)
+    assert ns.collect(ns.last_seq, older_than=grace) == []
+    time.advance(40)
+    grace = ns.clock.physical() - (60_000 << COUNTER_BITS)
+    gone = {name for name, _seq in ns.collect(ns.last_seq, older_than=grace)}
+    assert gone == {":Default.late", ":Default.twins"}
+    assert ns.tombstone_count == 0
+    ns.check_invariants()
