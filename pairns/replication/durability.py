@@ -236,6 +236,20 @@ class StoredPositions:
             self.applied = min(self.applied, known)
         return known
 
+    def claim_forked(self, node_id: str, history: FeedHistory) -> bool:
+        """True if the claim ``applied`` on twin *node_id*, which now has *history*,
+        reaches past where that history forks from what was applied here: the twin
+        went back to an older copy of its feed and lost changes it had sent here.
+        :meth:`seen_before` would cut the claim; the twin must then get those changes
+        back, which only a full resync sends (the echo filter holds back what the twin
+        sent, but for what it sent on the current connection). Changes nothing."""
+        if node_id != self.twin_id or self.applied <= 0:
+            return False
+        old, seen = self.known.get(node_id, (FeedHistory(), {}))
+        seen = dict(seen)
+        old.credit(seen, self.applied)
+        return history.known_prefix(seen) < self.applied
+
     @property
     def persisted_applied(self) -> int:
         """``applied`` as last stored (0 before the first store)."""

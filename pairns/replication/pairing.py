@@ -280,13 +280,22 @@ class Pairing:
         """Why this link must be a full resync both ways, judged from this node's
         side, or None: a twin not met before or whose node id changed (wiped, or
         restored from a copy with another id), a twin that does not know this node's
-        id, or a claim on this node's feed that its history cannot vouch for."""
+        id, a claim on this node's feed that its history cannot vouch for, or a twin
+        whose own history went back below what this node holds of it."""
         if theirs.node_id != self.stored.twin_id:
             return "a new twin" if not self.stored.twin_id else "the twin's node id changed"
         if theirs.expect != self.node_id:
             return "the twin does not know this node"
         if not self._vouched(theirs):
             return "this node's history was replaced"
+        if self.stored.claim_forked(theirs.node_id, FeedHistory(theirs.history)):
+            log.warning(
+                "the twin's history forks below its changes this node holds (up to %d): "
+                "it went back to an older copy of its database and lost changes it had "
+                "sent here. Full resync, both ways",
+                self.stored.applied,
+            )
+            return "the twin's history went back"
         return None
 
     def _vouched(self, theirs: Hello) -> bool:

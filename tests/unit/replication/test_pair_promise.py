@@ -233,6 +233,41 @@ async def test_a_copy_restored_after_a_wipe_gets_back_its_own_lost_changes(
                 assert node.namespace.exists(":Default.x1"), node.node_id
 
 
+async def test_a_twin_restored_under_a_running_node_gets_back_what_it_lost(
+    tmp_path: Path,
+) -> None:
+    """Found by the chaos suite (seed 41, round 6): node 2 deleted names after a backup
+    was taken and was then restored from it, while node 1 kept running. Node 1's claim
+    on node 2's feed went past the backup's end; cut to where node 2's history now
+    forks, it looked true, so the link was incremental - and node 1's echo filter held
+    back the deletions, which it had from node 2. Node 2 showed the names for good. A
+    twin whose history forks below what this node holds of it is a full resync."""
+    ports = Ports()
+    c1 = config(tmp_path, "n1", ports.p1, 1, ports.twin_of_1(), **persistent(tmp_path, "n1"))
+    c2 = config(tmp_path, "n2", ports.p2, 2, ports.twin_of_2(), **persistent(tmp_path, "n2"))
+    db2, backup = tmp_path / "n2-db", tmp_path / "n2-backup"
+    async with open_node(c1) as n1:
+        async with open_node(c2) as n2, client(n2) as b:
+            for i in range(10):
+                await b.register(f":Default.x{i}", f"PYRO://127.0.0.1:1/x{i}")
+            await converged(n1, n2)
+            await trio.sleep(0.3)  # the positions are stored
+            # A copy of the running node (no await: nothing runs meanwhile), so the
+            # deletions below are in the same run of its feed as the copy's end.
+            shutil.copytree(db2, backup)
+            for i in range(5):
+                await b.unregister(f":Default.x{i}")  # on node 2, after the backup
+            await converged(n1, n2)
+        shutil.rmtree(db2)
+        shutil.copytree(backup, db2)  # restored: without the deletions
+        async with open_node(c2) as n2:
+            await converged(n1, n2, 15.0)
+            for node in (n1, n2):
+                assert not node.namespace.exists(":Default.x0"), node.node_id
+                assert not node.namespace.exists(":Default.x4"), node.node_id
+                assert node.namespace.exists(":Default.x5"), node.node_id
+
+
 async def test_a_full_resync_is_owed_until_the_twin_acknowledged_it(tmp_path: Path) -> None:
     """While a full resync is not acknowledged, every link sends the twin its own
     earlier changes too (the twin may have lost them); a link that ends early does not
