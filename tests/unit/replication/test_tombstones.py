@@ -26,6 +26,7 @@ from pairns.errors import NamingError
 from pairns.namespace import Entry, HybridClock, Kind, Namespace
 from pairns.namespace.stamps import ZERO_STAMP
 from pairns.naming.requests import RequestTable
+from pairns.replication.durability import StoredPositions
 from pairns.replication.feed import StableMarks, TwinOrigin, build_batch, bury_collected
 from pairns.replication.feed_history import FeedHistory
 from pairns.replication.messages import Batch
@@ -45,6 +46,11 @@ class Stored:
     applied: int = 0
     known: dict[str, tuple[FeedHistory, dict[str, int]]] = attrs.field(factory=dict)
     full_owed: int = 0
+
+    def claim_forked(self, node_id: str, history: FeedHistory) -> bool:
+        """``StoredPositions.claim_forked`` on these positions."""
+        positions = StoredPositions(twin_id=self.twin_id, applied=self.applied, known=self.known)
+        return positions.claim_forked(node_id, history)
 
 
 @attrs.define(eq=False)
@@ -139,11 +145,19 @@ class Pair:
     def connect(self, *, full: bool = False) -> None:
         """Hellos (``Pairing.full_reason``, ``start_link``), then a new connection."""
         a, b = self.nodes
+        # B dials: its hello carries its claim on A's feed as stored; A answers after
+        # start_link, with its claim on B's feed cut to what B's history shares.
         for x, y in ((a, b), (b, a)):
+            claim = x.stored.applied
+            if x is a and x.stored.twin_id == y.node_id:
+                old, runs = x.stored.known.get(y.node_id, (FeedHistory(), {}))
+                runs = dict(runs)
+                old.credit(runs, claim)
+                claim = min(claim, y.history.known_prefix(runs))
             claim_ok = x.stored.twin_id == y.node_id and y.history.vouches(
-                x.stored.twin_incarnation, x.stored.applied, y.ns.last_seq
+                x.stored.twin_incarnation, claim, y.ns.last_seq
             )
-            full = full or not claim_ok
+            full = full or not claim_ok or x.stored.claim_forked(y.node_id, y.history)
         for x, y in ((a, b), (b, a)):
             stored = x.stored
             old, runs = stored.known.pop(y.node_id, (FeedHistory(), {}))
@@ -514,3 +528,21 @@ def test_stable_marks_wait_for_the_batch_to_be_applied() -> None:
     marks.note(Batch(start=20, upto=20, ack=9, items=(), more=False))
     assert marks.stable(20) == 9
     assert marks.stable(0) == 9  # never goes back
+
+
+@settings(max_examples=1, deadline=None)
+@given(st.just(1))
+def test_a_twin_restored_from_a_copy_of_its_current_run_gets_its_lost_deletions(
+    _: int,
+) -> None:
+    """Found by the chaos suite (seed 41): B is copied mid-run, deletes a name after the
+    copy (A merges the deletion), and goes back to the copy. A's claim on B's feed, cut
+    to where B's history forks, is one B can vouch for; an incremental link would leave
+    B with the name for good (A's echo filter holds back what came from B). A twin whose
+    history forks below the claim is a full resync (``StoredPositions.claim_forked``)."""
+    pair = Pair()
+    pair.connect()
+    pair.play([("op", 1, "create_group", 0, 0), ("op", 1, "register", 1, 0), ("sync", 0)])
+    pair.play([("backup", 1), ("op", 1, "unregister", 0, 0), ("sync", 0)])
+    pair.play([("restore", 1), ("sync", 0)])
+    check(pair)
