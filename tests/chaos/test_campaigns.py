@@ -82,6 +82,29 @@ def test_loopback_campaign_with_every_fault(campaign: RunCampaign) -> None:
     assert data["longest_gap_max"] == summary.gap_max
 
 
+def test_churn_campaign_collects_tombstones_under_faults(
+    campaign: RunCampaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: the clients churn names while the nodes collect the tombstones as soon
+    as the rule allows (no grace period), under kills, partitions, cut links and old
+    copies restored (the faults that make a node go back). A name back after its
+    collected deletion is a lost unregister to the checker. Wipes are left out: with no
+    grace period, a copy of an identity no living node remembers is the one case the
+    rule leaves to the grace period (``docs/namespace-merge.md``)."""
+    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
+    summary = campaign(
+        seed=6,
+        rounds=6,
+        clients=2,
+        failover_clients=1,
+        faults=("old-copy", "kill", "partition", "cut", "stop"),
+    )
+    assert summary.faults.get("restore-old-copy", 0) >= 1, summary.table()
+    assert summary.ok is True, explain(summary)
+    assert summary.converged == summary.checkpoints, explain(summary)
+    assert summary.tombstones_collected > 100, summary.table()
+
+
 @needs_netns
 def test_netns_campaign_with_real_partitions(campaign: RunCampaign) -> None:
     """Two network namespaces and a veth pair; the partition takes a veth down."""
