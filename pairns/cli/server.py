@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from pairns import structured_log
+from pairns._malloc import fix_mmap_threshold
 from pairns.cli._util import first_leaf
 from pairns.config import (
     DEFAULT_BC_ADDR,
@@ -482,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Large blocks freed and made again (the request-id table's) stay out of the heap.
+    fix_mmap_threshold()
     try:
         trio.run(_serve, config, offset, handler, guard)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pairns.naming import requests
 from pairns.naming.requests import RequestRecord, RequestTable
 
 
@@ -37,6 +38,25 @@ def test_between_lists_local_writes_by_feed_position() -> None:
     assert [r.request_id for r in t.between(3, 5, now=1.0)] == ["b"]
     assert t.between(9, 100, now=1.0) == []
     assert {r.request_id for r in t.all_records(now=1.0)} == {"a", "b", "c", "remote"}
+
+
+def test_a_full_table_keeps_its_index_right_and_bounded() -> None:
+    # A full table forgets its oldest record on every write; the index rows of
+    # forgotten records are cut off in batches, not one by one (which moved the
+    # whole index on every write), and writes that finish out of order stay in order.
+    t = RequestTable(max_size=1000)
+    seqs = [s for base in range(1, 20_000, 4) for s in (base + 1, base, base + 3, base + 2)]
+    for seq in seqs:
+        t.add(f"r{seq}", None, seq=seq, now=0.0)
+        assert len(t._by_seq) <= len(t) + requests._DEAD_ROWS
+    assert len(t) == 1000
+    got = [r.request_id for r in t.between(0, 10**9, now=0.0)]
+    kept = sorted(seqs[-1000:])
+    assert got == [f"r{s}" for s in kept]
+    low = kept[500]
+    assert [r.request_id for r in t.between(low, low + 10, now=0.0)] == [
+        f"r{s}" for s in kept if low < s <= low + 10
+    ]
 
 
 def test_restore_reloads_young_stored_ids_within_the_bounds() -> None:
