@@ -55,8 +55,8 @@ from pairns.naming.requests import RequestTable
 from pairns.naming.service import CONNECTION_METHODS, NAMESERVER_OBJECT_ID, NameServer
 from pairns.naming.tombstones import (
     KV_HORIZON,
-    TOMBSTONE_GRACE,
     TombstoneCollector,
+    grace_from_env,
     horizon_from_text,
 )
 from pairns.replication.feed_history import KV_FEED_HISTORY, FeedHistory, new_incarnation_id
@@ -496,7 +496,7 @@ def _tombstone_collector(
         def safe_upto() -> int:
             return storage.last_seq if durable else namespace.last_seq
 
-    grace = float(os.environ.get("PAIRNS_TOMBSTONE_GRACE", TOMBSTONE_GRACE))
+    grace = grace_from_env(paired=replicator is not None)
     return TombstoneCollector(namespace, storage, safe_upto=safe_upto, grace=grace)
 
 

@@ -35,6 +35,7 @@ from pairns.config import (
     resolve_pairing,
 )
 from pairns.errors import PairnsError
+from pairns.naming.tombstones import grace_from_env
 from pairns.node import Node, node_guard, open_node
 from pairns.security.guard import NodeGuard
 from pairns.tls import node_tls
@@ -475,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         offset = clock_offset()
         node_tls(config)  # unreadable or mismatched certificate files: exit 2, now
         guard = node_guard(config)  # imports the -s plugin: a bad one is exit code 2
+        grace_from_env(paired=config.role != 0)  # PAIRNS_TOMBSTONE_GRACE: exit code 2
     except ConfigError as exc:
         print(f"pairns: configuration error: {exc}", file=sys.stderr)
         return 2

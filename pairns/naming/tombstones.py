@@ -16,11 +16,14 @@ The rule is a feed position, given as a function (*safe_upto*):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import trio
 
+from pairns.config import ConfigError
 from pairns.errors import StorageError
 from pairns.namespace import Namespace, Stamp
 from pairns.namespace.stamps import COUNTER_BITS, ZERO_STAMP
@@ -29,9 +32,11 @@ from pairns.storage import Storage
 
 __all__ = [
     "COLLECT_INTERVAL",
+    "GRACE_ENV",
     "KV_HORIZON",
     "TOMBSTONE_GRACE",
     "TombstoneCollector",
+    "grace_from_env",
     "horizon_from_text",
 ]
 
@@ -46,6 +51,27 @@ KV_HORIZON: Final = "tombstones.horizon"
 #: identity it never met (restored after both nodes were wiped in turn) is only safe
 #: if it is younger than this, as with Cassandra's ``gc_grace_seconds``.
 TOMBSTONE_GRACE: Final = 60.0
+
+#: The environment variable that overrides :data:`TOMBSTONE_GRACE` (seconds, 0 = none).
+GRACE_ENV: Final = "PAIRNS_TOMBSTONE_GRACE"
+
+
+def grace_from_env(paired: bool, environ: Mapping[str, str] | None = None) -> float:
+    """The grace period a node keeps tombstones for: ``PAIRNS_TOMBSTONE_GRACE`` if set,
+    else :data:`TOMBSTONE_GRACE` in a pair and none for a single node (it has no twin
+    that could send an older copy of a name, so it collects a deletion once it is
+    durable). A value that is not a number of seconds >= 0 is a :class:`ConfigError`."""
+    text = (os.environ if environ is None else environ).get(GRACE_ENV)
+    if text is None:
+        return TOMBSTONE_GRACE if paired else 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{GRACE_ENV} must be a number of seconds >= 0, not {text!r}")
+    return value
+
 
 #: Seconds between two looks for tombstones to collect (when the last look found none
 #: to drop, or fewer than a batch). Tombstones then live about this long after they

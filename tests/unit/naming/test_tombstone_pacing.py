@@ -1,17 +1,27 @@
-"""The tombstone collector's pace: straight on after a full batch, else one look per
-interval (a pass looks at every tombstone held)."""
+"""The tombstone collector's pace (straight on after a full batch, else one look per
+interval) and its grace period setting."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from pairns.config import ConfigError
 from pairns.namespace.stamps import ZERO_STAMP
 from pairns.namespace.state import COLLECT_BATCH
-from pairns.naming.tombstones import TombstoneCollector
+from pairns.naming.tombstones import (
+    GRACE_ENV,
+    TOMBSTONE_GRACE,
+    TombstoneCollector,
+    grace_from_env,
+)
 
 
 class _Clock:
@@ -73,3 +83,30 @@ def test_full_batches_go_straight_on_and_a_last_drop_gets_another_look() -> None
         assert calls[3:] == [0.25]
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_grace_period_is_for_a_pair_only_unless_set() -> None:
+    assert grace_from_env(paired=True, environ={}) == TOMBSTONE_GRACE
+    assert grace_from_env(paired=False, environ={}) == 0.0
+    assert grace_from_env(paired=False, environ={GRACE_ENV: "5"}) == 5.0
+    assert grace_from_env(paired=True, environ={GRACE_ENV: "0"}) == 0.0
+
+
+@pytest.mark.parametrize("text", ["soon", "-1", "nan", "inf", ""])
+def test_a_bad_grace_period_is_a_configuration_error(text: str) -> None:
+    with pytest.raises(ConfigError, match=GRACE_ENV):
+        grace_from_env(paired=True, environ={GRACE_ENV: text})
+
+
+def test_the_command_refuses_a_bad_grace_period_with_exit_code_2() -> None:
+    env = dict(os.environ, **{GRACE_ENV: "soon"})
+    out = subprocess.run(
+        [sys.executable, "-m", "pairns.cli.server", "-n", "127.0.0.1", "-p", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "configuration error" in out.stderr and GRACE_ENV in out.stderr

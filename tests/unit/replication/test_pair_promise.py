@@ -807,7 +807,9 @@ async def test_a_twin_restored_after_collection_does_not_bring_names_back(
 async def test_a_single_node_collects_what_is_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PAIRNS_TOMBSTONE_GRACE", "0")
+    """A single node has no twin to wait for, and no grace period by default: it
+    collects a deletion once it is durable."""
+    monkeypatch.delenv("PAIRNS_TOMBSTONE_GRACE", raising=False)
     cfg = Config(host=HOST, port=0, uri_file=str(tmp_path / "n.uri"), **persistent(tmp_path, "n"))
     async with open_node(cfg) as node, client(node) as a:
         for i in range(50):
