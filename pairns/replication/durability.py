@@ -236,19 +236,21 @@ class StoredPositions:
             self.applied = min(self.applied, known)
         return known
 
-    def claim_forked(self, node_id: str, history: FeedHistory) -> bool:
+    def claim_forked(self, node_id: str, history: FeedHistory, unstored: int = 0) -> bool:
         """True if the claim ``applied`` on twin *node_id*, which now has *history*,
         reaches past where that history forks from what was applied here: the twin
         went back to an older copy of its feed and lost changes it had sent here.
         :meth:`seen_before` would cut the claim; the twin must then get those changes
         back, which only a full resync sends (the echo filter holds back what the twin
-        sent, but for what it sent on the current connection). Changes nothing."""
-        if node_id != self.twin_id or self.applied <= 0:
+        sent, but for what it sent on the current connection). *unstored* is a claim
+        a link that has not ended yet holds; the higher one counts. Changes nothing."""
+        claim = max(self.applied, unstored)
+        if node_id != self.twin_id or claim <= 0:
             return False
         old, seen = self.known.get(node_id, (FeedHistory(), {}))
         seen = dict(seen)
-        old.credit(seen, self.applied)
-        return history.known_prefix(seen) < self.applied
+        old.credit(seen, claim)
+        return history.known_prefix(seen) < claim
 
     @property
     def persisted_applied(self) -> int:

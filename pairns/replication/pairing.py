@@ -288,12 +288,17 @@ class Pairing:
             return "the twin does not know this node"
         if not self._vouched(theirs):
             return "this node's history was replaced"
-        if self.stored.claim_forked(theirs.node_id, FeedHistory(theirs.history)):
+        # A link the twin's reconnection ended may not have stored its claim yet.
+        link = self.link
+        unstored = 0
+        if link is not None and link.twin_id == theirs.node_id:
+            unstored = link.positions.applied
+        if self.stored.claim_forked(theirs.node_id, FeedHistory(theirs.history), unstored):
             log.warning(
                 "the twin's history forks below its changes this node holds (up to %d): "
                 "it went back to an older copy of its database and lost changes it had "
                 "sent here. Full resync, both ways",
-                self.stored.applied,
+                max(self.stored.applied, unstored),
             )
             return "the twin's history went back"
         return None

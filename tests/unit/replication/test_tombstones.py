@@ -546,3 +546,21 @@ def test_a_twin_restored_from_a_copy_of_its_current_run_gets_its_lost_deletions(
     pair.play([("backup", 1), ("op", 1, "unregister", 0, 0), ("sync", 0)])
     pair.play([("restore", 1), ("sync", 0)])
     check(pair)
+
+
+def test_a_claim_past_the_twins_fork_is_seen_also_before_it_is_stored() -> None:
+    """``claim_forked``: the twin ran r1 from 1 and r2 from 101; it came back from a
+    copy taken at 150 (r3 from 151). A claim up to 150 is one it can still vouch for; up
+    to 180 it lost changes it had sent, also when only a link that has not ended yet
+    holds that claim (the stored one is older)."""
+    before = FeedHistory((("r1", 1), ("r2", 101)))
+    after = FeedHistory((("r1", 1), ("r2", 101), ("r3", 151)))
+    stored = StoredPositions(twin_id="B", applied=150, known={"B": (before, {})})
+    assert not stored.claim_forked("B", after)
+    assert not stored.claim_forked("B", after, unstored=150)
+    assert stored.claim_forked("B", after, unstored=180)
+    assert not stored.claim_forked("C", after, unstored=180)  # another node's feed
+    stored.applied = 180
+    assert stored.claim_forked("B", after)
+    # a plain restart: the new run starts where the claim ends
+    assert not stored.claim_forked("B", FeedHistory((("r1", 1), ("r2", 101), ("r3", 181))))
