@@ -188,6 +188,7 @@ class Replicator:
         self.pacer = ResyncPacer()
         self._resync_scheduled = trio.Event()
         self.pairing.on_paired = self._paired
+        self.pairing.on_full_resync = self._full_resync_began
         previous = namespace.on_conflict
         namespace.on_conflict = conflict_logger(previous)
 
@@ -298,6 +299,9 @@ class Replicator:
 
     def _paired(self) -> None:
         self.pacer.finished(trio.current_time())
+
+    def _full_resync_began(self) -> None:
+        self.pacer.began_anyway(trio.current_time())
 
     async def _run_scheduled_resyncs(self) -> None:
         """Start each paced resync when it is due."""

@@ -113,6 +113,9 @@ class Pairing:
         self._last_failure = ""
         #: Called each time the link reaches ``paired`` (the resync pacer listens).
         self.on_paired: Callable[[], None] | None = None
+        #: Called each time a link starts a full resync, whichever node asked for it
+        #: (the resync pacer listens: the twin's resyncs are paced with this node's).
+        self.on_full_resync: Callable[[], None] | None = None
         # How far the twin holds this node's feed durably, having sent everything it
         # wrote before (see stable_upto); only grows while the node runs.
         self._stable = 0
@@ -357,6 +360,8 @@ class Pairing:
             seen_before=seen,
         )
         self.link = link
+        if link.full and self.on_full_resync is not None:
+            self.on_full_resync()
         if full or their_applied == 0 or applied == 0:
             self.counters.full_resyncs += 1
             kind = "full"

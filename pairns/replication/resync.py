@@ -8,7 +8,9 @@ started) and burnt a third of a core on each node. The rules now:
 * **Coalesced.** A request that arrives while a full resync runs (asked for and not
   yet back to ``paired``, whoever asked) *joins* it: nothing is restarted.
 * **Paced.** A new full resync starts no sooner than :data:`PACE_FACTOR` times the
-  last requested one's duration after it ended (at least :data:`MIN_GAP` seconds). A
+  last one's duration after it ended (at least :data:`MIN_GAP` seconds); the last one
+  may be one the twin asked for (:meth:`began_anyway`), so a client asking the two
+  nodes in turn is paced as one asking one node. A
   request inside that gap is *scheduled* for its end, and every later request in the
   gap joins that one. So requested resyncs take at most about 1 / (1 + PACE_FACTOR)
   of the time, however often a client asks, and each one reaches ``paired``.
@@ -73,6 +75,16 @@ class ResyncPacer:
             return Decision.SCHEDULE
         self.began = now
         return Decision.START
+
+    def began_anyway(self, now: float) -> None:
+        """A full resync began at *now* that this rule did not start: one the twin
+        asked for (its own pacer let it), or one a restore or a new twin made. It counts
+        as the running one: requests join it, its end sets the next gap (so two
+        clients asking the two nodes in turn are paced as one), and a scheduled one
+        is served by it (it began after they asked)."""
+        if self.began is None:
+            self.began = now
+            self.due = None
 
     def start_due(self, now: float) -> bool:
         """True (and the resync counts as begun) if the scheduled one is due at *now*."""

@@ -60,3 +60,19 @@ def test_requests_once_a_second_use_a_bounded_share_of_the_time() -> None:
         if pacer.request(now, running=False) is Decision.START:
             running_until = now + duration
     assert busy / 600 <= 1 / (1 + PACE_FACTOR) + 0.01
+
+
+def test_a_resync_the_twin_asked_for_sets_the_gap_here_too() -> None:
+    """Two clients asking the two nodes in turn: the twin's resync counts as the
+    running one here (requests join it) and its end sets this node's gap."""
+    pacer = ResyncPacer()
+    pacer.began_anyway(0.0)  # the twin asked; the link started a full resync
+    assert pacer.request(0.5, running=False) is Decision.JOIN
+    pacer.finished(2.0)  # took 2 s: the gap is 8 s
+    assert pacer.request(3.0, running=False) is Decision.SCHEDULE
+    assert pacer.due == 2.0 + PACE_FACTOR * 2.0
+    pacer.began_anyway(3.5)  # the twin's next one serves the scheduled request
+    assert (pacer.began, pacer.due) == (3.5, None)
+    assert not pacer.start_due(10.0)
+    pacer.began_anyway(4.0)  # the same resync, seen again: it began at 3.5
+    assert pacer.began == 3.5
