@@ -1044,7 +1044,16 @@ class Namespace:
         version exactly when its *seen* is that version's stamp.
         """
         if _same_content(old, new):
-            return False
+            # Nothing a client sees changes, but for one case: a deletion this node
+            # made losing to the twin's, written without knowing it. Its client's
+            # unregister is now the twin's, whose later versions (which knew only
+            # the twin's) may bring the name back with nothing else to report it.
+            return (
+                old.deleted
+                and current.node == self.node_id
+                and stamp.node != self.node_id
+                and seen != current
+            )
         if stamp.node == current.node:
             return stamp.node == self.node_id
         return seen != current

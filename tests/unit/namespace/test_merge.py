@@ -200,6 +200,45 @@ def test_concurrent_writes_to_one_name_report_a_version_conflict_on_the_loser() 
     assert a.conflict_count == 1 and b.conflict_count == 0
 
 
+def test_my_deletion_lost_to_the_twins_concurrent_one_is_reported() -> None:
+    """Found by the chaos suite (seed 49): B deletes a name A deleted concurrently with
+    a clock ahead; A's deletion wins (nothing a client sees changes), then A registers
+    the name again, knowing only its own deletion. Without a report when B's deletion
+    lost, B's client's unregister was undone by a register nobody reported."""
+    a, b, ta, tb = pair(skew=-20.0)  # B's clock 20 s behind A's
+    ta.advance(1)
+    tb.advance(1)
+    deliver(send(a.register(":Default.o", "PYRO://h/1")), b)
+    a_conflicts, b_conflicts = collect(a), collect(b)
+    ta.advance(1)
+    from_a = send(a.unregister(":Default.o"))
+    tb.advance(1)
+    from_b = send(b.unregister(":Default.o"))  # concurrent, stamped below A's
+    ta.advance(1)
+    from_a += send(a.register(":Default.o", "PYRO://h/again"))  # knows A's deletion
+    deliver(from_b, a)
+    deliver(from_a, b)
+    assert a.resolve(":Default.o") == b.resolve(":Default.o") == "PYRO://h/again"
+    assert a_conflicts == []  # B's deletion lost on A: A's was newer, and A's own
+    assert [(c.kind, c.winner.deleted, c.winner.owner, c.loser.owner) for c in b_conflicts] == [
+        ("version", True, "A", "B")
+    ]
+
+
+def test_the_same_deletion_coming_back_is_no_conflict() -> None:
+    """A deletion from the twin that replaces a deletion it knew, or one of the twin's
+    own, reports nothing."""
+    a, b, ta, _tb = pair()
+    ta.advance(1)
+    deliver(send(a.register(":Default.o", "PYRO://h/1")), b)
+    b_conflicts = collect(b)
+    ta.advance(1)
+    deliver(send(a.unregister(":Default.o")), b)  # B held A's live version: causal
+    ta.advance(1)
+    sync(a, b)
+    assert b_conflicts == []
+
+
 def test_knowledge_survives_a_chain_of_updates() -> None:
     a, b, ta, tb = pair()
     ta.advance(1)
