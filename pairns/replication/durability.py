@@ -223,9 +223,8 @@ class StoredPositions:
         it is credited there first, then cut to what the new history shares (a claim
         past a fork names other changes now).
         """
-        old, seen = self.known.pop(node_id, (FeedHistory(), {}))
-        if node_id == self.twin_id:
-            old.credit(seen, self.applied)
+        seen = self._credited(node_id, self.applied)
+        self.known.pop(node_id, None)
         self.known[node_id] = (history, seen)
         while len(self.known) > MAX_KNOWN_TWINS:
             del self.known[next(iter(self.known))]
@@ -247,10 +246,16 @@ class StoredPositions:
         claim = max(self.applied, unstored)
         if node_id != self.twin_id or claim <= 0:
             return False
+        return history.known_prefix(self._credited(node_id, claim)) < claim
+
+    def _credited(self, node_id: str, claim: int) -> dict[str, int]:
+        """A copy of what was seen of twin *node_id*'s runs, with *claim* (a position
+        of its feed as last heard) credited if it is the current twin."""
         old, seen = self.known.get(node_id, (FeedHistory(), {}))
         seen = dict(seen)
-        old.credit(seen, claim)
-        return history.known_prefix(seen) < claim
+        if node_id == self.twin_id:
+            old.credit(seen, claim)
+        return seen
 
     @property
     def persisted_applied(self) -> int:
